@@ -1,0 +1,173 @@
+#include "net2net/config/cinn_config.h"
+
+#include "net2net/core/error.h"
+
+namespace net2net::config {
+
+namespace {
+Key str(std::string path, json def, std::string help, std::vector<std::string> choices = {}) {
+  Key k;
+  k.path = std::move(path);
+  k.type = Type::String;
+  k.default_value = std::move(def);
+  k.help = std::move(help);
+  k.choices = std::move(choices);
+  return k;
+}
+Key integer(std::string path, json def, std::string help, double min) {
+  Key k;
+  k.path = std::move(path);
+  k.type = Type::Int;
+  k.default_value = std::move(def);
+  k.help = std::move(help);
+  k.min = min;
+  return k;
+}
+Key number(std::string path, json def, std::string help, std::optional<double> min, std::optional<double> max = {}) {
+  Key k;
+  k.path = std::move(path);
+  k.type = Type::Number;
+  k.default_value = std::move(def);
+  k.help = std::move(help);
+  k.min = min;
+  k.max = max;
+  return k;
+}
+Key boolean(std::string path, bool def, std::string help) {
+  Key k;
+  k.path = std::move(path);
+  k.type = Type::Bool;
+  k.default_value = def;
+  k.help = std::move(help);
+  return k;
+}
+Key required(Key k) {
+  k.required = true;
+  k.default_value = nullptr;
+  return k;
+}
+Key nullable(Key k) {
+  k.nullable = true;
+  return k;
+}
+
+Schema make_cinn_schema() {
+  Key betas;
+  betas.path = "train.betas";
+  betas.type = Type::NumberList;
+  betas.default_value = json::array({0.5, 0.9});
+  betas.help = "Adam betas (the reference's (0.5, 0.9)).";
+  betas.min = 0.0;
+  betas.max = 0.999999;
+  betas.list_size = 2;
+
+  return Schema("cinn", {
+    str("kind", "cinn", "Config kind.", {"cinn"}),
+    str("name", "", "Free-form name of the experiment (shown in logs and reports)."),
+    str("description", "", "Free-form description."),
+    required(str("data.train", nullptr, "Embedding cache (HDF5) with the training pairs.")),
+    nullable(str("data.val", nullptr, "Embedding cache for validation; null: split data.train by data.val_fraction.")),
+    number("data.val_fraction", 0.1, "Share of data.train held out for validation when data.val is null (seeded by train.seed).", 0.0, 0.9),
+    required(str("data.condition", nullptr, "Dataset name of the condition z_phi (expert f) in the caches.")),
+    required(str("data.target", nullptr, "Dataset name of the target z_theta (expert g) in the caches.")),
+    nullable(integer("model.in_dim", nullptr, "Dimension of z_theta; null: taken from the data (checked against it when given).", 1)),
+    nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given).", 1)),
+    integer("model.embedding_dim", 128, "Output size of the condition embedder, fed to every coupling.", 1),
+    integer("model.n_flows", 20, "Number of flow blocks (ActNorm, activation, double coupling, permutation).", 1),
+    integer("model.hidden_dim", 1024, "Width of the s and t subnets of each coupling.", 1),
+    integer("model.hidden_depth", 2, "Hidden layers of the s and t subnets after the first one.", 0),
+    str("model.activation", "lrelu", "Invertible activation after ActNorm in each block.", {"none", "lrelu"}),
+    number("model.leaky_relu_alpha", 0.9, "Negative slope of the invertible leaky ReLU.", 1e-3, 1.0),
+    str("model.conditioning", "none", "none: one embedding for every block; parallel / sequential: a linear map per block applied to the embedding / the previous block's condition.", {"none", "parallel", "sequential"}),
+    integer("model.embedder.hidden_dim", 256, "Width of the condition embedder MLP.", 1),
+    integer("model.embedder.depth", 2, "Hidden layers of the embedder MLP after the first one.", 0),
+    str("model.embedder.norm", "none", "Normalisation in the embedder MLP.", {"none", "batchnorm", "actnorm"}),
+    nullable(integer("model.permutation_seed", nullptr, "Seed of the fixed per-block permutations; null: train.seed.", 0)),
+    integer("train.batch_size", 16, "Pairs per optimizer step (over all devices).", 1),
+    integer("train.steps", 100000, "Optimizer steps.", 0),
+    number("train.base_lr", 4.5e-6, "Base learning rate; lr = devices * batch_size * base_lr unless train.lr is set.", 0.0),
+    nullable(number("train.lr", nullptr, "Learning rate that overrides the scaling rule.", 0.0)),
+    betas,
+    boolean("train.amsgrad", true, "Use the AMSGrad variant of Adam."),
+    number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
+    nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
+    integer("train.seed", 23, "Seed of initialisation, shuffling and splits (the reference's default 23).", 0),
+    integer("train.log_every", 50, "Steps between train metrics lines.", 1),
+    integer("train.val_every", 1000, "Steps between validations.", 1),
+    integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1),
+  });
+}
+}  // namespace
+
+const Schema& cinn_schema() {
+  static const Schema schema = make_cinn_schema();
+  return schema;
+}
+
+const Schema& schema_for_kind(const std::string& kind, const std::string& origin) {
+  if (kind == "cinn") return cinn_schema();
+  std::string hint = edit_distance(kind, "cinn") <= 2 ? " (did you mean 'cinn'?)" : "";
+  throw ConfigError("config '" + origin + "': key 'kind': unknown config kind \"" + kind + "\"" + hint +
+                    "; known kinds: cinn");
+}
+
+json resolve_config(json user, const std::vector<std::string>& overrides, const std::string& origin) {
+  for (const auto& o : overrides) apply_override(user, o);
+  std::string kind = "cinn";
+  if (user.is_object() && user.contains("kind")) {
+    if (!user["kind"].is_string())
+      throw ConfigError("config '" + origin + "': key 'kind': expected a string");
+    kind = user["kind"].get<std::string>();
+  }
+  json resolved = schema_for_kind(kind, origin).resolve(user, origin);
+  if (resolved["model"]["permutation_seed"].is_null())
+    resolved["model"]["permutation_seed"] = resolved["train"]["seed"];
+  return resolved;
+}
+
+json load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return resolve_config(load_json_file(path), overrides, path);
+}
+
+FlowConfig flow_config_from_json(const json& resolved) {
+  const json& m = resolved.at("model");
+  FlowConfig c;
+  if (m.at("in_dim").is_null() || m.at("cond_dim").is_null())
+    throw ConfigError("model.in_dim and model.cond_dim must be known to build the model");
+  c.in_dim = m.at("in_dim").get<int64_t>();
+  c.cond_dim = m.at("cond_dim").get<int64_t>();
+  c.embedding_dim = m.at("embedding_dim").get<int64_t>();
+  c.n_flows = m.at("n_flows").get<int64_t>();
+  c.hidden_dim = m.at("hidden_dim").get<int64_t>();
+  c.hidden_depth = m.at("hidden_depth").get<int64_t>();
+  c.activation = m.at("activation").get<std::string>();
+  c.leaky_relu_alpha = m.at("leaky_relu_alpha").get<double>();
+  c.conditioning = m.at("conditioning").get<std::string>();
+  c.embedder.hidden_dim = m.at("embedder").at("hidden_dim").get<int64_t>();
+  c.embedder.depth = m.at("embedder").at("depth").get<int64_t>();
+  c.embedder.norm = m.at("embedder").at("norm").get<std::string>();
+  c.permutation_seed = m.at("permutation_seed").is_null() ? 23 : m.at("permutation_seed").get<uint64_t>();
+  return c;
+}
+
+json to_json(const FlowConfig& c) {
+  return json{{"in_dim", c.in_dim},
+              {"cond_dim", c.cond_dim},
+              {"embedding_dim", c.embedding_dim},
+              {"n_flows", c.n_flows},
+              {"hidden_dim", c.hidden_dim},
+              {"hidden_depth", c.hidden_depth},
+              {"activation", c.activation},
+              {"leaky_relu_alpha", c.leaky_relu_alpha},
+              {"conditioning", c.conditioning},
+              {"embedder", {{"hidden_dim", c.embedder.hidden_dim}, {"depth", c.embedder.depth}, {"norm", c.embedder.norm}}},
+              {"permutation_seed", c.permutation_seed}};
+}
+
+double effective_learning_rate(const json& resolved, int devices) {
+  const json& t = resolved.at("train");
+  if (!t.at("lr").is_null()) return t.at("lr").get<double>();
+  return devices * t.at("batch_size").get<double>() * t.at("base_lr").get<double>();
+}
+
+}  // namespace net2net::config

@@ -1,0 +1,54 @@
+// The cINN config kind: its key table, the typed model description built from it, and the
+// loader used by net2net-train (file -> --set overrides -> validation -> derived values).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "net2net/config/schema.h"
+
+namespace net2net::config {
+
+// The key table of config kind "cinn" (declared once; see docs/configs.md).
+const Schema& cinn_schema();
+
+// Schema of a config kind, or ConfigError naming key 'kind' (with a suggestion).
+const Schema& schema_for_kind(const std::string& kind, const std::string& origin);
+
+struct EmbedderConfig {
+  int64_t hidden_dim = 256;
+  int64_t depth = 2;
+  std::string norm = "none";  // none | batchnorm | actnorm
+};
+
+// Architecture of the conditional flow (the reference's ConditionalFlatCouplingFlow).
+struct FlowConfig {
+  int64_t in_dim = 0;
+  int64_t cond_dim = 0;
+  int64_t embedding_dim = 128;
+  int64_t n_flows = 20;
+  int64_t hidden_dim = 1024;
+  int64_t hidden_depth = 2;
+  std::string activation = "lrelu";   // none | lrelu
+  double leaky_relu_alpha = 0.9;
+  std::string conditioning = "none";  // none | parallel | sequential
+  EmbedderConfig embedder;
+  uint64_t permutation_seed = 23;
+};
+
+// Typed view of a resolved config's "model" section. in_dim / cond_dim must be set.
+FlowConfig flow_config_from_json(const json& resolved);
+json to_json(const FlowConfig& cfg);
+
+// Reads the file, applies --set overrides in order, validates against the kind's schema and
+// fills derived values (model.permutation_seed from train.seed). in_dim / cond_dim may remain
+// null here: they come from the data (see the train command).
+json load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Same, from a JSON value already in memory (`origin` names it in errors).
+json resolve_config(json user, const std::vector<std::string>& overrides, const std::string& origin);
+
+// lr = devices * batch_size * base_lr unless train.lr is given (the reference's rule).
+double effective_learning_rate(const json& resolved, int devices);
+
+}  // namespace net2net::config

@@ -1,0 +1,271 @@
+#include "net2net/config/schema.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "net2net/core/atomic_file.h"
+#include "net2net/core/error.h"
+
+namespace net2net::config {
+
+std::string type_name(Type type) {
+  switch (type) {
+    case Type::Int: return "integer";
+    case Type::Number: return "number";
+    case Type::String: return "string";
+    case Type::Bool: return "boolean";
+    case Type::NumberList: return "list of numbers";
+  }
+  return "?";
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+Schema::Schema(std::string kind, std::vector<Key> keys) : kind_(std::move(kind)), keys_(std::move(keys)) {}
+
+const Key* Schema::find(const std::string& path) const {
+  for (const auto& k : keys_)
+    if (k.path == path) return &k;
+  return nullptr;
+}
+
+bool Schema::is_section(const std::string& path) const {
+  std::string prefix = path + ".";
+  for (const auto& k : keys_)
+    if (k.path.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
+}
+
+std::string Schema::suggest(const std::string& path) const {
+  std::string best;
+  size_t best_d = std::string::npos;
+  auto leaf = [](const std::string& p) {
+    auto pos = p.rfind('.');
+    return pos == std::string::npos ? p : p.substr(pos + 1);
+  };
+  // Candidates: every key and every section ("model", "model.embedder").
+  std::vector<std::string> candidates;
+  for (const auto& k : keys_) {
+    candidates.push_back(k.path);
+    for (size_t dot = k.path.find('.'); dot != std::string::npos; dot = k.path.find('.', dot + 1))
+      candidates.push_back(k.path.substr(0, dot));
+  }
+  for (const auto& c : candidates) {
+    // Whole path, or the last part alone (a key put in the wrong section).
+    size_t d = std::min(edit_distance(path, c), edit_distance(leaf(path), leaf(c)) + 1);
+    if (d < best_d) best_d = d, best = c;
+  }
+  size_t limit = std::max<size_t>(2, leaf(path).size() / 3);
+  return best_d <= limit ? best : std::string();
+}
+
+namespace {
+std::string describe(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  const char* what = v.is_string() ? "string" : v.is_boolean() ? "boolean" : v.is_array() ? "array"
+                     : v.is_object() ? "object" : v.is_null() ? "null" : "number";
+  return std::string(what) + " " + s;
+}
+
+std::string fmt_bound(double b) {
+  std::ostringstream ss;
+  ss << b;
+  return ss.str();
+}
+
+[[noreturn]] void fail(const std::string& origin, const std::string& key, const std::string& msg) {
+  throw ConfigError("config '" + origin + "': key '" + key + "': " + msg);
+}
+
+void check_bounds(const Key& key, double x, const std::string& origin) {
+  if (!std::isfinite(x)) fail(origin, key.path, "must be a finite number");
+  if (key.min && x < *key.min) fail(origin, key.path, "must be >= " + fmt_bound(*key.min) + ", got " + fmt_bound(x));
+  if (key.max && x > *key.max) fail(origin, key.path, "must be <= " + fmt_bound(*key.max) + ", got " + fmt_bound(x));
+}
+
+void set_path(json& root, const std::string& path, const json& value) {
+  json* node = &root;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      return;
+    }
+    node = &(*node)[part];
+    start = dot + 1;
+  }
+}
+
+const json* get_path(const json& root, const std::string& path) {
+  const json* node = &root;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object()) return nullptr;
+    auto it = node->find(part);
+    if (it == node->end()) return nullptr;
+    if (dot == std::string::npos) return &*it;
+    node = &*it;
+    start = dot + 1;
+  }
+}
+}  // namespace
+
+void Schema::check_value(const Key& key, const json& v, const std::string& origin) const {
+  if (v.is_null()) {
+    if (key.nullable) return;
+    fail(origin, key.path, "expected a " + type_name(key.type) + ", got null");
+  }
+  switch (key.type) {
+    case Type::Int: {
+      bool integral = v.is_number_integer() ||
+                      (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+                       std::fabs(v.get<double>()) < 9e15);
+      if (!integral) fail(origin, key.path, "expected an integer, got " + describe(v));
+      check_bounds(key, v.get<double>(), origin);
+      break;
+    }
+    case Type::Number:
+      if (!v.is_number()) fail(origin, key.path, "expected a number, got " + describe(v));
+      check_bounds(key, v.get<double>(), origin);
+      break;
+    case Type::String: {
+      if (!v.is_string()) fail(origin, key.path, "expected a string, got " + describe(v));
+      const auto s = v.get<std::string>();
+      if (!key.choices.empty() && std::find(key.choices.begin(), key.choices.end(), s) == key.choices.end()) {
+        std::string all;
+        for (const auto& c : key.choices) all += (all.empty() ? "" : ", ") + c;
+        fail(origin, key.path, "must be one of {" + all + "}, got \"" + s + "\"");
+      }
+      break;
+    }
+    case Type::Bool:
+      if (!v.is_boolean()) fail(origin, key.path, "expected a boolean (true/false), got " + describe(v));
+      break;
+    case Type::NumberList:
+      if (!v.is_array()) fail(origin, key.path, "expected a list of numbers, got " + describe(v));
+      if (key.list_size >= 0 && static_cast<int>(v.size()) != key.list_size)
+        fail(origin, key.path, "expected " + std::to_string(key.list_size) + " numbers, got " + std::to_string(v.size()));
+      for (const auto& x : v) {
+        if (!x.is_number()) fail(origin, key.path, "expected a list of numbers, got an element " + describe(x));
+        check_bounds(key, x.get<double>(), origin);
+      }
+      break;
+  }
+}
+
+void Schema::walk(const json& node, const std::string& prefix, const std::string& origin) const {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (const Key* key = find(path)) {
+      check_value(*key, it.value(), origin);
+    } else if (is_section(path)) {
+      if (!it.value().is_object()) fail(origin, path, "expected an object (a section), got " + describe(it.value()));
+      walk(it.value(), path, origin);
+    } else {
+      std::string hint = suggest(path);
+      fail(origin, path, "unknown key" + (hint.empty() ? std::string() : " (did you mean '" + hint + "'?)"));
+    }
+  }
+}
+
+json Schema::resolve(const json& user, const std::string& origin) const {
+  if (!user.is_object()) throw ConfigError("config '" + origin + "': expected a JSON object at the top level");
+  walk(user, "", origin);
+  json out = json::object();
+  for (const auto& key : keys_) {
+    const json* given = get_path(user, key.path);
+    if (given) {
+      json v = *given;
+      if (key.type == Type::Int && v.is_number_float()) v = static_cast<int64_t>(v.get<double>());
+      set_path(out, key.path, v);
+    } else if (key.required) {
+      fail(origin, key.path, "missing (required): " + key.help);
+    } else {
+      set_path(out, key.path, key.default_value);
+    }
+  }
+  return out;
+}
+
+std::string Schema::markdown() const {
+  std::ostringstream ss;
+  ss << "| key | type | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& k : keys_) {
+    std::string type = type_name(k.type);
+    if (!k.choices.empty()) {
+      type.clear();
+      for (const auto& c : k.choices) type += (type.empty() ? "" : " \\| ") + ("`" + c + "`");
+    }
+    if (k.nullable) type += " or null";
+    std::string def = k.required ? "(required)" : "`" + k.default_value.dump() + "`";
+    std::string bounds;
+    if (k.min) bounds += " Min " + fmt_bound(*k.min) + ".";
+    if (k.max) bounds += " Max " + fmt_bound(*k.max) + ".";
+    ss << "| `" << k.path << "` | " << type << " | " << def << " | " << k.help << bounds << " |\n";
+  }
+  return ss.str();
+}
+
+void apply_override(json& config, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UsageError("--set expects key.path=value, got '" + assignment + "'");
+  std::string path = assignment.substr(0, eq);
+  std::string text = assignment.substr(eq + 1);
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;  // not JSON: a plain string
+  if (!config.is_object()) config = json::object();
+  json* node = &config;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) throw UsageError("--set: empty part in key path '" + path + "'");
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      return;
+    }
+    json& next = (*node)[part];
+    if (next.is_null()) next = json::object();
+    if (!next.is_object())
+      throw ConfigError("--set " + path + ": '" + path.substr(0, dot) + "' is a value, not a section");
+    node = &next;
+    start = dot + 1;
+  }
+}
+
+json load_json_file(const std::string& path) {
+  std::string text = read_text_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    // Turn nlohmann's byte offset into a line and column.
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') ++line, col = 1;
+      else ++col;
+    }
+    throw ConfigError("config '" + path + "': invalid JSON at line " + std::to_string(line) + ", column " +
+                      std::to_string(col) + ": " + e.what());
+  }
+}
+
+}  // namespace net2net::config

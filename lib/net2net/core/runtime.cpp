@@ -1,0 +1,42 @@
+#include "net2net/core/runtime.h"
+
+#include <sched.h>
+#include <torch/torch.h>
+
+#include <thread>
+
+#include "net2net/core/error.h"
+
+namespace net2net {
+
+int available_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+int set_threads(int threads) {
+  int n = threads > 0 ? threads : available_cpus();
+  torch::set_num_threads(n);
+  return n;
+}
+
+void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
+
+std::string check_device(const std::string& device) {
+  if (device == "cpu") return device;
+  if (device.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw UsageError("--device " + device +
+                       ": this build of LibTorch has no CUDA (or no GPU is visible); use --device cpu");
+    return device;
+  }
+  throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");
+}
+
+}  // namespace net2net

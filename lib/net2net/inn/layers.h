@@ -1,0 +1,101 @@
+// The layers of the reference cINN (CompVis/net2net, modules/flow): ActNorm, the invertible
+// leaky ReLU, the fixed permutation, the subnet MLP and the conditional double affine coupling.
+// Every invertible layer has forward(x) -> (y, logdet[N]) and inverse(y) -> x; inputs are
+// 2-D [N, D]. All state that defines the function (ActNorm's "initialized" flag and the
+// permutations) is registered as buffers, so it is saved and loaded with the parameters.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace net2net::inn {
+
+using torch::Tensor;
+using LayerOutput = std::pair<Tensor, Tensor>;  // (y, logdet per item)
+
+// y = scale * (x + loc). On its first forward pass in training mode it initialises loc and
+// scale from that batch so that y has zero mean and unit (unbiased) std per dimension. The
+// flag is a buffer: a loaded model is never initialised again. No initialisation in eval mode.
+class ActNormImpl : public torch::nn::Module {
+ public:
+  explicit ActNormImpl(int64_t dim);
+  LayerOutput forward(const Tensor& x);
+  Tensor inverse(const Tensor& y);
+  bool initialized() const;
+  Tensor loc, scale, initialized_flag;
+
+ private:
+  void initialize(const Tensor& x);
+};
+TORCH_MODULE(ActNorm);
+
+// y = x for x >= 0, alpha * x otherwise; log-det = (number of negative entries) * log(alpha).
+// (The reference returns a log-det of 0 here, which is wrong for alpha != 1; we return the
+// exact value, checked against the Jacobian in the tests.)
+class InvLeakyReluImpl : public torch::nn::Module {
+ public:
+  explicit InvLeakyReluImpl(double alpha = 0.9);
+  LayerOutput forward(const Tensor& x);
+  Tensor inverse(const Tensor& y);
+  double alpha() const { return alpha_; }
+
+ private:
+  double alpha_;
+};
+TORCH_MODULE(InvLeakyRelu);
+
+// A fixed permutation of the dimensions, drawn from `seed` (portable: mt19937_64 with our own
+// Fisher-Yates, not std::shuffle). Both index vectors are buffers.
+class ShuffleImpl : public torch::nn::Module {
+ public:
+  ShuffleImpl(int64_t dim, uint64_t seed);
+  LayerOutput forward(const Tensor& x);
+  Tensor inverse(const Tensor& y);
+  Tensor forward_index, backward_index;
+};
+TORCH_MODULE(Shuffle);
+
+// The reference's BasicFullyConnectedNet: Linear, [norm], LeakyReLU(0.01), then `depth` times
+// (Linear, [norm], LeakyReLU), then Linear to out_dim, optionally tanh.
+// norm: "none" | "batchnorm" | "actnorm".
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int64_t in_dim, int64_t hidden_dim, int64_t depth, int64_t out_dim, bool tanh_out,
+          const std::string& norm = "none");
+  Tensor forward(Tensor x);
+
+ private:
+  std::vector<torch::nn::Linear> linears_;
+  std::vector<torch::nn::BatchNorm1d> batch_norms_;
+  std::vector<ActNorm> act_norms_;
+  bool tanh_out_;
+};
+TORCH_MODULE(Mlp);
+
+// Conditional double affine coupling. x = [x1 (ceil(D/2)), x2 (floor(D/2))];
+//   x2' = x2 * exp(s0([x1, c])) + t0([x1, c])
+//   x1' = x1 * exp(s1([x2', c])) + t1([x2', c])
+// output [x2', x1'] (the reference's order for even D); log-det = sum s0 + sum s1.
+class DoubleCouplingImpl : public torch::nn::Module {
+ public:
+  DoubleCouplingImpl(int64_t dim, int64_t cond_dim, int64_t hidden_dim, int64_t hidden_depth);
+  LayerOutput forward(const Tensor& x, const Tensor& cond);
+  Tensor inverse(const Tensor& y, const Tensor& cond);
+  int64_t first_half() const { return a_; }
+
+ private:
+  int64_t a_, b_;
+  Mlp s0_{nullptr}, t0_{nullptr}, s1_{nullptr}, t1_{nullptr};
+};
+TORCH_MODULE(DoubleCoupling);
+
+// Converts floating-point parameters and buffers (only those) to `dtype`, in place. Unlike
+// Module::to(dtype), integer buffers (permutations, flags, BatchNorm counters) keep their type.
+void convert_floating(torch::nn::Module& module, torch::Dtype dtype);
+
+// Permutation of 0..n-1 drawn from seed, identical on every platform.
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed);
+
+}  // namespace net2net::inn

@@ -1,0 +1,93 @@
+#include "net2net/io/checkpoint.h"
+
+#include <filesystem>
+
+#include "net2net/core/atomic_file.h"
+#include "net2net/core/error.h"
+
+namespace net2net::io {
+namespace fs = std::filesystem;
+
+namespace {
+std::string dtype_name(torch::Dtype d) {
+  if (d == torch::kFloat64) return "float64";
+  if (d == torch::kFloat32) return "float32";
+  throw InputError("unsupported model dtype");
+}
+}  // namespace
+
+void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  archive.write("version", c10::IValue(kCheckpointVersion));
+  archive.write("config", c10::IValue(config.dump()));
+  archive.write("dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
+  torch::serialize::OutputArchive model_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  write_atomically(path, [&](const std::string& tmp) {
+    try {
+      archive.save_to(tmp);
+    } catch (const c10::Error& e) {
+      throw IoError("cannot write checkpoint '" + tmp + "': " + e.what_without_backtrace());
+    }
+  });
+}
+
+std::string resolve_checkpoint_path(const std::string& p) {
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) {
+    for (const char* name : {"checkpoints/best.pt", "checkpoints/last.pt"}) {
+      auto candidate = fs::path(p) / name;
+      if (fs::exists(candidate, ec)) return candidate.string();
+    }
+    throw IoError("run directory '" + p + "' has no checkpoints/best.pt or checkpoints/last.pt");
+  }
+  if (!fs::exists(p, ec)) throw IoError("checkpoint '" + p + "' does not exist");
+  return p;
+}
+
+LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
+  LoadedFlow out;
+  out.path = resolve_checkpoint_path(path_or_run_dir);
+  const std::string& path = out.path;
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
+                     e.what_without_backtrace());
+  }
+  c10::IValue format, version, config, dtype;
+  if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
+    throw InputError("checkpoint '" + path + "' is not a net2net checkpoint (no format = " + kCheckpointFormat + ")");
+  if (!archive.try_read("version", version) || !version.isInt() || version.toInt() > kCheckpointVersion)
+    throw InputError("checkpoint '" + path + "' has an unsupported version (this tool reads up to " +
+                     std::to_string(kCheckpointVersion) + ")");
+  if (!archive.try_read("config", config) || !config.isString())
+    throw InputError("checkpoint '" + path + "' has no config");
+  out.config = nlohmann::json::parse(config.toStringRef(), nullptr, false);
+  if (out.config.is_discarded()) throw InputError("checkpoint '" + path + "': its config is not valid JSON");
+  torch::Dtype dt = torch::kFloat32;
+  if (archive.try_read("dtype", dtype) && dtype.isString() && dtype.toStringRef() == "float64") dt = torch::kFloat64;
+
+  config::FlowConfig cfg;
+  try {
+    cfg = config::flow_config_from_json(out.config);
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint '" + path + "': cannot rebuild the model from its config: " + e.what());
+  }
+  out.model = inn::ConditionalFlow(cfg);
+  inn::convert_floating(*out.model, dt);
+  try {
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    out.model->load(model_archive);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint '" + path + "': model state does not match its config: " + e.what_without_backtrace());
+  }
+  out.model->eval();
+  return out;
+}
+
+}  // namespace net2net::io

@@ -1,0 +1,31 @@
+// Model checkpoints: one file holds the model's state (parameters and buffers: permutations,
+// ActNorm flags, BatchNorm statistics) and the fully resolved config, so that a checkpoint
+// alone rebuilds the model. Written atomically. The format is LibTorch's serialize archive
+// (a zip readable by torch.jit.load in Python); docs/formats.md lists its keys.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "net2net/inn/flow.h"
+
+namespace net2net::io {
+
+inline constexpr const char* kCheckpointFormat = "net2net.checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model);
+
+struct LoadedFlow {
+  nlohmann::json config;
+  inn::ConditionalFlow model{nullptr};
+  std::string path;  // the file actually read
+};
+
+// Accepts a checkpoint file or a run directory (then checkpoints/best.pt, else last.pt).
+// IoError when the file is missing or unreadable, InputError when it is not a net2net
+// checkpoint or is corrupt / truncated. The model is returned in eval mode.
+LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir);
+
+std::string resolve_checkpoint_path(const std::string& path_or_run_dir);
+
+}  // namespace net2net::io

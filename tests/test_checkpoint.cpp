@@ -1,0 +1,278 @@
+// Checkpoints: config + state in one file; a fresh process rebuilds a bit-identical model,
+// permutations and ActNorm flags included; corrupt files give clear errors.
+#include <H5Cpp.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "net2net/config/cinn_config.h"
+#include "net2net/core/error.h"
+#include "net2net/io/checkpoint.h"
+
+using namespace net2net;
+using namespace net2net::inn;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using torch::Tensor;
+
+namespace {
+
+json test_config(int64_t in_dim = 7) {
+  json user = {{"data", {{"train", "t.h5"}, {"condition", "c"}, {"target", "z"}}},
+               {"model",
+                {{"in_dim", in_dim},
+                 {"cond_dim", 3},
+                 {"embedding_dim", 4},
+                 {"n_flows", 3},
+                 {"hidden_dim", 16},
+                 {"hidden_depth", 1},
+                 {"conditioning", "sequential"},
+                 {"embedder", {{"hidden_dim", 8}, {"depth", 1}, {"norm", "batchnorm"}}}}}};
+  return config::resolve_config(user, {}, "test");
+}
+
+fs::path temp_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("net2net_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A trained-looking model: ActNorm initialised, BatchNorm statistics moved, and one
+// permutation replaced so that a loader that regenerated permutations from the config would
+// be caught.
+ConditionalFlow prepared_model(const json& cfg) {
+  auto model = build_flow(config::flow_config_from_json(cfg), 3);
+  model->train();
+  torch::manual_seed(4);
+  {
+    torch::NoGradGuard g;
+    model->forward(torch::randn({32, 7}) * 2 + 1, torch::randn({32, 3}));
+    auto& idx = model->blocks()[1]->shuffle->forward_index;
+    idx.copy_(idx.flip(0));
+    model->blocks()[1]->shuffle->backward_index.copy_(torch::argsort(idx));
+  }
+  model->eval();
+  return model;
+}
+
+int run_self(const std::string& filter, const std::string& env_dir) {
+  std::string exe = fs::read_symlink("/proc/self/exe").string();
+  std::string cmd = "NET2NET_CHILD_DIR='" + env_dir + "' '" + exe + "' --gtest_filter=" + filter + " > '" + env_dir +
+                    "/child.log' 2>&1";
+  int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST(Checkpoint, HoldsConfigAndStateAndRebuildsTheModel) {
+  auto dir = temp_dir("ckpt");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  auto path = (dir / "model.pt").string();
+  io::save_flow_checkpoint(path, cfg, model);
+  auto loaded = io::load_flow_checkpoint(path);
+  EXPECT_EQ(loaded.config, cfg);
+  EXPECT_FALSE(loaded.model->is_training());
+  EXPECT_TRUE(torch::equal(loaded.model->blocks()[1]->shuffle->forward_index, model->blocks()[1]->shuffle->forward_index));
+  for (const auto& b : loaded.model->blocks()) EXPECT_TRUE(b->norm->initialized());
+  torch::manual_seed(8);
+  auto x = torch::randn({10, 7}), c = torch::randn({10, 3});
+  torch::NoGradGuard g;
+  auto a = model->forward(x, c), b = loaded.model->forward(x, c);
+  EXPECT_TRUE(torch::equal(a.v, b.v));
+  EXPECT_TRUE(torch::equal(a.logdet, b.logdet));
+  EXPECT_TRUE(torch::equal(model->inverse(x, c), loaded.model->inverse(x, c)));
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, Float64ModelsStayFloat64) {
+  auto dir = temp_dir("ckpt64");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  convert_floating(*model, torch::kFloat64);
+  io::save_flow_checkpoint((dir / "m.pt").string(), cfg, model);
+  auto loaded = io::load_flow_checkpoint((dir / "m.pt").string());
+  for (const auto& p : loaded.model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat64);
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, RunDirectoryPrefersBestThenLast) {
+  auto dir = temp_dir("rundir");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  EXPECT_THROW(io::resolve_checkpoint_path(dir.string()), IoError);
+  io::save_flow_checkpoint((dir / "checkpoints/last.pt").string(), cfg, model);
+  EXPECT_EQ(io::resolve_checkpoint_path(dir.string()), (dir / "checkpoints/last.pt").string());
+  io::save_flow_checkpoint((dir / "checkpoints/best.pt").string(), cfg, model);
+  EXPECT_EQ(io::resolve_checkpoint_path(dir.string()), (dir / "checkpoints/best.pt").string());
+  EXPECT_NO_THROW(io::load_flow_checkpoint(dir.string()));
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, CorruptTruncatedOrForeignFilesGiveClearErrors) {
+  auto dir = temp_dir("corrupt");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  auto good = (dir / "good.pt").string();
+  io::save_flow_checkpoint(good, cfg, model);
+  auto size = fs::file_size(good);
+
+  auto truncated = (dir / "truncated.pt").string();
+  fs::copy_file(good, truncated);
+  fs::resize_file(truncated, size / 2);
+  try {
+    io::load_flow_checkpoint(truncated);
+    FAIL() << "truncated checkpoint loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(truncated), std::string::npos) << e.what();
+  }
+
+  auto garbage = (dir / "garbage.pt").string();
+  std::ofstream(garbage) << "not a checkpoint at all";
+  EXPECT_THROW(io::load_flow_checkpoint(garbage), InputError);
+
+  auto foreign = (dir / "foreign.pt").string();
+  torch::save(torch::ones({3}), foreign);
+  try {
+    io::load_flow_checkpoint(foreign);
+    FAIL() << "foreign archive loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a net2net checkpoint"), std::string::npos) << e.what();
+  }
+
+  EXPECT_THROW(io::load_flow_checkpoint((dir / "missing.pt").string()), IoError);
+  // The good file is untouched by all of this.
+  EXPECT_NO_THROW(io::load_flow_checkpoint(good));
+  EXPECT_EQ(fs::file_size(good), size);
+  fs::remove_all(dir);
+}
+
+// Parent: saves a model, its inputs and its outputs; a fresh process loads the checkpoint and
+// must reproduce the outputs bit for bit.
+TEST(Checkpoint, FreshProcessReproducesOutputsBitForBit) {
+  if (std::getenv("NET2NET_CHILD_DIR")) GTEST_SKIP() << "child run";
+  auto dir = temp_dir("fresh");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  io::save_flow_checkpoint((dir / "model.pt").string(), cfg, model);
+  torch::manual_seed(10);
+  auto x = torch::randn({16, 7}), c = torch::randn({16, 3}), v = torch::randn({16, 7});
+  torch::NoGradGuard g;
+  auto out = model->forward(x, c);
+  auto inv = model->inverse(v, c);
+  torch::save(std::vector<Tensor>{x, c, v, out.v, out.logdet, inv}, (dir / "tensors.pt").string());
+  int rc = run_self("CheckpointChild.*", dir.string());
+  std::ifstream log(dir / "child.log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("[  PASSED  ] 1 test"), std::string::npos) << text;
+  fs::remove_all(dir);
+}
+
+TEST(CheckpointChild, LoadsAndCompares) {
+  const char* dir = std::getenv("NET2NET_CHILD_DIR");
+  if (!dir) GTEST_SKIP() << "runs only as the child of FreshProcessReproducesOutputsBitForBit";
+  auto loaded = io::load_flow_checkpoint(std::string(dir) + "/model.pt");
+  std::vector<Tensor> t;
+  torch::load(t, std::string(dir) + "/tensors.pt");
+  ASSERT_EQ(t.size(), 6u);
+  torch::NoGradGuard g;
+  auto out = loaded.model->forward(t[0], t[1]);
+  EXPECT_TRUE(torch::equal(out.v, t[3]));
+  EXPECT_TRUE(torch::equal(out.logdet, t[4]));
+  EXPECT_TRUE(torch::equal(loaded.model->inverse(t[2], t[1]), t[5]));
+}
+
+// ------------------------------------------------------------------ against the Python reference
+namespace {
+void write_tensor(H5::Group& g, const std::string& name, const Tensor& t) {
+  auto c = t.contiguous();
+  std::vector<hsize_t> dims(c.sizes().begin(), c.sizes().end());
+  if (dims.empty()) dims.push_back(1);
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+  if (c.scalar_type() == torch::kLong) {
+    auto ds = g.createDataSet(name, H5::PredType::NATIVE_INT64, space);
+    ds.write(c.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+  } else {
+    auto d = c.to(torch::kFloat64);
+    auto ds = g.createDataSet(name, H5::PredType::NATIVE_DOUBLE, space);
+    ds.write(d.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+  }
+}
+}  // namespace
+
+class PythonReference : public ::testing::TestWithParam<std::tuple<int64_t, std::string, std::string, std::string>> {};
+INSTANTIATE_TEST_SUITE_P(
+    Options, PythonReference,
+    ::testing::Values(std::make_tuple(int64_t{6}, "lrelu", "none", "batchnorm"),
+                      std::make_tuple(int64_t{8}, "none", "parallel", "none"),
+                      std::make_tuple(int64_t{10}, "lrelu", "sequential", "actnorm")));
+
+// Our flow with its weights loaded into an independent Python implementation written the way the
+// reference code is (4-D tensors, chunk/swap couplings, 1x1 convs): same v, log-det and inverse.
+TEST_P(PythonReference, SameOutputsAsTheReferenceImplementation) {
+  if (std::system("/usr/bin/python3 -c 'import torch, h5py' > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3-torch / python3-h5py missing (scripts/setup.sh --test installs them)";
+  auto [d, act, cond, norm] = GetParam();
+  json user = {{"data", {{"train", "t.h5"}, {"condition", "c"}, {"target", "z"}}},
+               {"model",
+                {{"in_dim", d},
+                 {"cond_dim", 3},
+                 {"embedding_dim", 5},
+                 {"n_flows", 4},
+                 {"hidden_dim", 16},
+                 {"hidden_depth", 2},
+                 {"activation", act},
+                 {"conditioning", cond},
+                 {"embedder", {{"hidden_dim", 8}, {"depth", 1}, {"norm", norm}}}}}};
+  json cfg = config::resolve_config(user, {}, "test");
+  auto model = build_flow(config::flow_config_from_json(cfg), 3);
+  convert_floating(*model, torch::kFloat64);
+  model->train();
+  torch::manual_seed(4);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  {
+    torch::NoGradGuard g;
+    model->forward(torch::randn({64, d}, opts) * 2 - 1, torch::randn({64, 3}, opts));
+  }
+  model->eval();
+  auto x = torch::randn({12, d}, opts) * 1.5, c = torch::randn({12, 3}, opts), v = torch::randn({12, d}, opts);
+  torch::NoGradGuard g;
+  auto out = model->forward(x, c);
+  auto inv = model->inverse(v, c);
+
+  auto dir = temp_dir("pyref");
+  auto file = (dir / "flow.h5").string();
+  {
+    H5::H5File h5(file, H5F_ACC_TRUNC);
+    H5::Group root = h5.openGroup("/");
+    H5::Group weights = h5.createGroup("weights");
+    for (const auto& p : model->named_parameters()) write_tensor(weights, p.key(), p.value());
+    for (const auto& b : model->named_buffers()) write_tensor(weights, b.key(), b.value());
+    for (auto [name, t] : {std::pair{"x", x}, std::pair{"c", c}, std::pair{"v_in", v}, std::pair{"v", out.v},
+                           std::pair{"logdet", out.logdet}, std::pair{"inverse", inv}})
+      write_tensor(root, name, t);
+    std::string text = cfg["model"].dump();
+    H5::StrType str_type(H5::PredType::C_S1, text.size());
+    auto attr = root.createAttribute("model_config", str_type, H5::DataSpace(H5S_SCALAR));
+    attr.write(str_type, text);
+  }
+  std::string cmd = "/usr/bin/python3 '" + std::string(NET2NET_SOURCE_DIR) + "/tests/python/reference_flow.py' compare '" +
+                    file + "' > '" + (dir / "result.json").string() + "' 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::ifstream in(dir / "result.json");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_EQ(rc, 0) << text;
+  json diff = json::parse(text);
+  EXPECT_LT(diff["v"].get<double>(), 1e-10) << text;
+  EXPECT_LT(diff["logdet"].get<double>(), 1e-10) << text;
+  EXPECT_LT(diff["inverse"].get<double>(), 1e-10) << text;
+  fs::remove_all(dir);
+}

@@ -1,0 +1,127 @@
+// The option registry (llama.cpp style): no flag declared twice, every tool has the global
+// options, bad values are refused, environment variables fill values and flags override them.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <set>
+
+#include "net2net/cli/options.h"
+
+using namespace net2net::cli;
+
+namespace {
+// Parses `args` (without the program name) for `tool`; returns the global options.
+GlobalOptions parse(const std::string& tool, std::vector<std::string> args) {
+  auto t = make_tool(tool);
+  GlobalOptions g;
+  auto app = build_app(*t, g);
+  std::reverse(args.begin(), args.end());  // CLI11's vector form takes arguments in reverse
+  app->parse(args);
+  return g;
+}
+
+void collect_names(const CLI::App& app, std::vector<std::string>& names) {
+  for (const CLI::Option* opt : app.get_options()) {
+    for (const auto& n : opt->get_lnames()) names.push_back("--" + n);
+    for (const auto& n : opt->get_snames()) names.push_back("-" + n);
+  }
+}
+
+struct EnvGuard {
+  std::string name;
+  EnvGuard(std::string n, const std::string& value) : name(std::move(n)) { setenv(name.c_str(), value.c_str(), 1); }
+  ~EnvGuard() { unsetenv(name.c_str()); }
+};
+}  // namespace
+
+TEST(Options, NoFlagIsDeclaredTwiceInAnyTool) {
+  for (const auto& tool : tool_names()) {
+    SCOPED_TRACE(tool);
+    auto t = make_tool(tool);
+    GlobalOptions g;
+    std::unique_ptr<CLI::App> app;
+    ASSERT_NO_THROW(app = build_app(*t, g));  // CLI11 throws OptionAlreadyAdded on a clash
+    std::vector<std::string> names;
+    collect_names(*app, names);
+    std::set<std::string> unique(names.begin(), names.end());
+    EXPECT_EQ(unique.size(), names.size());
+    for (const auto* sub : app->get_subcommands({})) {
+      std::vector<std::string> sub_names;
+      collect_names(*sub, sub_names);
+      for (const auto& n : sub_names) {
+        if (n == "-h" || n == "--help") continue;  // every subcommand has its own help
+        EXPECT_EQ(unique.count(n), 0u) << sub->get_name() << " redeclares " << n;
+      }
+    }
+  }
+}
+
+TEST(Options, EveryToolHasTheGlobalOptionsAndVersion) {
+  for (const auto& tool : tool_names()) {
+    auto t = make_tool(tool);
+    GlobalOptions g;
+    auto app = build_app(*t, g);
+    for (const auto& spec : global_option_specs())
+      EXPECT_NE(app->get_option_no_throw(spec.flag), nullptr) << tool << " lacks " << spec.flag;
+    EXPECT_NE(app->get_option_no_throw("--version"), nullptr) << tool;
+    EXPECT_NE(app->get_option_no_throw("--help"), nullptr) << tool;
+  }
+}
+
+TEST(Options, BadValuesAreRefused) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--threads", "-1"}, {"--threads", "many"}, {"--seed", "-5"},        {"--seed", "x"},
+      {"--device", "tpu"}, {"--device", "cuda:x"}, {"--log-level", "loud"}, {"--no-such-flag"},
+  };
+  for (const auto& tool : tool_names()) {
+    for (const auto& args : bad) {
+      std::vector<std::string> a = args;
+      if (tool == "net2net-eval") a.insert(a.begin(), {"energy", "--run", "r"});
+      EXPECT_THROW(parse(tool, a), CLI::ParseError) << tool << " accepted " << args[0] << " " << args.back();
+    }
+  }
+}
+
+TEST(Options, GoodValuesParse) {
+  auto g = parse("net2net-train", {"--threads", "2", "--seed", "7", "--device", "cuda:1", "--log-level", "debug", "--json"});
+  EXPECT_EQ(g.threads, 2);
+  EXPECT_EQ(g.seed, 7u);
+  EXPECT_TRUE(g.seed_given);
+  EXPECT_EQ(g.device, "cuda:1");
+  EXPECT_EQ(g.log_level, "debug");
+  EXPECT_TRUE(g.json);
+  auto d = parse("net2net-train", {});
+  EXPECT_EQ(d.threads, 0);
+  EXPECT_EQ(d.seed, 23u);
+  EXPECT_FALSE(d.seed_given);
+  EXPECT_EQ(d.device, "cpu");
+}
+
+TEST(Options, EnvironmentFillsAndFlagsOverride) {
+  EnvGuard threads("NET2NET_THREADS", "3");
+  EnvGuard seed("NET2NET_SEED", "99");
+  EnvGuard level("NET2NET_LOG_LEVEL", "error");
+  auto g = parse("net2net-extract", {});
+  EXPECT_EQ(g.threads, 3);
+  EXPECT_EQ(g.seed, 99u);
+  EXPECT_TRUE(g.seed_given);
+  EXPECT_EQ(g.log_level, "error");
+  auto f = parse("net2net-extract", {"--threads", "1", "--seed", "5"});
+  EXPECT_EQ(f.threads, 1);
+  EXPECT_EQ(f.seed, 5u);
+}
+
+TEST(Options, BadEnvironmentValueIsRefused) {
+  EnvGuard threads("NET2NET_THREADS", "-4");
+  EXPECT_THROW(parse("net2net-train", {}), CLI::ParseError);
+}
+
+TEST(Options, EnvNamesAreUnique) {
+  std::set<std::string> envs, flags;
+  for (const auto& s : global_option_specs()) {
+    EXPECT_TRUE(flags.insert(s.flag).second) << s.flag;
+    if (!s.env.empty()) {
+      EXPECT_TRUE(envs.insert(s.env).second) << s.env;
+    }
+  }
+}

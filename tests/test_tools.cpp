@@ -1,0 +1,188 @@
+// The executables as users run them: --help/--version, exit codes, --dry-run output.
+#include <gtest/gtest.h>
+#include <H5Cpp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path work_dir() {
+  static fs::path dir = [] {
+    auto d = fs::temp_directory_path() / ("net2net_tools_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+// Runs a tool (by name) with a shell-quoted argument string.
+Result run(const std::string& tool, const std::string& args) {
+  auto out = work_dir() / "stdout.txt", err = work_dir() / "stderr.txt";
+  std::string cmd = "cd '" + std::string(NET2NET_SOURCE_DIR) + "' && '" + std::string(NET2NET_TOOL_DIR) + "/" + tool +
+                    "/" + tool + "' " + args + " > '" + out.string() + "' 2> '" + err.string() + "' < /dev/null";
+  int status = std::system(cmd.c_str());
+  Result r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+// Parameter count of the reference architecture, in closed form from the config.
+int64_t mlp_params(int64_t in, int64_t hidden, int64_t depth, int64_t out) {
+  return in * hidden + hidden + depth * (hidden * hidden + hidden) + hidden * out + out;
+}
+int64_t reference_parameter_count(const json& m) {
+  int64_t d = m["in_dim"], e = m["embedding_dim"], h = m["hidden_dim"], depth = m["hidden_depth"];
+  int64_t a = (d + 1) / 2, b = d / 2;
+  int64_t block = 2 * d + 2 * mlp_params(a + e, h, depth, b) + 2 * mlp_params(b + e, h, depth, a);
+  const json& em = m["embedder"];
+  int64_t eh = em["hidden_dim"], edepth = em["depth"];
+  int64_t embedder = mlp_params(m["cond_dim"], eh, edepth, e);
+  if (em["norm"] != "none") embedder += 2 * eh * (edepth + 1);  // BatchNorm / ActNorm: weight + bias
+  int64_t cond_maps = m["conditioning"] == "none" ? 0 : e * e + e;
+  return m["n_flows"].get<int64_t>() * (block + cond_maps) + embedder;
+}
+
+void write_cache(const fs::path& file, int64_t rows, int64_t cond_dim, int64_t target_dim) {
+  H5::H5File h5(file.string(), H5F_ACC_TRUNC);
+  for (auto [name, dim] : {std::pair{"cond", cond_dim}, std::pair{"target", target_dim}}) {
+    hsize_t dims[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(dim)};
+    H5::DataSpace space(2, dims);
+    auto ds = h5.createDataSet(name, H5::PredType::IEEE_F32LE, space);
+    std::vector<float> data(rows * dim, 0.5f);
+    ds.write(data.data(), H5::PredType::NATIVE_FLOAT);
+  }
+}
+
+}  // namespace
+
+TEST(Tools, HelpAndVersionForEveryTool) {
+  for (const std::string tool : {"net2net-extract", "net2net-train", "net2net-translate", "net2net-eval"}) {
+    auto help = run(tool, "--help");
+    EXPECT_EQ(help.rc, 0) << tool << help.err;
+    for (const char* needle : {"--threads", "--seed", "--device", "--log-level", "--json", "Example", "Exit codes"})
+      EXPECT_NE(help.out.find(needle), std::string::npos) << tool << " --help lacks " << needle;
+    auto version = run(tool, "--version");
+    EXPECT_EQ(version.rc, 0);
+    EXPECT_NE(version.out.find(tool + " 0."), std::string::npos) << version.out;
+  }
+}
+
+TEST(Tools, BadUsageExitsTwo) {
+  EXPECT_EQ(run("net2net-train", "--threads -2").rc, 2);
+  EXPECT_EQ(run("net2net-train", "--no-such-option").rc, 2);
+  EXPECT_EQ(run("net2net-train", "--dry-run").rc, 2);  // no --config
+  EXPECT_EQ(run("net2net-train", "--config /nonexistent.json --dry-run").rc, 2);
+  EXPECT_EQ(run("net2net-eval", "").rc, 2);  // no subcommand
+}
+
+TEST(Tools, DryRunOfTextToBigGanReportsTheReferenceParameterCount) {
+  auto r = run("net2net-train", "--config configs/text2biggan.json --dry-run");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json s = json::parse(r.out);
+  EXPECT_EQ(s["parameters"]["total"].get<int64_t>(), reference_parameter_count(s["config"]["model"]));
+  EXPECT_EQ(s["config"]["model"]["n_flows"], 24);
+  // lr = devices * batch * base_lr
+  EXPECT_DOUBLE_EQ(s["learning_rate"]["lr"].get<double>(), 16 * 4.5e-6);
+  EXPECT_EQ(s["data"]["train"]["exists"], false);
+  // And against an independent implementation of the reference in Python PyTorch.
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3-torch missing (the test script installs it)";
+  auto py = work_dir() / "py.txt";
+  std::string cmd = "/usr/bin/python3 '" + std::string(NET2NET_SOURCE_DIR) +
+                    "/tests/python/reference_flow.py' count '" + std::string(NET2NET_SOURCE_DIR) +
+                    "/configs/text2biggan.json' > '" + py.string() + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(std::stoll(slurp(py)), s["parameters"]["total"].get<int64_t>());
+}
+
+TEST(Tools, EveryShippedConfigDryRuns) {
+  for (const auto& entry : fs::directory_iterator(fs::path(NET2NET_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".json") continue;
+    auto r = run("net2net-train", "--config '" + entry.path().string() + "' --dry-run --set train.seed=5");
+    ASSERT_EQ(r.rc, 0) << entry.path() << r.err;
+    json s = json::parse(r.out);
+    EXPECT_EQ(s["parameters"]["total"].get<int64_t>(), reference_parameter_count(s["config"]["model"])) << entry.path();
+    EXPECT_EQ(s["config"]["train"]["seed"], 5);
+  }
+}
+
+TEST(Tools, ConfigErrorsExitTwoNamingTheKey) {
+  struct Case {
+    std::string args, needle;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"--set model.n_flow=3", "did you mean 'model.n_flows'"},
+           {"--set model.n_flows=abc", "'model.n_flows': expected an integer"},
+           {"--set model.hidden_dim=-4", "'model.hidden_dim': must be >= 1"},
+           {"--set train.amsgrad=maybe", "'train.amsgrad'"},
+           {"--set model.activation=relu", "'model.activation'"},
+       }) {
+    auto r = run("net2net-train", "--config configs/text2biggan.json --dry-run " + c.args);
+    EXPECT_EQ(r.rc, 2) << c.args;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << "nothing on stdout on error";
+  }
+  auto bad = work_dir() / "bad.json";
+  std::ofstream(bad) << R"({"data": {"train": "x.h5", "condition": "c", "target": "t"}, "modle": {}})";
+  auto r = run("net2net-train", "--config '" + bad.string() + "' --dry-run");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("'modle'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did you mean 'model"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(bad.string()), std::string::npos) << r.err;
+}
+
+TEST(Tools, DryRunTakesDimensionsFromTheCacheAndChecksThem) {
+  auto cache = work_dir() / "pairs.h5";
+  write_cache(cache, 10, 6, 9);
+  std::string base = "--config configs/label2ae.json --dry-run --set data.train='" + cache.string() +
+                     "' --set data.val=null --set data.condition=cond --set data.target=target ";
+  auto r = run("net2net-train", base + "--set model.in_dim=null --set model.cond_dim=null");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json s = json::parse(r.out);
+  EXPECT_EQ(s["config"]["model"]["in_dim"], 9);
+  EXPECT_EQ(s["config"]["model"]["cond_dim"], 6);
+  EXPECT_EQ(s["data"]["train"]["target"]["rows"], 10);
+  EXPECT_EQ(s["parameters"]["total"].get<int64_t>(), reference_parameter_count(s["config"]["model"]));
+
+  r = run("net2net-train", base + "--set model.in_dim=128 --set model.cond_dim=null");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("'model.in_dim' is 128"), std::string::npos) << r.err;
+
+  r = run("net2net-train", base + "--set data.target=nope --set model.in_dim=null --set model.cond_dim=null");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("'/nope'"), std::string::npos) << r.err;
+
+  r = run("net2net-train", base + "--set data.train=/nonexistent.h5 --set model.in_dim=null");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("'model.in_dim'"), std::string::npos) << r.err;
+}
+
+TEST(Tools, ListKeysPrintsTheKeyTable) {
+  auto r = run("net2net-train", "--list-keys");
+  EXPECT_EQ(r.rc, 0);
+  for (const char* key : {"`data.train`", "`model.n_flows`", "`train.base_lr`", "`model.embedder.norm`"})
+    EXPECT_NE(r.out.find(key), std::string::npos) << key;
+}

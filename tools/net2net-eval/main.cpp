@@ -1,0 +1,4 @@
+// net2net-eval: all logic lives in the net2net library (lib/net2net/commands/eval.cpp).
+#include "net2net/cli/options.h"
+
+int main(int argc, char** argv) { return net2net::cli::run_tool("net2net-eval", argc, argv); }
