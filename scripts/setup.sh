@@ -10,12 +10,14 @@ packages=(
   libopenblas0-openmp   # LibTorch's BLAS at run time: ~20x faster than reference BLAS
   libgloo-dev           # c10d headers (ProcessGroupGloo, TCPStore)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libhdf5-dev zlib1g-dev
+  libssl-dev            # SHA-256 of expert files
+  libstb-dev            # PNG/JPEG images
   libgtest-dev
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--test" ]]; then
   # Independent references for the tests only; never run-time dependencies of the tools.
-  packages+=(python3-torch python3-h5py python3-scipy python3-numpy)
+  packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision)
 fi
 
 missing=()

@@ -1,7 +1,10 @@
-// net2net-extract: runs experts over a data source into an HDF5 embedding cache.
-// This stage declares the contract's options; the extraction itself lands with issue 3.
+// net2net-extract: runs experts over a data source into an HDF5 embedding cache; --merge joins
+// shard files. The engine is lib/net2net/extract.
+#include <iostream>
+
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
+#include "net2net/extract/extract.h"
 
 namespace net2net::commands {
 namespace {
@@ -11,31 +14,57 @@ class ExtractTool : public cli::Tool {
   std::string name() const override { return "net2net-extract"; }
   std::string description() const override {
     return "Run one or more experts over a data source once and cache their representations,\n"
-           "row-aligned, in one HDF5 file (docs/formats.md).\n\n"
-           "Example:\n"
+           "row-aligned, in one HDF5 file (docs/formats.md). An interrupted run (Ctrl-C, SIGTERM,\n"
+           "SIGKILL, a SLURM time limit) continues with --resume; shards of an array job merge\n"
+           "back into one file in source order with --merge.\n\n"
+           "Examples:\n"
            "  net2net-extract --data fashion-mnist:train --expert label=label \\\n"
-           "      --expert ae=ts:experts/ae.pt:encode --out cache/train.h5";
+           "      --expert ae=ts:experts/ae.pt:encode --out cache/train.h5\n"
+           "  net2net-extract --data text:captions.txt --expert text=text-hash:256 --out cache/text.h5\n"
+           "  net2net-extract --data gaussian:10000:140:2.0 --expert z=identity \\\n"
+           "      --expert img=ts:biggan.pt:decode,ts:clf.pt:encode --out cache/pairs.h5\n"
+           "  net2net-extract ... --shard $SLURM_ARRAY_TASK_ID/8 --out cache/part$SLURM_ARRAY_TASK_ID.h5\n"
+           "  net2net-extract --merge --out cache/all.h5 cache/part*.h5";
   }
   void add_options(CLI::App& app) override {
-    app.add_option("--data", data_, "SOURCE: fashion-mnist:train|test, images:DIR, text:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]");
-    app.add_option("--expert", experts_, "NAME=EXPERT (label, text-hash[:DIM], identity, ts:PATH[:METHOD], A,B,...); repeatable");
-    app.add_option("--out", out_, "Output embedding cache (.h5)");
-    app.add_option("--batch-size", batch_size_, "Items per expert call")->check(CLI::PositiveNumber);
-    app.add_option("--limit", limit_, "Only the first N items")->check(CLI::PositiveNumber);
-    app.add_option("--shard", shard_, "I/N: only items with index % N == I (SLURM array jobs)");
-    app.add_option("--data-dir", data_dir_, "Folder of the Fashion-MNIST files (default: the Debian package's)");
-    app.add_flag("--resume", resume_, "Continue an interrupted extraction into --out");
-    app.add_flag("--force", force_, "Overwrite an existing --out");
+    app.add_option("--data", req_.source,
+                   "SOURCE: fashion-mnist:train|test, images:DIR, text:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]");
+    app.add_option("--expert", expert_args_,
+                   "NAME=EXPERT, repeatable; EXPERT: label[:K], text-hash[:DIM], identity, ts:PATH[:METHOD], or a chain A,B,...");
+    app.add_option("--out", req_.out, "Output embedding cache (.h5)");
+    app.add_option("--batch-size", req_.batch_size, "Items per expert call")->check(CLI::PositiveNumber);
+    app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(CLI::PositiveNumber);
+    app.add_option("--shard", shard_, "I/N: only the items with index % N == I (for SLURM array jobs)");
+    app.add_option("--data-dir", req_.data_dir, "Folder of the Fashion-MNIST files (default: the Debian package's)");
+    app.add_option("--compress", req_.compression, "gzip level of the HDF5 datasets (0: none)")->check(CLI::Range(0, 9));
+    app.add_flag("--resume", req_.resume, "Continue an interrupted extraction into --out");
+    app.add_flag("--force", req_.force, "Overwrite an existing --out (or discard an interrupted one)");
+    app.add_flag("--merge", merge_, "Merge the shard caches given as arguments into --out");
+    app.add_option("inputs", inputs_, "With --merge: the shard caches");
   }
-  int run(const cli::GlobalOptions&) override {
-    throw NotImplemented("net2net-extract is not built yet (issue 3)");
+  int run(const cli::GlobalOptions& g) override {
+    nlohmann::json summary;
+    if (merge_) {
+      if (req_.out.empty()) throw UsageError("--merge needs --out");
+      summary = extract::merge_caches(inputs_, req_.out, req_.force, req_.compression);
+    } else {
+      if (!inputs_.empty()) throw UsageError("unexpected argument '" + inputs_[0] + "' (shard files go with --merge)");
+      if (req_.source.empty()) throw UsageError("--data is required (see net2net-extract --help)");
+      req_.experts = extract::parse_expert_args(expert_args_);
+      if (!shard_.empty()) req_.shard = extract::parse_shard(shard_);
+      req_.seed = g.seed;
+      req_.device = g.device;
+      summary = extract::run_extraction(req_);
+    }
+    if (g.json) std::cout << summary.dump() << std::endl;
+    return 0;
   }
 
  private:
-  std::string data_, out_, shard_, data_dir_;
-  std::vector<std::string> experts_;
-  int64_t batch_size_ = 256, limit_ = 0;
-  bool resume_ = false, force_ = false;
+  extract::ExtractRequest req_;
+  std::vector<std::string> expert_args_, inputs_;
+  std::string shard_;
+  bool merge_ = false;
 };
 
 }  // namespace

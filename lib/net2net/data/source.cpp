@@ -1,0 +1,375 @@
+#include "net2net/data/source.h"
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "net2net/core/atomic_file.h"
+#include "net2net/core/error.h"
+#include "net2net/io/embedding_store.h"
+#include <spdlog/spdlog.h>
+
+namespace net2net::data {
+namespace fs = std::filesystem;
+
+std::string kind_name(ItemKind kind) {
+  switch (kind) {
+    case ItemKind::Image: return "image";
+    case ItemKind::Text: return "text";
+    case ItemKind::Vector: return "vector";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& fashion_mnist_classes() {
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return names;
+}
+
+std::string default_fashion_mnist_dir() {
+  if (const char* env = std::getenv("NET2NET_FASHION_MNIST_DIR")) return env;
+  return "/usr/share/datasets/fashion-mnist";
+}
+
+namespace {
+
+void check_index(int64_t i, int64_t n, const std::string& spec) {
+  if (i < 0 || i >= n)
+    throw InputError("source '" + spec + "': item " + std::to_string(i) + " is out of range (it has " + std::to_string(n) + ")");
+}
+
+// ---------------------------------------------------------------- Fashion-MNIST (gzipped IDX)
+std::vector<uint8_t> gunzip_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw IoError("'" + path + "' does not exist (install the Debian package dataset-fashion-mnist, or pass --data-dir)");
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw IoError("cannot open '" + path + "'");
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
+    if (n < 0) {
+      int err = 0;
+      std::string msg = gzerror(f, &err);
+      gzclose(f);
+      throw InputError("'" + path + "' is not a valid gzip file: " + msg);
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
+  }
+  int err = 0;
+  gzerror(f, &err);
+  gzclose(f);
+  if (err != Z_OK && err != Z_STREAM_END) throw InputError("'" + path + "' is a corrupt gzip file");
+  return out;
+}
+
+uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
+  return (uint32_t(b[at]) << 24) | (uint32_t(b[at + 1]) << 16) | (uint32_t(b[at + 2]) << 8) | uint32_t(b[at + 3]);
+}
+
+class FashionMnist : public Source {
+ public:
+  FashionMnist(const std::string& split, const std::string& dir) : spec_("fashion-mnist:" + split) {
+    std::string prefix = split == "train" ? "train" : "t10k";
+    std::string img_path = dir + "/" + prefix + "-images-idx3-ubyte.gz";
+    std::string lbl_path = dir + "/" + prefix + "-labels-idx1-ubyte.gz";
+    images_ = gunzip_file(img_path);
+    labels_ = gunzip_file(lbl_path);
+    if (images_.size() < 16 || be32(images_, 0) != 2051)
+      throw InputError("'" + img_path + "' is not an IDX image file (magic 2051)");
+    if (labels_.size() < 8 || be32(labels_, 0) != 2049)
+      throw InputError("'" + lbl_path + "' is not an IDX label file (magic 2049)");
+    n_ = be32(images_, 4);
+    h_ = be32(images_, 8);
+    w_ = be32(images_, 12);
+    if (images_.size() != 16 + size_t(n_) * h_ * w_)
+      throw InputError("'" + img_path + "' is truncated: header says " + std::to_string(n_) + " images");
+    if (be32(labels_, 4) != uint32_t(n_) || labels_.size() != 8 + size_t(n_))
+      throw InputError("'" + lbl_path + "' does not hold " + std::to_string(n_) + " labels");
+    for (int64_t i = 0; i < n_; ++i)
+      if (labels_[8 + i] > 9) throw InputError("'" + lbl_path + "': row " + std::to_string(i) + " has label > 9");
+  }
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return n_; }
+  ItemKind kind() const override { return ItemKind::Image; }
+  bool has_labels() const override { return true; }
+  int64_t num_classes() const override { return 10; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    Batch b;
+    b.index = indices;
+    b.kind = ItemKind::Image;
+    const int64_t B = indices.size(), px = h_ * w_;
+    b.tensor = torch::empty({B, 1, h_, w_});
+    b.labels = torch::empty({B}, torch::kLong);
+    float* t = b.tensor.data_ptr<float>();
+    int64_t* l = b.labels.data_ptr<int64_t>();
+    for (int64_t r = 0; r < B; ++r) {
+      check_index(indices[r], n_, spec_);
+      const uint8_t* src = images_.data() + 16 + indices[r] * px;
+      for (int64_t k = 0; k < px; ++k) t[r * px + k] = src[k] / 127.5f - 1.0f;
+      l[r] = labels_[8 + indices[r]];
+    }
+    return b;
+  }
+
+ private:
+  std::string spec_;
+  std::vector<uint8_t> images_, labels_;
+  int64_t n_ = 0, h_ = 0, w_ = 0;
+};
+
+// ---------------------------------------------------------------- images:DIR
+class ImageDir : public Source {
+ public:
+  explicit ImageDir(const std::string& dir) : spec_("images:" + dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) throw IoError("image folder '" + dir + "' does not exist");
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (!e.is_regular_file()) continue;
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+      if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") files_.push_back(e.path().string());
+    }
+    std::sort(files_.begin(), files_.end());
+    if (files_.empty()) throw InputError("image folder '" + dir + "' has no .png/.jpg/.jpeg files");
+    int w, h, c;
+    if (!stbi_info(files_[0].c_str(), &w, &h, &c))
+      throw InputError("'" + files_[0] + "' is not a readable PNG/JPEG image: " + stbi_failure_reason());
+    w_ = w, h_ = h, c_ = (c >= 3) ? 3 : 1;
+  }
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return files_.size(); }
+  ItemKind kind() const override { return ItemKind::Image; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    Batch b;
+    b.index = indices;
+    b.kind = ItemKind::Image;
+    b.tensor = torch::empty({int64_t(indices.size()), c_, h_, w_});
+    for (size_t r = 0; r < indices.size(); ++r) {
+      check_index(indices[r], size(), spec_);
+      auto img = read_image(files_[indices[r]], c_);
+      if (img.size(1) != h_ || img.size(2) != w_)
+        throw InputError("'" + files_[indices[r]] + "' is " + std::to_string(img.size(2)) + "x" +
+                         std::to_string(img.size(1)) + ", but the folder's images are " + std::to_string(w_) + "x" +
+                         std::to_string(h_) + " (resize them first)");
+      b.tensor[r].copy_(img);
+    }
+    return b;
+  }
+
+ private:
+  std::string spec_;
+  std::vector<std::string> files_;
+  int64_t w_ = 0, h_ = 0, c_ = 0;
+};
+
+// ---------------------------------------------------------------- text:FILE
+class TextFile : public Source {
+ public:
+  explicit TextFile(const std::string& path) : spec_("text:" + path) {
+    std::string text = read_text_file(path);
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t nl = text.find('\n', start);
+      std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      lines_.push_back(line);
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
+  }
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return lines_.size(); }
+  ItemKind kind() const override { return ItemKind::Text; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    Batch b;
+    b.index = indices;
+    b.kind = ItemKind::Text;
+    for (int64_t i : indices) {
+      check_index(i, size(), spec_);
+      b.texts.push_back(lines_[i]);
+    }
+    return b;
+  }
+
+ private:
+  std::string spec_;
+  std::vector<std::string> lines_;
+};
+
+// ---------------------------------------------------------------- h5:FILE:DATASET
+class H5Rows : public Source {
+ public:
+  H5Rows(const std::string& file, const std::string& dataset)
+      : spec_("h5:" + file + ":" + dataset), reader_(file), name_(dataset) {
+    info_ = reader_.info(dataset);
+    if (info_.is_integer && dataset != "label")
+      spdlog::warn("source '{}': integer dataset read as float vectors", spec_);
+    if (reader_.has("label") && dataset != "label") {
+      labels_ = reader_.read_int64("label");
+      for (int64_t l : labels_) num_classes_ = std::max(num_classes_, l + 1);
+    }
+  }
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return info_.rows; }
+  ItemKind kind() const override { return info_.item_shape.size() == 3 ? ItemKind::Image : ItemKind::Vector; }
+  bool has_labels() const override { return !labels_.empty(); }
+  int64_t num_classes() const override { return num_classes_; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    for (int64_t i : indices) check_index(i, size(), spec_);
+    Batch b;
+    b.index = indices;
+    b.kind = kind();
+    auto rows = reader_.read_rows(name_, indices);
+    std::vector<int64_t> shape = {int64_t(indices.size())};
+    if (b.kind == ItemKind::Image) shape.insert(shape.end(), info_.item_shape.begin(), info_.item_shape.end());
+    else shape.push_back(info_.cols);
+    b.tensor = torch::from_blob(rows.data(), shape, torch::kFloat32).clone();
+    if (!labels_.empty()) {
+      b.labels = torch::empty({int64_t(indices.size())}, torch::kLong);
+      for (size_t r = 0; r < indices.size(); ++r) b.labels[r] = labels_[indices[r]];
+    }
+    return b;
+  }
+
+ private:
+  std::string spec_;
+  io::EmbeddingReader reader_;
+  std::string name_;
+  io::DatasetInfo info_;
+  std::vector<int64_t> labels_;
+  int64_t num_classes_ = 0;
+};
+
+// ---------------------------------------------------------------- gaussian:N:DIM[:TRUNC]
+class Gaussian : public Source {
+ public:
+  Gaussian(int64_t n, int64_t dim, double trunc, uint64_t seed, std::string spec)
+      : spec_(std::move(spec)), n_(n), dim_(dim), trunc_(trunc), seed_(seed) {}
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return n_; }
+  ItemKind kind() const override { return ItemKind::Vector; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    Batch b;
+    b.index = indices;
+    b.kind = ItemKind::Vector;
+    b.tensor = torch::empty({int64_t(indices.size()), dim_});
+    float* t = b.tensor.data_ptr<float>();
+    for (size_t r = 0; r < indices.size(); ++r) {
+      check_index(indices[r], n_, spec_);
+      // Each item from its own stream: the same code for item i in every batch, shard and resume.
+      std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL ^ (uint64_t(indices[r]) + 0x632BE59BD9B4E019ULL));
+      for (int64_t k = 0; k < dim_; ++k) t[r * dim_ + k] = static_cast<float>(draw(rng));
+    }
+    return b;
+  }
+
+ private:
+  // Box-Muller on mt19937_64 (portable, unlike std::normal_distribution); resampled beyond trunc.
+  double draw(std::mt19937_64& rng) const {
+    while (true) {
+      double u1 = (double(rng() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+      double u2 = double(rng() >> 11) * (1.0 / 9007199254740992.0);
+      double x = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+      if (trunc_ <= 0 || std::fabs(x) <= trunc_) return x;
+    }
+  }
+  std::string spec_;
+  int64_t n_, dim_;
+  double trunc_;
+  uint64_t seed_;
+};
+
+int64_t parse_int(const std::string& s, const std::string& what, const std::string& spec) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used == s.size()) return v;
+  } catch (...) {
+  }
+  throw UsageError("source '" + spec + "': " + what + " must be an integer, got '" + s + "'");
+}
+
+}  // namespace
+
+std::unique_ptr<Source> open_source(const std::string& spec, const SourceOptions& options) {
+  auto colon = spec.find(':');
+  std::string scheme = spec.substr(0, colon);
+  std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  const std::string known = "fashion-mnist:train|test, images:DIR, text:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]";
+  if (scheme == "fashion-mnist") {
+    if (rest != "train" && rest != "test")
+      throw UsageError("source '" + spec + "': use fashion-mnist:train or fashion-mnist:test");
+    return std::make_unique<FashionMnist>(rest, options.data_dir.empty() ? default_fashion_mnist_dir() : options.data_dir);
+  }
+  if (rest.empty()) throw UsageError("source '" + spec + "' is not one of: " + known);
+  if (scheme == "images") return std::make_unique<ImageDir>(rest);
+  if (scheme == "text") return std::make_unique<TextFile>(rest);
+  if (scheme == "h5") {
+    auto last = rest.rfind(':');
+    if (last == std::string::npos || last == 0 || last + 1 == rest.size())
+      throw UsageError("source '" + spec + "': use h5:FILE:DATASET");
+    return std::make_unique<H5Rows>(rest.substr(0, last), rest.substr(last + 1));
+  }
+  if (scheme == "gaussian") {
+    std::vector<std::string> parts;
+    size_t s = 0;
+    while (true) {
+      auto c = rest.find(':', s);
+      parts.push_back(rest.substr(s, c == std::string::npos ? std::string::npos : c - s));
+      if (c == std::string::npos) break;
+      s = c + 1;
+    }
+    if (parts.size() < 2 || parts.size() > 3) throw UsageError("source '" + spec + "': use gaussian:N:DIM[:TRUNCATION]");
+    int64_t n = parse_int(parts[0], "N", spec), dim = parse_int(parts[1], "DIM", spec);
+    if (n < 0 || dim < 1) throw UsageError("source '" + spec + "': N must be >= 0 and DIM >= 1");
+    double trunc = 0;
+    if (parts.size() == 3) {
+      try {
+        trunc = std::stod(parts[2]);
+      } catch (...) {
+        throw UsageError("source '" + spec + "': TRUNCATION must be a number");
+      }
+      if (!(trunc > 0)) throw UsageError("source '" + spec + "': TRUNCATION must be > 0");
+    }
+    return std::make_unique<Gaussian>(n, dim, trunc, options.seed, spec);
+  }
+  throw UsageError("unknown source '" + spec + "'; sources: " + known);
+}
+
+torch::Tensor read_image(const std::string& path, int channels) {
+  int w, h, c;
+  if (!stbi_info(path.c_str(), &w, &h, &c))
+    throw InputError("'" + path + "' is not a readable PNG/JPEG image: " + stbi_failure_reason());
+  int want = channels > 0 ? channels : (c >= 3 ? 3 : 1);
+  unsigned char* px = stbi_load(path.c_str(), &w, &h, &c, want);
+  if (!px) throw InputError("cannot decode '" + path + "': " + stbi_failure_reason());
+  auto hwc = torch::from_blob(px, {h, w, want}, torch::kUInt8).to(torch::kFloat32);
+  stbi_image_free(px);
+  return (hwc.permute({2, 0, 1}).contiguous() / 127.5 - 1.0);
+}
+
+void write_png(const std::string& path, const torch::Tensor& image) {
+  TORCH_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3), "write_png: expected [1|3, H, W]");
+  auto hwc = ((image.detach().to(torch::kFloat32).cpu().clamp(-1, 1) + 1.0) * 127.5)
+                 .round()
+                 .to(torch::kUInt8)
+                 .permute({1, 2, 0})
+                 .contiguous();
+  int h = hwc.size(0), w = hwc.size(1), c = hwc.size(2);
+  write_atomically(path, [&](const std::string& tmp) {
+    if (!stbi_write_png(tmp.c_str(), w, h, c, hwc.data_ptr<uint8_t>(), w * c))
+      throw IoError("cannot write PNG '" + tmp + "'");
+  });
+}
+
+}  // namespace net2net::data
