@@ -214,6 +214,8 @@ class TorchScriptExpert : public Expert {
       out = module_.get_method(method)({input});
     } catch (const c10::Error& e) {
       throw InputError("TorchScript expert '" + path_ + "' failed in " + method + "(): " + e.what_without_backtrace());
+    } catch (const std::exception& e) {  // errors raised by the TorchScript interpreter
+      throw InputError("TorchScript expert '" + path_ + "' failed in " + method + "(): " + e.what());
     }
     if (!out.isTensor())
       throw InputError("TorchScript expert '" + path_ + "': " + method + "() must return a tensor, returned " +

@@ -243,17 +243,21 @@ json run_extraction(const ExtractRequest& req) {
 
   // What a resumed run must agree with.
   json identity = {{"source", source->spec()}, {"experts", expert_list}, {"fingerprints", fingerprints},
-                   {"shard", req.shard.str()}, {"limit", req.limit}, {"seed", req.seed}, {"items", total}};
+                   {"shard", req.shard.str()}, {"limit", req.limit}, {"seed", req.seed}, {"items", total},
+                   {"batch_size", req.batch_size}};
   json meta;
   const fs::path meta_path = journal / "meta.json";
   if (fs::exists(journal, ec)) {
     meta = json::parse(read_text_file(meta_path.string()), nullptr, false);
     if (meta.is_discarded() || !meta.contains("identity"))
       throw InputError("'" + meta_path.string() + "' is unreadable; use --force to start over");
+    std::string diff;
     for (const auto& [key, value] : identity.items())
       if (meta["identity"][key] != value)
-        throw UsageError("--resume: the interrupted run had " + key + " = " + meta["identity"][key].dump() +
-                         ", this one has " + value.dump() + "; use --force to start over");
+        diff += "\n  " + key + ": interrupted run " + meta["identity"][key].dump() + ", this run " + value.dump();
+    if (!diff.empty())
+      throw UsageError("--resume: this request differs from the interrupted run in '" + journal.string() + "':" + diff +
+                       "\nuse the same arguments, or --force to start over");
   } else {
     fs::create_directories(journal);
     meta = {{"identity", identity}, {"datasets", nullptr}};
@@ -266,7 +270,10 @@ json run_extraction(const ExtractRequest& req) {
     done = file_rows(journal / "index.i64", 8);
     for (const auto& e : req.experts) done = std::min(done, file_rows(journal / (e.name + ".f32"), 4 * meta["datasets"][e.name]["cols"].get<int64_t>()));
     if (labels) done = std::min(done, file_rows(journal / "label.i64", 8));
+    // Back to a batch boundary: the resumed run then feeds the experts exactly the batches an
+    // uninterrupted run would, so its rows are bit-identical (experts need not be batch-invariant).
     done = std::min(done, total);
+    if (done < total) done -= done % req.batch_size;
     for (const auto& e : req.experts)
       fs::resize_file(journal / (e.name + ".f32"), done * 4 * meta["datasets"][e.name]["cols"].get<int64_t>());
     fs::resize_file(journal / "index.i64", done * 8);

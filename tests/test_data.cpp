@@ -1,0 +1,435 @@
+// The embedding store, the data sources and the experts, against independent computations
+// (h5py, sha256sum, closed forms, hand-built fixtures).
+#include <gtest/gtest.h>
+#include <stb/stb_image_write.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "net2net/core/error.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
+#include "net2net/io/embedding_store.h"
+#include "test_util.h"
+
+using namespace net2net;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+// ------------------------------------------------------------------ store
+TEST(Store, RoundTripWithSizesThatDoNotDivideTheChunk) {
+  TempDir dir("store");
+  auto path = dir / "a.h5";
+  std::vector<float> all;
+  for (int i = 0; i < 23 * 3; ++i) all.push_back(std::sin(0.1f * i));
+  io::WriterOptions o;
+  o.chunk_rows = 7;
+  o.compression = 4;
+  io::write_store(path, o, [&](io::EmbeddingWriter& w) {
+    w.create_float("emb", 3);
+    w.create_float("img", 4, {1, 2, 2});
+    w.create_int64("label");
+    int done = 0;
+    for (int n : {5, 1, 17}) {
+      w.append_float("emb", all.data() + done * 3, n);
+      std::vector<float> img(n * 4, 1.5f);
+      w.append_float("img", img.data(), n);
+      std::vector<int64_t> lab(n);
+      for (int k = 0; k < n; ++k) lab[k] = (done + k) * 3;
+      w.append_int64("label", lab.data(), n);
+      done += n;
+    }
+    w.set_attribute("source", "test");
+    w.set_attribute("answer", 42);
+    w.set_attribute("ratio", 0.25);
+    w.set_attribute("list", json::array({1, 2}));
+  });
+  io::EmbeddingReader r(path);
+  EXPECT_EQ(r.rows(), 23);
+  EXPECT_EQ(r.read_rows("emb", 0, 23), all);
+  auto info = r.info("img");
+  EXPECT_EQ(info.cols, 4);
+  EXPECT_EQ(info.item_shape, (std::vector<int64_t>{1, 2, 2}));
+  // Random access: any order, repeats, one row.
+  std::vector<int64_t> idx = {22, 0, 7, 7, 8, 13, 1};
+  auto picked = r.read_rows("/emb", idx);
+  for (size_t k = 0; k < idx.size(); ++k)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(picked[k * 3 + j], all[idx[k] * 3 + j]);
+  EXPECT_EQ(r.read_rows("emb", 22, 1), std::vector<float>(all.end() - 3, all.end()));
+  auto lab = r.read_int64("label");
+  ASSERT_EQ(lab.size(), 23u);
+  EXPECT_EQ(lab[22], 66);
+  auto a = r.attributes();
+  EXPECT_EQ(a["source"], "test");
+  EXPECT_EQ(a["answer"], 42);
+  EXPECT_DOUBLE_EQ(a["ratio"].get<double>(), 0.25);
+  EXPECT_EQ(json::parse(a["list"].get<std::string>()), json::array({1, 2}));
+  EXPECT_EQ(a["format"], io::kEmbeddingFormat);
+  EXPECT_EQ(a["complete"], 1);
+  EXPECT_THROW(r.read_rows("emb", 20, 4), InputError);
+}
+
+TEST(Store, OneRowAndEmpty) {
+  TempDir dir("store1");
+  io::write_store(dir / "one.h5", {}, [](io::EmbeddingWriter& w) {
+    w.create_float("x", 2);
+    float v[2] = {1.f, -2.f};
+    w.append_float("x", v, 1);
+  });
+  EXPECT_EQ(io::EmbeddingReader(dir / "one.h5").read_rows("x", 0, 1), (std::vector<float>{1.f, -2.f}));
+  io::write_store(dir / "empty.h5", {}, [](io::EmbeddingWriter& w) { w.create_float("x", 2); });
+  io::EmbeddingReader e(dir / "empty.h5");
+  EXPECT_EQ(e.rows(), 0);
+  EXPECT_TRUE(e.read_rows("x", 0, 0).empty());
+  EXPECT_TRUE(e.read_rows("x", std::vector<int64_t>{}).empty());
+}
+
+TEST(Store, IncompleteMisalignedMissingAndForeignFilesAreRefused) {
+  TempDir dir("storebad");
+  {
+    io::EmbeddingWriter w(dir / "partial.h5", {});  // never finished
+    w.create_float("x", 2);
+  }
+  try {
+    io::EmbeddingReader r(dir / "partial.h5");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("incomplete"), std::string::npos) << e.what();
+  }
+  io::write_store(dir / "misaligned.h5", {}, [](io::EmbeddingWriter& w) {
+    w.create_float("a", 1);
+    w.create_float("b", 1);
+    float v[3] = {1, 2, 3};
+    w.append_float("a", v, 3);
+    w.append_float("b", v, 2);
+  });
+  try {
+    io::EmbeddingReader r(dir / "misaligned.h5");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("aligned"), std::string::npos) << e.what();
+  }
+  io::write_store(dir / "ok.h5", {}, [](io::EmbeddingWriter& w) { w.create_float("a", 1); });
+  try {
+    io::EmbeddingReader(dir / "ok.h5").info("nope");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'/nope'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/a"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "text.h5") << "hello";
+  EXPECT_THROW(io::EmbeddingReader(dir / "text.h5"), IoError);
+  EXPECT_THROW(io::EmbeddingReader(dir / "missing.h5"), IoError);
+}
+
+TEST(Store, ReadsWhatH5pyWrites) {
+  NET2NET_REQUIRE_PYTHON("h5py");
+  TempDir dir("h5py_in");
+  ASSERT_EQ(test::run_python("tests/python/h5_interop.py write " + dir.str()), 0);
+  for (const char* name : {"with_attrs.h5", "plain.h5"}) {
+    SCOPED_TRACE(name);
+    io::EmbeddingReader r(dir / name);
+    ASSERT_EQ(r.rows(), 37);
+    auto v = r.read_rows("emb", 0, 37);
+    for (int i = 0; i < 37; ++i)
+      for (int j = 0; j < 5; ++j) EXPECT_EQ(v[i * 5 + j], static_cast<float>(std::sin(0.37 * i + 1.3 * j)));
+    auto lab = r.read_int64("label");
+    for (int i = 0; i < 37; ++i) EXPECT_EQ(lab[i], i % 7);
+  }
+  EXPECT_EQ(io::EmbeddingReader(dir / "with_attrs.h5").attributes()["source"], "h5py-test");
+}
+
+// ------------------------------------------------------------------ sources
+namespace {
+void write_gz(const fs::path& p, const std::vector<uint8_t>& bytes) {
+  gzFile f = gzopen(p.c_str(), "wb");
+  gzwrite(f, bytes.data(), bytes.size());
+  gzclose(f);
+}
+void put32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back((v >> s) & 255);
+}
+// A 3-image, 4x5 Fashion-MNIST look-alike with pixel (r, c) of image i = 10 i + 3 r + c.
+fs::path make_fashion_fixture(const TempDir& dir) {
+  std::vector<uint8_t> img, lab;
+  put32(img, 2051), put32(img, 3), put32(img, 4), put32(img, 5);
+  for (int i = 0; i < 3; ++i)
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 5; ++c) img.push_back(10 * i + 3 * r + c);
+  put32(lab, 2049), put32(lab, 3);
+  for (uint8_t l : {7, 0, 9}) lab.push_back(l);
+  write_gz(dir / "train-images-idx3-ubyte.gz", img);
+  write_gz(dir / "train-labels-idx1-ubyte.gz", lab);
+  return dir.path();
+}
+}  // namespace
+
+TEST(Sources, FashionMnistFromGzippedIdx) {
+  TempDir dir("fmnist");
+  data::SourceOptions o;
+  o.data_dir = make_fashion_fixture(dir).string();
+  auto s = data::open_source("fashion-mnist:train", o);
+  EXPECT_EQ(s->size(), 3);
+  EXPECT_EQ(s->num_classes(), 10);
+  auto b = s->get({2, 0});
+  EXPECT_EQ(b.tensor.sizes(), (std::vector<int64_t>{2, 1, 4, 5}));
+  EXPECT_EQ(b.labels[0].item<int64_t>(), 9);
+  EXPECT_EQ(b.labels[1].item<int64_t>(), 7);
+  EXPECT_FLOAT_EQ(b.tensor[0][0][3][4].item<float>(), (20 + 9 + 4) / 127.5f - 1.f);
+  EXPECT_FLOAT_EQ(b.tensor[1][0][0][0].item<float>(), -1.f);
+  EXPECT_THROW(s->get({3}), InputError);
+  EXPECT_THROW(data::open_source("fashion-mnist:test", o), IoError);  // no t10k files in the fixture
+  EXPECT_THROW(data::open_source("fashion-mnist:valid", o), UsageError);
+}
+
+TEST(Sources, CorruptOrTruncatedGzipIsNamed) {
+  TempDir dir("fmnist_bad");
+  make_fashion_fixture(dir);
+  auto img = dir / "train-images-idx3-ubyte.gz";
+  auto size = fs::file_size(img);
+  fs::resize_file(img, size - 6);  // cut the gzip trailer and some data
+  data::SourceOptions o;
+  o.data_dir = dir.str();
+  try {
+    data::open_source("fashion-mnist:train", o);
+    FAIL() << "truncated gzip accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    EXPECT_NE(std::string(e.what()).find(img), std::string::npos) << e.what();
+  }
+  std::ofstream(img, std::ios::trunc) << "this is not gzip data at all";
+  EXPECT_THROW(data::open_source("fashion-mnist:train", o), InputError);
+}
+
+TEST(Sources, TheDebianFashionMnist) {
+  if (!fs::exists(data::default_fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed (scripts/setup.sh installs it)";
+  auto s = data::open_source("fashion-mnist:test");
+  EXPECT_EQ(s->size(), 10000);
+  auto b = s->get({0, 9999});
+  EXPECT_EQ(b.tensor.sizes(), (std::vector<int64_t>{2, 1, 28, 28}));
+  EXPECT_GE(b.tensor.min().item<float>(), -1.f);
+  EXPECT_LE(b.tensor.max().item<float>(), 1.f);
+}
+
+TEST(Sources, ImageFolderPngAndJpeg) {
+  TempDir dir("images");
+  // b.png: grey 3x2 with value 40 c + 7 r; a.png sorts first.
+  std::vector<uint8_t> grey(6), rgb(18);
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 3; ++c) grey[r * 3 + c] = 40 * c + 7 * r;
+  for (int k = 0; k < 18; ++k) rgb[k] = 14 * k;
+  ASSERT_TRUE(stbi_write_png((dir / "b.png").c_str(), 3, 2, 1, grey.data(), 3));
+  ASSERT_TRUE(stbi_write_png((dir / "a.png").c_str(), 3, 2, 1, grey.data(), 3));
+  auto s = data::open_source("images:" + dir.str());
+  EXPECT_EQ(s->size(), 2);
+  auto b = s->get({1});
+  EXPECT_EQ(b.tensor.sizes(), (std::vector<int64_t>{1, 1, 2, 3}));
+  EXPECT_FLOAT_EQ(b.tensor[0][0][1][2].item<float>(), (80 + 7) / 127.5f - 1.f);
+  // Colour files become [3,H,W]; a JPEG is close to what was written.
+  TempDir cdir("images_rgb");
+  ASSERT_TRUE(stbi_write_png((cdir / "x.png").c_str(), 3, 2, 3, rgb.data(), 9));
+  auto c = data::open_source("images:" + cdir.str())->get({0}).tensor;
+  EXPECT_EQ(c.sizes(), (std::vector<int64_t>{1, 3, 2, 3}));
+  EXPECT_FLOAT_EQ(c[0][2][1][0].item<float>(), 14 * 11 / 127.5f - 1.f);  // channel 2 of pixel (1, 0) = byte 11
+  std::vector<uint8_t> flat(16 * 16, 100);
+  ASSERT_TRUE(stbi_write_jpg((cdir / "y.jpg").c_str(), 16, 16, 1, flat.data(), 100));
+  auto j = data::read_image((cdir / "y.jpg"));
+  EXPECT_NEAR(j.mean().item<float>(), 100 / 127.5f - 1.f, 0.02);
+  // A file of another size, and a broken file, are named.
+  std::vector<uint8_t> big(16);
+  ASSERT_TRUE(stbi_write_png((dir / "c.png").c_str(), 4, 4, 1, big.data(), 4));
+  try {
+    data::open_source("images:" + dir.str())->get({2});
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.png"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "d.png") << "not a png";
+  EXPECT_THROW(data::open_source("images:" + dir.str())->get({3}), InputError);
+  EXPECT_THROW(data::open_source("images:" + (dir / "nope")), IoError);
+}
+
+TEST(Sources, TextLines) {
+  TempDir dir("text");
+  std::ofstream(dir / "t.txt") << "a dark shirt\r\n\nlight trousers";
+  auto s = data::open_source("text:" + (dir / "t.txt"));
+  ASSERT_EQ(s->size(), 3);
+  auto b = s->get({2, 0, 1});
+  EXPECT_EQ(b.texts, (std::vector<std::string>{"light trousers", "a dark shirt", ""}));
+  std::ofstream(dir / "u.txt") << "one\ntwo\n";
+  EXPECT_EQ(data::open_source("text:" + (dir / "u.txt"))->size(), 2);
+  EXPECT_THROW(data::open_source("text:" + (dir / "missing.txt")), IoError);
+}
+
+TEST(Sources, H5RowsWithLabels) {
+  TempDir dir("h5src");
+  io::write_store(dir / "c.h5", {}, [](io::EmbeddingWriter& w) {
+    w.create_float("v", 2);
+    w.create_float("img", 4, {1, 2, 2});
+    w.create_int64("label");
+    float v[6] = {1, 2, 3, 4, 5, 6}, img[12] = {0};
+    int64_t l[3] = {2, 0, 1};
+    w.append_float("v", v, 3);
+    w.append_float("img", img, 3);
+    w.append_int64("label", l, 3);
+  });
+  auto s = data::open_source("h5:" + (dir / "c.h5") + ":v");
+  EXPECT_EQ(s->kind(), data::ItemKind::Vector);
+  EXPECT_EQ(s->num_classes(), 3);
+  auto b = s->get({2, 1});
+  auto expected = torch::tensor({5.f, 6.f, 3.f, 4.f}).view({2, 2});
+  EXPECT_TRUE(torch::equal(b.tensor, expected));
+  EXPECT_EQ(b.labels[0].item<int64_t>(), 1);
+  EXPECT_EQ(data::open_source("h5:" + (dir / "c.h5") + ":img")->kind(), data::ItemKind::Image);
+  EXPECT_THROW(data::open_source("h5:" + (dir / "c.h5") + ":nope"), InputError);
+  EXPECT_THROW(data::open_source("h5:nofile"), UsageError);
+}
+
+TEST(Sources, GaussianIsSeededPerItemAndTruncated) {
+  data::SourceOptions o;
+  o.seed = 5;
+  auto s = data::open_source("gaussian:20000:4:1.5", o);
+  auto all = s->get([] {
+                std::vector<int64_t> v(20000);
+                for (int i = 0; i < 20000; ++i) v[i] = i;
+                return v;
+              }())
+                 .tensor;
+  // The same item gives the same code in any batch.
+  EXPECT_TRUE(torch::equal(s->get({17, 3}).tensor[0], all[17]));
+  EXPECT_LE(all.abs().max().item<float>(), 1.5f);
+  // Moments of N(0,1) truncated to [-1.5, 1.5]: mean 0, variance 1 - 2 t phi(t) / (2 Phi(t) - 1).
+  double t = 1.5, phi = std::exp(-t * t / 2) / std::sqrt(2 * M_PI), Phi = 0.5 * std::erfc(-t / std::sqrt(2.0));
+  double var = 1 - 2 * t * phi / (2 * Phi - 1);
+  EXPECT_NEAR(all.mean().item<double>(), 0.0, 0.02);
+  EXPECT_NEAR(all.var().item<double>(), var, 0.02);
+  o.seed = 6;
+  EXPECT_FALSE(torch::equal(data::open_source("gaussian:20000:4:1.5", o)->get({0}).tensor, all.narrow(0, 0, 1)));
+  for (const char* bad : {"gaussian:10", "gaussian:x:4", "gaussian:10:0", "gaussian:10:4:-1", "nosuch:thing", "images:"})
+    EXPECT_THROW(data::open_source(bad), UsageError) << bad;
+}
+
+// ------------------------------------------------------------------ experts
+namespace {
+// A TorchScript module built here: encode(x) = x @ W + b, forward(x) = 2 x, decode(z) = z @ W^T,
+// caption(texts) = [[len(t)]], bad(x) = log(x) (NaN for negatives).
+fs::path make_module(const fs::path& file, int64_t in = 3, int64_t out = 2) {
+  torch::jit::Module m("Expert");
+  torch::manual_seed(0);
+  m.register_parameter("W", torch::randn({in, out}), false);
+  m.register_parameter("b", torch::randn({out}), false);
+  m.define(R"(
+def encode(self, x):
+    return torch.matmul(x.flatten(1), self.W) + self.b
+def forward(self, x):
+    return 2.0 * x
+def decode(self, z):
+    return torch.matmul(z, self.W.t())
+def caption(self, texts: List[str]):
+    out = torch.zeros(len(texts), 1)
+    for i in range(len(texts)):
+        out[i, 0] = float(len(texts[i]))
+    return out
+def bad(self, x):
+    return torch.log(x)
+)");
+  m.save(file.string());
+  return file;
+}
+data::Batch vectors(torch::Tensor t) {
+  data::Batch b;
+  b.kind = data::ItemKind::Vector;
+  b.tensor = t;
+  for (int64_t i = 0; i < t.size(0); ++i) b.index.push_back(i);
+  return b;
+}
+}  // namespace
+
+TEST(Experts, LabelIsOneHot) {
+  auto b = vectors(torch::zeros({3, 1}));
+  b.labels = torch::tensor({2, 0, 1}, torch::kLong);
+  auto e = experts::make_expert("label:4");
+  EXPECT_TRUE(torch::equal(e->encode(b), torch::eye(4).index_select(0, b.labels)));
+  b.labels[1] = 4;
+  try {
+    e->encode(b);
+    FAIL();
+  } catch (const InputError& err) {
+    EXPECT_NE(std::string(err.what()).find("item 1"), std::string::npos) << err.what();
+  }
+  EXPECT_THROW(experts::make_expert("label")->encode(vectors(torch::zeros({1, 1}))), InputError);  // no labels
+  EXPECT_THROW(experts::make_expert("label:0"), UsageError);
+}
+
+TEST(Experts, TextHashIsDeterministicNormalisedAndSimilarityPreserving) {
+  auto e = experts::make_expert("text-hash:128");
+  data::Batch b;
+  b.kind = data::ItemKind::Text;
+  b.texts = {"a dark small shirt", "a dark large shirt", "bright white sneaker", "", "A Dark Small Shirt!"};
+  b.index = {0, 1, 2, 3, 4};
+  auto v = e->encode(b);
+  EXPECT_EQ(v.sizes(), (std::vector<int64_t>{5, 128}));
+  EXPECT_TRUE(torch::equal(v, experts::make_expert("text-hash:128")->encode(b)));
+  EXPECT_NEAR(v[0].norm().item<double>(), 1.0, 1e-6);
+  EXPECT_EQ(v[3].abs().sum().item<double>(), 0.0);                      // empty text
+  EXPECT_TRUE(torch::allclose(v[0], v[4]));                              // case and punctuation
+  EXPECT_GT(v[0].dot(v[1]).item<double>(), v[0].dot(v[2]).item<double>() + 0.3);  // shared words are close
+  EXPECT_THROW(e->encode(vectors(torch::zeros({1, 2}))), InputError);
+}
+
+TEST(Experts, TorchScriptMethodsAndErrors) {
+  TempDir dir("ts");
+  auto file = make_module(dir / "m.pt");
+  auto x = torch::randn({4, 3});
+  auto module = torch::jit::load(file.string());
+  auto W = module.attr("W").toTensor(), bias = module.attr("b").toTensor();
+  // Default method: encode; explicit :forward; decode; a text method.
+  EXPECT_TRUE(torch::allclose(experts::make_expert("ts:" + file.string())->encode(vectors(x)), x.matmul(W) + bias));
+  EXPECT_TRUE(torch::equal(experts::make_expert("ts:" + file.string() + ":forward")->encode(vectors(x)), 2 * x));
+  auto e = experts::make_expert("ts:" + file.string());
+  EXPECT_TRUE(e->can_decode());
+  auto z = torch::randn({2, 2});
+  EXPECT_TRUE(torch::allclose(e->decode(z), z.matmul(W.t())));
+  data::Batch t;
+  t.kind = data::ItemKind::Text;
+  t.texts = {"abc", "hello"};
+  t.index = {0, 1};
+  auto lengths = torch::tensor({3.f, 5.f}).view({2, 1});
+  EXPECT_TRUE(torch::equal(experts::make_expert("ts:" + file.string() + ":caption")->encode(t), lengths));
+  try {
+    experts::make_expert("ts:" + file.string() + ":stage9");
+    FAIL();
+  } catch (const InputError& err) {
+    EXPECT_NE(std::string(err.what()).find("no method 'stage9'"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("encode"), std::string::npos) << err.what();
+  }
+  EXPECT_THROW(experts::make_expert("ts:" + (dir / "missing.pt")), IoError);
+  std::ofstream(dir / "junk.pt") << "junk";
+  EXPECT_THROW(experts::make_expert("ts:" + (dir / "junk.pt")), InputError);
+  EXPECT_THROW(experts::make_expert("ts:" + file.string() + ":encode")->encode(vectors(torch::randn({2, 5}))), InputError);
+  // The fingerprint holds the file's SHA-256, computed independently by sha256sum.
+  std::string out = test::shell_output("sha256sum '" + file.string() + "' | cut -c1-64");
+  EXPECT_EQ(e->fingerprint()["sha256"], out.substr(0, 64));
+}
+
+TEST(Experts, ChainsComposeInOrder) {
+  TempDir dir("chain");
+  auto gen = make_module(dir / "gen.pt", 3, 2);  // decode: 2 -> 3
+  auto clf = make_module(dir / "clf.pt", 3, 2);  // encode: 3 -> 2
+  auto z = torch::randn({5, 2});
+  auto chain = experts::make_expert("ts:" + gen.string() + ":decode,ts:" + clf.string() + ":encode");
+  auto manual = experts::make_expert("ts:" + clf.string())->encode(
+      vectors(experts::make_expert("ts:" + gen.string() + ":decode")->encode(vectors(z))));
+  EXPECT_TRUE(torch::equal(chain->encode(vectors(z)), manual));
+  EXPECT_TRUE(torch::equal(experts::make_expert("identity,identity")->encode(vectors(z)), z));
+  EXPECT_EQ(chain->fingerprint()["chain"].size(), 2u);
+  EXPECT_THROW(experts::make_expert("identity,,identity"), UsageError);
+  EXPECT_THROW(experts::make_expert("nosuch"), UsageError);
+}

@@ -1,0 +1,333 @@
+// net2net-extract end to end: shards + merge equal the unsharded run, SIGKILL + --resume equals
+// an uninterrupted run, h5py interop through the tool, bad input gives clear exit codes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "net2net/core/error.h"
+#include "net2net/extract/extract.h"
+#include "net2net/io/embedding_store.h"
+#include "test_util.h"
+
+extern char** environ;
+
+using namespace net2net;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+namespace {
+
+const std::string kExtract = std::string(NET2NET_TOOL_DIR) + "/net2net-extract/net2net-extract";
+
+// Every dataset of a equals b's (values, shapes), and both have the same datasets.
+void expect_same_cache(const std::string& a, const std::string& b) {
+  io::EmbeddingReader ra(a), rb(b);
+  ASSERT_EQ(ra.rows(), rb.rows());
+  auto names = ra.datasets();
+  ASSERT_EQ(names, rb.datasets());
+  for (const auto& n : names) {
+    SCOPED_TRACE(n);
+    auto ia = ra.info(n);
+    if (ia.is_integer) {
+      EXPECT_EQ(ra.read_int64(n), rb.read_int64(n));
+    } else {
+      EXPECT_EQ(ia.item_shape, rb.info(n).item_shape);
+      EXPECT_EQ(ra.read_rows(n, 0, ra.rows()), rb.read_rows(n, 0, rb.rows()));
+    }
+  }
+}
+
+// 50 labelled vectors: v[i] = (i, -i, i / 10), label i % 4; row 13 of "neg" is negative.
+std::string make_source(const TempDir& dir) {
+  auto path = dir / "src.h5";
+  io::write_store(path, {}, [](io::EmbeddingWriter& w) {
+    w.create_float("v", 3);
+    w.create_float("neg", 1);
+    w.create_int64("label");
+    for (int i = 0; i < 50; ++i) {
+      float v[3] = {float(i), float(-i), i / 10.f}, n = i == 13 ? -1.f : 1.f;
+      int64_t l = i % 4;
+      w.append_float("v", v, 1);
+      w.append_float("neg", &n, 1);
+      w.append_int64("label", &l, 1);
+    }
+  });
+  return path;
+}
+
+// A TorchScript expert: encode(x) = tanh(x W) repeated `rounds` times (slow when rounds is large),
+// bad(x) = log(x).
+std::string make_module(const std::string& path, int64_t dim, int rounds) {
+  torch::jit::Module m("Slow");
+  torch::manual_seed(1);
+  m.register_parameter("W", torch::randn({dim, dim}) / std::sqrt(double(dim)), false);
+  m.define("def encode(self, x):\n    y = x\n    for _ in range(" + std::to_string(rounds) +
+           "):\n        y = torch.tanh(torch.matmul(y, self.W))\n    return y\n"
+           "def bad(self, x):\n    return torch.log(x)\n");
+  m.save(path);
+  return path;
+}
+
+extract::ExtractRequest request(const std::string& source, const std::string& out) {
+  extract::ExtractRequest r;
+  r.source = source;
+  r.out = out;
+  r.batch_size = 7;
+  r.experts = extract::parse_expert_args({"v=identity", "onehot=label"});
+  return r;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits until the journal holds at least `rows` rows (or the process ends).
+bool wait_for_rows(const std::string& journal_index, int64_t rows, pid_t pid) {
+  for (int i = 0; i < 3000; ++i) {
+    std::error_code ec;
+    auto size = fs::file_size(journal_index, ec);
+    if (!ec && int64_t(size / 8) >= rows) return true;
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+}  // namespace
+
+TEST(Extract, WritesAlignedDatasetsWithLabelsIndexAndProvenance) {
+  TempDir dir("ex_basic");
+  auto src = make_source(dir);
+  auto summary = extract::run_extraction(request("h5:" + src + ":v", dir / "out.h5"));
+  EXPECT_EQ(summary["rows"], 50);
+  io::EmbeddingReader r(dir / "out.h5");
+  EXPECT_EQ(r.rows(), 50);
+  auto v = r.read_rows("v", 49, 1);
+  EXPECT_EQ(v, (std::vector<float>{49.f, -49.f, 4.9f}));
+  auto onehot = r.read_rows("onehot", 5, 1);
+  EXPECT_EQ(onehot, (std::vector<float>{0, 1, 0, 0}));
+  auto index = r.read_int64("index");
+  EXPECT_EQ(index[17], 17);
+  auto a = r.attributes();
+  EXPECT_EQ(a["source"], "h5:" + src + ":v");
+  EXPECT_EQ(a["complete"], 1);
+  EXPECT_EQ(json::parse(a["experts"].get<std::string>())[1]["spec"], "label");
+  EXPECT_FALSE(fs::exists(dir / "out.h5.partial"));
+}
+
+TEST(Extract, ShardsThenMergeEqualTheUnshardedRun) {
+  TempDir dir("ex_shards");
+  auto src = make_source(dir);
+  extract::run_extraction(request("h5:" + src + ":v", dir / "full.h5"));
+  std::vector<std::string> parts;
+  for (int i = 3; i >= 0; --i) {  // any order
+    auto r = request("h5:" + src + ":v", dir / ("part" + std::to_string(i) + ".h5"));
+    r.shard = extract::parse_shard(std::to_string(i) + "/4");
+    auto s = extract::run_extraction(r);
+    EXPECT_EQ(s["rows"], i < 2 ? 13 : 12);
+    parts.push_back(r.out);
+  }
+  extract::merge_caches(parts, dir / "merged.h5", false);
+  expect_same_cache(dir / "full.h5", dir / "merged.h5");
+  // Duplicates and foreign files are refused; the output is not overwritten without --force.
+  EXPECT_THROW(extract::merge_caches({parts[0], parts[0]}, dir / "dup.h5", false), InputError);
+  auto other = request("h5:" + src + ":neg", dir / "other.h5");
+  extract::run_extraction(other);
+  EXPECT_THROW(extract::merge_caches({parts[0], other.out}, dir / "mix.h5", false), InputError);
+  EXPECT_THROW(extract::merge_caches(parts, dir / "merged.h5", false), UsageError);
+  EXPECT_FALSE(fs::exists(dir / "dup.h5"));
+  EXPECT_FALSE(fs::exists(dir / "mix.h5"));
+}
+
+TEST(Extract, ExistingOutputNeedsForceAndResumeChecksTheRequest) {
+  TempDir dir("ex_exists");
+  auto src = make_source(dir);
+  auto r = request("h5:" + src + ":v", dir / "out.h5");
+  extract::run_extraction(r);
+  EXPECT_THROW(extract::run_extraction(r), UsageError);
+  r.resume = true;
+  EXPECT_TRUE(extract::run_extraction(r)["already_complete"].get<bool>());
+  r.resume = false;
+  r.force = true;
+  EXPECT_EQ(extract::run_extraction(r)["rows"], 50);
+  // A journal of a different request is not resumed into.
+  fs::create_directories(dir / "x.h5.partial");
+  std::ofstream(dir / "x.h5.partial/meta.json") << R"({"identity": {"source": "something else"}, "datasets": null})";
+  auto x = request("h5:" + src + ":v", dir / "x.h5");
+  EXPECT_THROW(extract::run_extraction(x), UsageError);  // neither --resume nor --force
+  x.resume = true;
+  try {
+    extract::run_extraction(x);
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("source"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Extract, NanOrInfNamesTheRow) {
+  TempDir dir("ex_nan");
+  auto src = make_source(dir);
+  auto module = make_module(dir / "m.pt", 1, 1);
+  auto r = request("h5:" + src + ":neg", dir / "out.h5");
+  r.experts = extract::parse_expert_args({"x=ts:" + module + ":bad"});
+  try {
+    extract::run_extraction(r);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 13"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out.h5"));
+}
+
+TEST(Extract, EmptySourceGivesAnEmptyCache) {
+  TempDir dir("ex_empty");
+  extract::ExtractRequest r;
+  r.source = "gaussian:0:4";
+  r.out = dir / "e.h5";
+  r.experts = extract::parse_expert_args({"z=identity"});
+  EXPECT_EQ(extract::run_extraction(r)["rows"], 0);
+  EXPECT_EQ(io::EmbeddingReader(r.out).rows(), 0);
+}
+
+TEST(Extract, ArgumentParsing) {
+  EXPECT_THROW(extract::parse_shard("3/2"), UsageError);
+  EXPECT_THROW(extract::parse_shard("1/0"), UsageError);
+  EXPECT_THROW(extract::parse_shard("a/b"), UsageError);
+  EXPECT_EQ(extract::parse_shard("2/8").index, 2);
+  EXPECT_THROW(extract::parse_expert_args({"label=label"}), UsageError);
+  EXPECT_THROW(extract::parse_expert_args({"a=identity", "a=label"}), UsageError);
+  EXPECT_THROW(extract::parse_expert_args({"noequals"}), UsageError);
+  EXPECT_THROW(extract::parse_expert_args({"bad/name=identity"}), UsageError);
+  EXPECT_THROW(extract::parse_expert_args({}), UsageError);
+}
+
+TEST(Extract, H5pyCacheThroughTheToolAndBackToH5py) {
+  NET2NET_REQUIRE_PYTHON("h5py");
+  TempDir dir("ex_h5py");
+  ASSERT_EQ(test::run_python("tests/python/h5_interop.py write " + dir.str()), 0);
+  extract::ExtractRequest r;
+  r.source = "h5:" + (dir / "with_attrs.h5") + ":emb";
+  r.out = dir / "ours.h5";
+  r.batch_size = 8;
+  r.experts = extract::parse_expert_args({"emb=identity"});
+  extract::run_extraction(r);
+  EXPECT_EQ(test::run_python("tests/python/h5_interop.py check " + r.out), 0);
+}
+
+TEST(ExtractTool, SigkillThenResumeEqualsAnUninterruptedRun) {
+  TempDir dir("ex_kill");
+  auto module = make_module(dir / "slow.pt", 64, 1000);
+  std::vector<std::string> args = {kExtract, "--data", "gaussian:3000:64", "--expert", "y=ts:" + module,
+                                   "--expert", "z=identity", "--batch-size", "16", "--threads", "1", "--log-level", "warn"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = args;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  pid_t pid = spawn(with({"--out", dir / "killed.h5"}), dir / "kill.log");
+  ASSERT_TRUE(wait_for_rows(dir / "killed.h5.partial/index.i64", 200, pid)) << slurp(dir / "kill.log");
+  kill(pid, SIGKILL);
+  EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
+  EXPECT_FALSE(fs::exists(dir / "killed.h5"));  // nothing that looks complete
+  EXPECT_TRUE(fs::exists(dir / "killed.h5.partial"));
+  // Resume (no --force: the journal is continued), then compare with a run that was never stopped.
+  int rc = test::shell("'" + kExtract + "' --data gaussian:3000:64 --expert y=ts:'" + module +
+                       "' --expert z=identity --batch-size 16 --threads 1 --log-level warn --json --resume --out '" + (dir / "killed.h5") +
+                       "' > '" + (dir / "resume.json") + "'");
+  ASSERT_EQ(rc, 0);
+  EXPECT_GE(json::parse(slurp(dir / "resume.json"))["resumed_from"].get<int64_t>(), 200);
+  ASSERT_EQ(test::shell("'" + kExtract + "' --data gaussian:3000:64 --expert y=ts:'" + module +
+                        "' --expert z=identity --batch-size 16 --threads 1 --log-level warn --out '" + (dir / "clean.h5") + "'"),
+            0);
+  expect_same_cache(dir / "clean.h5", dir / "killed.h5");
+  EXPECT_FALSE(fs::exists(dir / "killed.h5.partial"));
+}
+
+TEST(ExtractTool, SigtermStopsWithExitFourAndResumes) {
+  TempDir dir("ex_term");
+  auto module = make_module(dir / "slow.pt", 64, 1000);
+  std::vector<std::string> args = {kExtract, "--data", "gaussian:3000:64", "--expert", "y=ts:" + module, "--batch-size", "16",
+                                   "--threads", "1", "--out", dir / "t.h5"};
+  pid_t pid = spawn(args, dir / "term.log");
+  ASSERT_TRUE(wait_for_rows(dir / "t.h5.partial/index.i64", 100, pid)) << slurp(dir / "term.log");
+  kill(pid, SIGTERM);
+  EXPECT_EQ(wait_exit(pid), 4);
+  EXPECT_NE(slurp(dir / "term.log").find("--resume"), std::string::npos) << slurp(dir / "term.log");
+  args.push_back("--resume");
+  EXPECT_EQ(wait_exit(spawn(args, dir / "resume.log")), 0) << slurp(dir / "resume.log");
+  EXPECT_EQ(io::EmbeddingReader(dir / "t.h5").rows(), 3000);
+}
+
+TEST(ExtractTool, BadInputExitCodes) {
+  TempDir dir("ex_bad");
+  auto module = make_module(dir / "m.pt", 4, 1);
+  auto rc = [&](const std::string& args) { return test::shell("'" + kExtract + "' " + args + " > /dev/null 2>&1"); };
+  EXPECT_EQ(rc("--expert z=identity --out '" + (dir / "a.h5") + "'"), 2);                       // no --data
+  EXPECT_EQ(rc("--data gaussian:5:4 --out '" + (dir / "a.h5") + "'"), 2);                       // no --expert
+  EXPECT_EQ(rc("--data gaussian:5:4 --expert z=identity --shard 3/2 --out '" + (dir / "a.h5") + "'"), 2);
+  EXPECT_EQ(rc("--data gaussian:5:4 --expert z=ts:'" + module + "':nomethod --out '" + (dir / "a.h5") + "'"), 2);
+  EXPECT_EQ(rc("--data text:/nonexistent.txt --expert t=text-hash --out '" + (dir / "a.h5") + "'"), 3);
+  EXPECT_EQ(rc("--data gaussian:5:4 --expert z=identity --out '" + (dir / "a.h5") + "'"), 0);
+  EXPECT_EQ(rc("--data gaussian:5:4 --expert z=identity --out '" + (dir / "a.h5") + "'"), 2);  // exists
+  EXPECT_EQ(rc("--data gaussian:5:4 --expert z=identity --force --out '" + (dir / "a.h5") + "'"), 0);
+}
+
+TEST(ExtractTool, TorchvisionResNetExportIsAStagedExpert) {
+  NET2NET_REQUIRE_PYTHON("torchvision");
+  TempDir dir("ex_resnet");
+  auto file = dir / "r50.pt";
+  ASSERT_EQ(test::run_python("scripts/experts/export_torchvision.py --arch resnet50 --size 32 --pool-stages --out '" + file + "'"), 0);
+  auto module = torch::jit::load(file);
+  for (const char* m : {"encode", "stem", "stage1", "stage2", "stage3", "stage4", "pool", "forward"})
+    EXPECT_TRUE(module.find_method(m).has_value()) << m;
+  ASSERT_EQ(test::shell("'" + kExtract + "' --data gaussian:0:1 --expert z=identity --out '" + (dir / "warm.h5") + "' > /dev/null 2>&1"), 0);
+  // Images in, the contract's convention: [N,1,28,28] in [-1,1] through the h5 source.
+  auto src = dir / "imgs.h5";
+  io::write_store(src, {}, [](io::EmbeddingWriter& w) {
+    w.create_float("img", 784, {1, 28, 28});
+    std::vector<float> px(3 * 784);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = std::sin(0.01f * i);
+    w.append_float("img", px.data(), 3);
+  });
+  ASSERT_EQ(test::shell("'" + kExtract + "' --data h5:'" + src + "':img --expert s3=ts:'" + file +
+                        "':stage3 --expert logits=ts:'" + file + "':forward --log-level warn --out '" + (dir / "f.h5") + "'"),
+            0);
+  io::EmbeddingReader r(dir / "f.h5");
+  EXPECT_EQ(r.info("s3").cols, 1024);
+  EXPECT_EQ(r.info("logits").cols, 1000);
+  // Same numbers as calling the module directly.
+  auto x = torch::from_blob(io::EmbeddingReader(src).read_rows("img", 0, 3).data(), {3, 1, 28, 28}).clone();
+  auto direct = module.get_method("stage3")({x}).toTensor();
+  auto cached = torch::from_blob(r.read_rows("s3", 0, 3).data(), {3, 1024}).clone();
+  EXPECT_TRUE(torch::allclose(direct, cached, 1e-5, 1e-5));
+}
