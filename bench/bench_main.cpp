@@ -1,0 +1,88 @@
+// net2net-bench: speed of our code paths, each against a reference on the same inputs, in one
+// process; medians of several runs. Prints a JSON line per benchmark.
+//   net2net-bench extract --expert SPEC --data SOURCE [--limit N] [--batch-size B] [--runs R]
+//     whole extraction (source, experts, journal, HDF5) vs the expert alone on the same batches
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "net2net/core/log.h"
+#include "net2net/core/runtime.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
+#include "net2net/extract/extract.h"
+
+using namespace net2net;
+namespace fs = std::filesystem;
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("net2net benchmarks", "net2net-bench");
+  app.require_subcommand(1);
+  std::string expert = "text-hash", source = "fashion-mnist:test";
+  int64_t limit = 2000, batch = 64;
+  int runs = 5, threads = 0;
+  auto* ex = app.add_subcommand("extract", "extraction throughput vs the expert alone");
+  ex->add_option("--expert", expert, "expert spec");
+  ex->add_option("--data", source, "source");
+  ex->add_option("--limit", limit, "items");
+  ex->add_option("--batch-size", batch, "batch size");
+  ex->add_option("--runs", runs, "runs (median)");
+  app.add_option("--threads", threads, "threads (0: all)");
+  CLI11_PARSE(app, argc, argv);
+  setup_logging("warn");
+  int n_threads = set_threads(threads);
+
+  if (ex->parsed()) {
+    auto src = data::open_source(source);
+    experts::ExpertContext ctx;
+    ctx.num_classes = src->num_classes();
+    auto e = experts::make_expert(expert, ctx);
+    int64_t n = std::min(limit, src->size());
+    std::vector<data::Batch> batches;  // loaded once: the expert-alone timing excludes data loading
+    for (int64_t s = 0; s < n; s += batch) {
+      std::vector<int64_t> idx;
+      for (int64_t i = s; i < std::min(n, s + batch); ++i) idx.push_back(i);
+      batches.push_back(src->get(idx));
+    }
+    std::vector<double> alone, whole;
+    auto out = (fs::temp_directory_path() / "net2net_bench_extract.h5").string();
+    for (int r = 0; r < runs; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (const auto& b : batches) e->encode(b);
+      alone.push_back(seconds_since(t0));
+      extract::ExtractRequest req;
+      req.source = source;
+      req.out = out;
+      req.limit = n;
+      req.batch_size = batch;
+      req.force = true;
+      req.experts = {{"x", expert}};
+      t0 = std::chrono::steady_clock::now();
+      extract::run_extraction(req);
+      whole.push_back(seconds_since(t0));
+    }
+    fs::remove(out);
+    double a = median(alone), w = median(whole);
+    std::cout << nlohmann::json{{"bench", "extract"}, {"expert", expert}, {"source", source}, {"items", n},
+                                {"batch_size", batch}, {"threads", n_threads}, {"runs", runs},
+                                {"expert_alone_items_per_s", n / a}, {"extract_items_per_s", n / w},
+                                {"ratio_extract_over_expert_alone", a / w}}
+                     .dump()
+              << std::endl;
+  }
+  return 0;
+}
