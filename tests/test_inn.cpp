@@ -363,7 +363,9 @@ TEST(Flow, PermutationsAreSeededPerBlockAndStoredAsBuffers) {
     EXPECT_TRUE(torch::equal(p, b->blocks()[i]->shuffle->forward_index));
     EXPECT_TRUE(torch::equal(std::get<0>(p.sort()), torch::arange(12)));
     EXPECT_TRUE(torch::equal(p.index_select(0, a->blocks()[i]->shuffle->backward_index), torch::arange(12)));
-    if (i > 0) EXPECT_FALSE(torch::equal(p, a->blocks()[i - 1]->shuffle->forward_index));
+    if (i > 0) {
+      EXPECT_FALSE(torch::equal(p, a->blocks()[i - 1]->shuffle->forward_index));
+    }
     EXPECT_FALSE(torch::equal(p, other->blocks()[i]->shuffle->forward_index));
   }
   auto buffers = a->named_buffers();

@@ -2,6 +2,9 @@
 // This stage declares the contract's options; the metrics land with issues 4 and 5.
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
+#include "net2net/train/trainer.h"
+
+#include <iostream>
 
 namespace net2net::commands {
 namespace {
@@ -23,7 +26,8 @@ class EvalTool : public cli::Tool {
     fid->add_option("--fake", fake_, "h5:FILE:DATASET, images:DIR or stats:FILE")->required();
     fid->add_option("--features", features_, "Feature EXPERT (ts:FILE for Inception pool3; identity)");
     fid->add_option("--save-stats", save_stats_, "Save the statistics of --fake for reuse");
-    auto* nll = app.add_subcommand("nll", "Negative log-likelihood of a trained cINN on a cache");
+    auto* nll = app.add_subcommand("nll", "Negative log-likelihood of a trained cINN on a cache; prints JSON:\n"
+                                          "nll (mean 0.5|v|^2 - log|det J|, no constant), nll_term, nlogdet, bits_per_dim");
     nll->add_option("--checkpoint", checkpoint_, "Run directory or checkpoint file")->required();
     nll->add_option("--data", data_, "Embedding cache (.h5)")->required();
     auto* energy = app.add_subcommand("energy", "Energy, cost and CO2 of a training run (paper-table style)");
@@ -36,7 +40,12 @@ class EvalTool : public cli::Tool {
     energy->add_option("--format", format_, "md, json or csv")->check(CLI::IsMember({"md", "json", "csv"}));
     subcommands_ = {fid, nll, energy};
   }
-  int run(const cli::GlobalOptions&) override {
+  int run(const cli::GlobalOptions& g) override {
+    if (subcommands_[1]->parsed()) {
+      auto r = train::evaluate_nll(checkpoint_, data_, g.device);
+      std::cout << r.dump() << std::endl;
+      return 0;
+    }
     for (auto* sub : subcommands_)
       if (sub->parsed())
         throw NotImplemented("net2net-eval " + sub->get_name() + " is not built yet (issue " +

@@ -1,5 +1,6 @@
 #include "net2net/io/checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "net2net/core/atomic_file.h"
@@ -16,15 +17,9 @@ std::string dtype_name(torch::Dtype d) {
 }
 }  // namespace
 
-void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
-  torch::serialize::OutputArchive archive;
-  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
-  archive.write("version", c10::IValue(kCheckpointVersion));
-  archive.write("config", c10::IValue(config.dump()));
-  archive.write("dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
-  torch::serialize::OutputArchive model_archive;
-  model->save(model_archive);
-  archive.write("model", model_archive);
+namespace {
+void write_model(torch::serialize::OutputArchive& archive, const nlohmann::json& config, inn::ConditionalFlow& model);
+void save_archive(const std::string& path, torch::serialize::OutputArchive& archive) {
   write_atomically(path, [&](const std::string& tmp) {
     try {
       archive.save_to(tmp);
@@ -33,6 +28,66 @@ void save_flow_checkpoint(const std::string& path, const nlohmann::json& config,
     }
   });
 }
+}  // namespace
+
+void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
+  torch::serialize::OutputArchive archive;
+  write_model(archive, config, model);
+  save_archive(path, archive);
+}
+
+void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
+                              torch::optim::Optimizer& optimizer, const TrainingState& state) {
+  torch::serialize::OutputArchive archive;
+  write_model(archive, config, model);
+  torch::serialize::OutputArchive opt_archive;
+  optimizer.save(opt_archive);
+  archive.write("optimizer", opt_archive);
+  archive.write("step", c10::IValue(state.step));
+  archive.write("best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
+  if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state);
+  archive.write("train_state", c10::IValue(state.extra.dump()));
+  save_archive(path, archive);
+}
+
+TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
+  }
+  TrainingState st;
+  c10::IValue step, best, extra;
+  torch::serialize::InputArchive opt_archive;
+  if (!archive.try_read("step", step) || !step.isInt() || !archive.try_read("optimizer", opt_archive))
+    throw InputError("checkpoint '" + path + "' holds no training state (a model-only checkpoint cannot be resumed)");
+  st.step = step.toInt();
+  if (archive.try_read("best_val", best) && best.isDouble() && !std::isnan(best.toDouble()))
+    st.best_val = best.toDouble(), st.has_best = true;
+  torch::Tensor rng;
+  if (archive.try_read("rng_cpu", rng)) st.rng_state = rng;
+  if (archive.try_read("train_state", extra) && extra.isString())
+    st.extra = nlohmann::json::parse(extra.toStringRef(), nullptr, false);
+  try {
+    optimizer.load(opt_archive);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint '" + path + "': optimizer state does not fit the model: " + e.what_without_backtrace());
+  }
+  return st;
+}
+
+namespace {
+void write_model(torch::serialize::OutputArchive& archive, const nlohmann::json& config, inn::ConditionalFlow& model) {
+  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  archive.write("version", c10::IValue(kCheckpointVersion));
+  archive.write("config", c10::IValue(config.dump()));
+  archive.write("dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
+  torch::serialize::OutputArchive model_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+}
+}  // namespace
 
 std::string resolve_checkpoint_path(const std::string& p) {
   std::error_code ec;

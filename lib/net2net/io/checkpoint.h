@@ -28,4 +28,19 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir);
 
 std::string resolve_checkpoint_path(const std::string& path_or_run_dir);
 
+// What a training checkpoint holds besides the model: where training stands.
+struct TrainingState {
+  int64_t step = 0;
+  double best_val = 0;         // best validation loss so far (valid when has_best)
+  bool has_best = false;
+  torch::Tensor rng_state;     // torch's default CPU generator
+  nlohmann::json extra;        // energy record, threads, world size, ...
+};
+
+// A model checkpoint plus the optimizer's state and the training state (docs/formats.md).
+void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
+                              torch::optim::Optimizer& optimizer, const TrainingState& state);
+// Reads the optimizer and training state of a training checkpoint (InputError when absent).
+TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer);
+
 }  // namespace net2net::io
