@@ -1,0 +1,376 @@
+// Training: approaches the analytic optimum on Gaussian pairs; exact resume after SIGKILL;
+// signals write a checkpoint and exit 4; corrupt checkpoints give clear errors; two Gloo ranks
+// equal one process on the combined batch; energy records; rendezvous from the environment.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "net2net/core/error.h"
+#include "net2net/io/checkpoint.h"
+#include "net2net/io/embedding_store.h"
+#include "net2net/train/distributed.h"
+#include "net2net/train/energy.h"
+#include "net2net/train/trainer.h"
+#include "test_util.h"
+
+extern char** environ;
+
+using namespace net2net;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+using torch::Tensor;
+
+namespace {
+
+const std::string kTrain = std::string(NET2NET_TOOL_DIR) + "/net2net-train/net2net-train";
+
+// x = A c + L e with c ~ N(0, I_2), e ~ N(0, I_3): p(x | c) = N(A c, L L^T).
+struct Gaussian {
+  Tensor A = torch::tensor({1.0, -0.5, 0.3, 0.8, 0.0, 1.2}, torch::kFloat64).view({3, 2});
+  Tensor L = torch::tensor({0.5, 0.0, 0.0, 0.2, 0.3, 0.0, -0.1, 0.1, 0.4}, torch::kFloat64).view({3, 3});
+  std::pair<Tensor, Tensor> sample(int64_t n, uint64_t seed) const {
+    auto g = at::detail::createCPUGenerator(seed);
+    auto c = at::randn({n, 2}, g, torch::kFloat64);
+    auto x = c.matmul(A.t()) + at::randn({n, 3}, g, torch::kFloat64).matmul(L.t());
+    return {c, x};
+  }
+  // Mean of 0.5 |L^-1 (x - A c)|^2 + log|det L| over the sample: the loss of the true model.
+  double optimum_loss(const Tensor& c, const Tensor& x) const {
+    auto v = torch::linalg::solve_triangular(L, (x - c.matmul(A.t())).t(), /*upper=*/false, /*left=*/true, /*unitriangular=*/false).t();
+    return (0.5 * v.pow(2).sum(1)).mean().item<double>() + L.diag().abs().log().sum().item<double>();
+  }
+};
+
+void write_pairs(const std::string& path, const Tensor& c, const Tensor& x) {
+  io::write_store(path, {}, [&](io::EmbeddingWriter& w) {
+    auto cf = c.to(torch::kFloat32).contiguous(), xf = x.to(torch::kFloat32).contiguous();
+    w.create_float("c", cf.size(1));
+    w.create_float("x", xf.size(1));
+    w.append_float("c", cf.data_ptr<float>(), cf.size(0));
+    w.append_float("x", xf.data_ptr<float>(), xf.size(0));
+  });
+}
+
+// A small run config over caches in `dir`.
+std::string write_config(const TempDir& dir, const std::string& name, json train, json model = json::object()) {
+  json m = {{"n_flows", 4}, {"hidden_dim", 64}, {"hidden_depth", 1}, {"embedding_dim", 8},
+            {"embedder", {{"hidden_dim", 32}, {"depth", 1}, {"norm", "none"}}}};
+  m.update(model);
+  json cfg = {{"name", name},
+              {"data", {{"train", dir / "train.h5"}, {"val", dir / "val.h5"}, {"condition", "c"}, {"target", "x"}}},
+              {"model", m},
+              {"train", train}};
+  auto path = dir / (name + ".json");
+  std::ofstream(path) << cfg.dump(2);
+  return path;
+}
+
+void make_data(const TempDir& dir, int64_t n_train = 8000) {
+  Gaussian g;
+  auto [c, x] = g.sample(n_train, 1);
+  write_pairs(dir / "train.h5", c, x);
+  auto [cv, xv] = g.sample(2000, 2);
+  write_pairs(dir / "val.h5", cv, xv);
+}
+
+std::vector<Tensor> params_of(const std::string& checkpoint) {
+  return io::load_flow_checkpoint(checkpoint).model->parameters();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& log, const std::vector<std::string>& env_extra = {}) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.push_back(*e);
+  for (const auto& e : env_extra) env_store.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Highest train step logged in a run's metrics.jsonl.
+int64_t logged_step(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  int64_t step = 0;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line, nullptr, false);
+    if (!j.is_discarded()) step = std::max<int64_t>(step, j.value("step", int64_t(0)));
+  }
+  return step;
+}
+
+bool wait_for_step(const std::string& run_dir, int64_t step, pid_t pid) {
+  for (int i = 0; i < 6000; ++i) {
+    if (logged_step(run_dir) >= step) return true;
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+int free_port() {
+  // A port from the pid keeps parallel test runs apart; 20000-29999.
+  return 20000 + (::getpid() * 7) % 10000;
+}
+
+}  // namespace
+
+TEST(Train, GaussianPairsApproachTheAnalyticOptimum) {
+  TempDir dir("train_gauss");
+  make_data(dir);
+  auto cfg = write_config(dir, "gauss", {{"batch_size", 256}, {"steps", 800}, {"lr", 0.003}, {"log_every", 100},
+                                         {"val_every", 200}, {"checkpoint_every", 400}});
+  train::TrainOptions o;
+  o.config_path = cfg;
+  o.run_dir = dir / "run";
+  auto summary = train::run_training(o);
+  EXPECT_EQ(summary["steps"], 800);
+  Gaussian g;
+  auto [cv, xv] = g.sample(2000, 2);
+  const double optimum = g.optimum_loss(cv, xv);
+  auto eval = train::evaluate_nll(dir / "run", dir / "val.h5", "cpu");
+  // The model is trained on other samples; on the validation sample it must come close to the
+  // true conditional density's loss there (and can only beat it by overfitting noise).
+  EXPECT_LT(eval["nll"].get<double>(), optimum + 0.1) << "optimum " << optimum;
+  EXPECT_GT(eval["nll"].get<double>(), optimum - 0.1) << "optimum " << optimum;
+  // bits/dim is the full-density version of the same number.
+  EXPECT_NEAR(eval["bits_per_dim"].get<double>(),
+              (eval["nll"].get<double>() + 1.5 * std::log(2 * M_PI)) / (3 * std::log(2.0)), 1e-4);
+  // The run directory of the contract.
+  for (const char* f : {"config.json", "metrics.jsonl", "energy.json", "checkpoints/last.pt", "checkpoints/best.pt"})
+    EXPECT_TRUE(fs::exists(fs::path(dir / "run") / f)) << f;
+  auto resolved = json::parse(slurp(dir / "run/config.json"));
+  EXPECT_EQ(resolved["model"]["in_dim"], 3);
+  EXPECT_EQ(resolved["model"]["cond_dim"], 2);
+  int train_lines = 0, val_lines = 0;
+  std::ifstream in(dir / "run/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line);
+    if (j["split"] == "train") {
+      ++train_lines;
+      for (const char* k : {"loss", "nll", "nlogdet", "reference_nll", "lr", "grad_norm", "items_per_s"})
+        EXPECT_TRUE(j.contains(k)) << k;
+    } else {
+      ++val_lines;
+      for (const char* k : {"loss", "nll", "bits_per_dim"}) EXPECT_TRUE(j.contains(k)) << k;
+    }
+  }
+  EXPECT_EQ(train_lines, 8);
+  EXPECT_EQ(val_lines, 4);
+  auto energy = json::parse(slurp(dir / "run/energy.json"));
+  EXPECT_GT(energy["wall_seconds"].get<double>(), 0.0);
+  EXPECT_GT(energy["cpu_seconds"].get<double>(), 0.0);
+}
+
+TEST(Train, ValFractionSplitsTheTrainCache) {
+  TempDir dir("train_split");
+  make_data(dir, 1000);
+  auto cfg = write_config(dir, "split", {{"batch_size", 100}, {"steps", 5}, {"lr", 0.001}, {"log_every", 5}});
+  train::TrainOptions o;
+  o.config_path = cfg;
+  o.overrides = {"data.val=null", "data.val_fraction=0.2"};
+  o.run_dir = dir / "run";
+  EXPECT_EQ(train::run_training(o)["steps"], 5);
+  // 800 training rows, batch 100: 8 steps an epoch.
+  EXPECT_NE(slurp(dir / "run/metrics.jsonl").find("\"split\":\"val\""), std::string::npos);
+}
+
+TEST(TrainTool, SigkillThenResumeIsBitIdenticalInDeterministicMode) {
+  TempDir dir("train_kill");
+  make_data(dir, 4000);
+  auto cfg = write_config(dir, "kill", {{"batch_size", 64}, {"steps", 400}, {"lr", 0.002}, {"log_every", 10},
+                                        {"val_every", 100}, {"checkpoint_every", 37}},
+                          {{"hidden_dim", 128}});
+  auto args = [&](const std::string& run) {
+    return std::vector<std::string>{kTrain, "--config", cfg, "--run-dir", run, "--deterministic", "--threads", "1", "--log-level", "warn"};
+  };
+  ASSERT_EQ(wait_exit(spawn(args(dir / "clean"), dir / "clean.log")), 0) << slurp(dir / "clean.log");
+  pid_t pid = spawn(args(dir / "killed"), dir / "killed.log");
+  ASSERT_TRUE(wait_for_step(dir / "killed", 130, pid)) << slurp(dir / "killed.log");
+  kill(pid, SIGKILL);
+  EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
+  ASSERT_LT(logged_step(dir / "killed"), 400);
+  auto resume = args(dir / "killed");
+  resume.push_back("--resume");
+  ASSERT_EQ(wait_exit(spawn(resume, dir / "resume.log")), 0) << slurp(dir / "resume.log");
+  auto a = params_of(dir / "clean/checkpoints/last.pt"), b = params_of(dir / "killed/checkpoints/last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // The metrics of the resumed run hold each step once.
+  int lines_400 = 0;
+  std::ifstream in(dir / "killed/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) lines_400 += json::parse(line)["step"] == 400 && json::parse(line)["split"] == "train";
+  EXPECT_EQ(lines_400, 1);
+}
+
+TEST(TrainTool, SignalWritesACheckpointAndExitsFour) {
+  TempDir dir("train_term");
+  make_data(dir, 4000);
+  auto cfg = write_config(dir, "term", {{"batch_size", 64}, {"steps", 100000}, {"lr", 0.001}, {"log_every", 10},
+                                        {"checkpoint_every", 100000}, {"val_every", 100000}});
+  std::vector<std::string> args = {kTrain, "--config", cfg, "--run-dir", dir / "run", "--threads", "1"};
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) {
+    SCOPED_TRACE(sig);
+    auto a = args;
+    if (sig != SIGTERM) a.push_back("--resume");
+    pid_t pid = spawn(a, dir / "run.log");
+    int64_t before = logged_step(dir / "run");
+    ASSERT_TRUE(wait_for_step(dir / "run", before + 20, pid)) << slurp(dir / "run.log");
+    kill(pid, sig);
+    EXPECT_EQ(wait_exit(pid), 4) << slurp(dir / "run.log");
+    EXPECT_NE(slurp(dir / "run.log").find("--resume"), std::string::npos);
+    torch::optim::Adam adam(params_of(dir / "run/checkpoints/last.pt"), torch::optim::AdamOptions(1e-3));
+    auto state = io::load_training_state(dir / "run/checkpoints/last.pt", adam);
+    EXPECT_GE(state.step, before + 20);
+  }
+}
+
+TEST(TrainTool, CorruptCheckpointIsAClearErrorAndStaysUntouched) {
+  TempDir dir("train_corrupt");
+  make_data(dir, 1000);
+  auto cfg = write_config(dir, "c", {{"batch_size", 100}, {"steps", 20}, {"lr", 0.001}, {"log_every", 10}});
+  ASSERT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' --log-level error"), 0);
+  auto last = dir / "run/checkpoints/last.pt";
+  fs::resize_file(last, fs::file_size(last) / 3);
+  auto size = fs::file_size(last);
+  ASSERT_EQ(test::shell("'" + kTrain + "' --run-dir '" + (dir / "run") + "' --resume --set train.steps=40 2> '" +
+                        (dir / "err.txt") + "'"),
+            2);
+  EXPECT_NE(slurp(dir / "err.txt").find(last), std::string::npos) << slurp(dir / "err.txt");
+  EXPECT_NE(slurp(dir / "err.txt").find("corrupt or truncated"), std::string::npos) << slurp(dir / "err.txt");
+  EXPECT_EQ(fs::file_size(last), size);
+  // best.pt, a good checkpoint, still loads; a new run in the folder needs --force.
+  EXPECT_NO_THROW(io::load_flow_checkpoint(dir / "run/checkpoints/best.pt"));
+  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' > /dev/null 2>&1"), 2);
+}
+
+TEST(TrainTool, ResumeRefusesAnotherModelButExtendsSteps) {
+  TempDir dir("train_resume_cfg");
+  make_data(dir, 1000);
+  auto cfg = write_config(dir, "r", {{"batch_size", 100}, {"steps", 10}, {"lr", 0.001}, {"log_every", 5}});
+  ASSERT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' --log-level error"), 0);
+  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") +
+                        "' --resume --set model.n_flows=5 2> '" + (dir / "err.txt") + "'"),
+            2);
+  EXPECT_NE(slurp(dir / "err.txt").find("model.n_flows"), std::string::npos) << slurp(dir / "err.txt");
+  ASSERT_EQ(test::shell("'" + kTrain + "' --run-dir '" + (dir / "run") + "' --resume --set train.steps=20 --log-level error"), 0);
+  EXPECT_EQ(logged_step(dir / "run"), 20);
+}
+
+TEST(TrainTool, MissingDatasetExitsTwoNamingIt) {
+  TempDir dir("train_missing");
+  make_data(dir, 100);
+  auto cfg = write_config(dir, "m", {{"steps", 1}});
+  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") +
+                        "' --set data.condition=nope 2> '" + (dir / "err.txt") + "'"),
+            2);
+  EXPECT_NE(slurp(dir / "err.txt").find("'/nope'"), std::string::npos) << slurp(dir / "err.txt");
+  EXPECT_NE(slurp(dir / "err.txt").find("data.condition"), std::string::npos) << slurp(dir / "err.txt");
+}
+
+TEST(TrainTool, TwoGlooRanksEqualOneProcessOnTheCombinedBatch) {
+  TempDir dir("train_ddp");
+  make_data(dir, 2000);
+  auto cfg = write_config(dir, "ddp", {{"batch_size", 64}, {"steps", 30}, {"lr", 0.002}, {"log_every", 10},
+                                       {"val_every", 1000}, {"checkpoint_every", 1000}});
+  std::vector<std::string> base = {kTrain, "--config", cfg, "--threads", "1", "--log-level", "info"};
+  auto single = base;
+  single.insert(single.end(), {"--run-dir", dir / "single"});
+  ASSERT_EQ(wait_exit(spawn(single, dir / "single.log")), 0) << slurp(dir / "single.log");
+  const std::string port = std::to_string(free_port());
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto a = base;
+    a.insert(a.end(), {"--run-dir", dir / "ddp"});
+    pids.push_back(spawn(a, dir / ("rank" + std::to_string(rank) + ".log"),
+                         {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank),
+                          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  }
+  for (int rank = 0; rank < 2; ++rank)
+    ASSERT_EQ(wait_exit(pids[rank]), 0) << slurp(dir / ("rank" + std::to_string(rank) + ".log"));
+  EXPECT_NE(slurp(dir / "rank0.log").find("gloo"), std::string::npos);
+  auto a = params_of(dir / "single/checkpoints/last.pt"), b = params_of(dir / "ddp/checkpoints/last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << "parameter " << i << " max diff "
+                                                         << (a[i] - b[i]).abs().max().item<float>();
+  // And they did train: the parameters moved away from the initialisation.
+  auto cfg_json = json::parse(slurp(cfg));
+  EXPECT_EQ(json::parse(slurp(dir / "ddp/config.json"))["train"]["steps"], 30);
+}
+
+TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {
+  auto t = train::detect_distributed({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "1234"}});
+  EXPECT_EQ(t.launcher, "torchrun");
+  EXPECT_EQ(t.rank, 3);
+  EXPECT_EQ(t.world_size, 8);
+  EXPECT_EQ(t.local_rank, 1);
+  EXPECT_EQ(t.master_addr, "n1");
+  EXPECT_EQ(t.master_port, 1234);
+  auto s = train::detect_distributed({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "2"},
+                                      {"SLURM_JOB_NODELIST", "gpu[07-09,12],cpu3"}});
+  EXPECT_EQ(s.launcher, "slurm");
+  EXPECT_EQ(s.rank, 5);
+  EXPECT_EQ(s.world_size, 6);
+  EXPECT_EQ(s.local_rank, 2);
+  EXPECT_EQ(s.master_addr, "gpu07");
+  EXPECT_EQ(s.master_port, 29500);
+  EXPECT_EQ(train::first_slurm_host("node1"), "node1");
+  EXPECT_EQ(train::first_slurm_host("a[3,5],b"), "a3");
+  EXPECT_EQ(train::detect_distributed({{"X", "1"}}).world_size, 1);
+  EXPECT_THROW(train::detect_distributed({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), UsageError);
+  EXPECT_THROW(train::detect_distributed({{"RANK", "x"}, {"WORLD_SIZE", "2"}}), UsageError);
+}
+
+TEST(Energy, ReadsRaplCountersWithWrapAroundAndReportsUnreadableOnes) {
+  TempDir dir("rapl");
+  fs::create_directories(dir / "intel-rapl:0");
+  fs::create_directories(dir / "intel-rapl:0:0");  // a subdomain: not counted twice
+  std::ofstream(dir / "intel-rapl:0/name") << "package-0\n";
+  std::ofstream(dir / "intel-rapl:0/max_energy_range_uj") << "1000000\n";
+  std::ofstream(dir / "intel-rapl:0/energy_uj") << "900000\n";
+  std::ofstream(dir / "intel-rapl:0:0/energy_uj") << "5\n";
+  train::EnergyMeter meter(dir.str());
+  std::ofstream(dir / "intel-rapl:0/energy_uj", std::ios::trunc) << "950000\n";
+  meter.poll();
+  std::ofstream(dir / "intel-rapl:0/energy_uj", std::ios::trunc) << "150000\n";  // wrapped
+  auto r = meter.record(json{{"cpu_joules", 10.0}, {"wall_seconds", 100.0}, {"parts", 1}});
+  EXPECT_TRUE(r["cpu_energy"]["measured"].get<bool>());
+  EXPECT_NEAR(r["cpu_joules"].get<double>(), 10.0 + 0.05 + 0.2, 1e-9);
+  EXPECT_GE(r["wall_seconds"].get<double>(), 100.0);
+  EXPECT_EQ(r["parts"], 2);
+  train::EnergyMeter none((dir / "nothing").c_str());
+  auto n = none.record();
+  EXPECT_FALSE(n["cpu_energy"]["measured"].get<bool>());
+  EXPECT_NE(n["cpu_energy"]["note"].get<std::string>().find("no RAPL"), std::string::npos);
+  EXPECT_FALSE(n["gpu_energy"]["note"].get<std::string>().empty());
+}
