@@ -2,6 +2,9 @@
 // process; medians of several runs. Prints a JSON line per benchmark.
 //   net2net-bench extract --expert SPEC --data SOURCE [--limit N] [--batch-size B] [--runs R]
 //     whole extraction (source, experts, journal, HDF5) vs the expert alone on the same batches
+//   net2net-bench train --config F [--runs R] [--steps S]
+//     seconds per optimizer step of the config's model on random data (the trainer's step:
+//     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -15,6 +18,8 @@
 #include "net2net/data/source.h"
 #include "net2net/experts/expert.h"
 #include "net2net/extract/extract.h"
+#include "net2net/config/cinn_config.h"
+#include "net2net/inn/flow.h"
 
 using namespace net2net;
 namespace fs = std::filesystem;
@@ -42,6 +47,12 @@ int main(int argc, char** argv) {
   ex->add_option("--batch-size", batch, "batch size");
   ex->add_option("--runs", runs, "runs (median)");
   app.add_option("--threads", threads, "threads (0: all)");
+  std::string config_path;
+  int steps = 3;
+  auto* tr = app.add_subcommand("train", "seconds per training step of a config's model");
+  tr->add_option("--config", config_path, "cINN config")->required();
+  tr->add_option("--runs", runs, "runs (median)");
+  tr->add_option("--steps", steps, "steps per run");
   CLI11_PARSE(app, argc, argv);
   setup_logging("warn");
   int n_threads = set_threads(threads);
@@ -81,6 +92,40 @@ int main(int argc, char** argv) {
                                 {"batch_size", batch}, {"threads", n_threads}, {"runs", runs},
                                 {"expert_alone_items_per_s", n / a}, {"extract_items_per_s", n / w},
                                 {"ratio_extract_over_expert_alone", a / w}}
+                     .dump()
+              << std::endl;
+  }
+  if (tr->parsed()) {
+    auto config = config::load_config(config_path, {});
+    auto cfg = config::flow_config_from_json(config);
+    int64_t batch = config["train"]["batch_size"];
+    auto model = inn::build_flow(cfg, 0);
+    model->train();
+    auto betas = config["train"]["betas"].get<std::vector<double>>();
+    torch::optim::Adam adam(model->parameters(),
+                            torch::optim::AdamOptions(1e-5).betas({betas[0], betas[1]}).amsgrad(config["train"]["amsgrad"].get<bool>()));
+    auto x = torch::randn({batch, cfg.in_dim}), c = torch::randn({batch, cfg.cond_dim});
+    auto params = model->parameters();
+    auto step = [&] {
+      adam.zero_grad();
+      auto out = model->forward(x, c);
+      auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
+      loss.backward();
+      double sq = 0;
+      for (const auto& p : params) sq += p.grad().pow(2).sum().item<double>();
+      adam.step();
+      return std::sqrt(sq);
+    };
+    step();  // warm-up
+    std::vector<double> per_step;
+    for (int r = 0; r < runs; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (int s = 0; s < steps; ++s) step();
+      per_step.push_back(seconds_since(t0) / steps);
+    }
+    std::cout << nlohmann::json{{"bench", "train"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
+                                {"parameters", inn::count_parameters(*model)}, {"batch_size", batch},
+                                {"seconds_per_step", median(per_step)}}
                      .dump()
               << std::endl;
   }

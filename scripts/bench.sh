@@ -15,3 +15,13 @@ trap 'rm -rf "$tmp"' EXIT
 # Extraction throughput vs the expert alone on the same batches.
 "$B" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3
 "$B" extract --expert label --data fashion-mnist:test --limit 10000 --batch-size 256
+# Training step time: our step vs the same model in Python PyTorch, same threads.
+threads=$(nproc)
+for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
+  runs=5; steps=10
+  [[ $cfg == *text2biggan* ]] && { runs=3; steps=2; }
+  cpp=$("$B" train --config "$cfg" --runs $runs --steps $steps --threads "$threads")
+  py=$(/usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps)
+  echo "$cpp"; echo "$py"
+  /usr/bin/python3 -c "import json,sys; c=json.loads(sys.argv[1]); p=json.loads(sys.argv[2]); print(json.dumps({'bench':'train_ratio','config':sys.argv[3],'cpp_s':c['seconds_per_step'],'python_s':p['seconds_per_step'],'ratio_cpp_over_python':c['seconds_per_step']/p['seconds_per_step']}))" "$cpp" "$py" "$cfg"
+done
