@@ -5,6 +5,9 @@
 //   net2net-bench train --config F [--runs R] [--steps S]
 //     seconds per optimizer step of the config's model on random data (the trainer's step:
 //     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side
+//   net2net-bench fid [--n 10000] [--dim 2048] --out FILE.h5
+//     statistics + Frechet distance of two random feature sets (written to FILE.h5 for the
+//     scipy route, tests/python/fid_reference.py --time)
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -20,6 +23,8 @@
 #include "net2net/extract/extract.h"
 #include "net2net/config/cinn_config.h"
 #include "net2net/inn/flow.h"
+#include "net2net/io/embedding_store.h"
+#include "net2net/metrics/fid.h"
 
 using namespace net2net;
 namespace fs = std::filesystem;
@@ -49,6 +54,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "threads (0: all)");
   std::string config_path;
   int steps = 3;
+  int64_t fid_n = 10000, fid_dim = 2048;
+  std::string fid_out;
+  auto* fid = app.add_subcommand("fid", "FID of two random feature sets");
+  fid->add_option("--n", fid_n, "rows per set");
+  fid->add_option("--dim", fid_dim, "feature dimension");
+  fid->add_option("--out", fid_out, "write the features here (for the scipy route)")->required();
+  fid->add_option("--runs", runs, "runs (median)");
   auto* tr = app.add_subcommand("train", "seconds per training step of a config's model");
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
@@ -92,6 +104,29 @@ int main(int argc, char** argv) {
                                 {"batch_size", batch}, {"threads", n_threads}, {"runs", runs},
                                 {"expert_alone_items_per_s", n / a}, {"extract_items_per_s", n / w},
                                 {"ratio_extract_over_expert_alone", a / w}}
+                     .dump()
+              << std::endl;
+  }
+  if (fid->parsed()) {
+    torch::manual_seed(0);
+    auto mix = torch::randn({fid_dim, fid_dim}) / std::sqrt(double(fid_dim));
+    auto a = torch::randn({fid_n, fid_dim}).matmul(mix).contiguous();
+    auto b = (torch::randn({fid_n, fid_dim}).matmul(mix) * 1.1 + 0.05).contiguous();
+    io::write_store(fid_out, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("a", fid_dim);
+      w.create_float("b", fid_dim);
+      w.append_float("a", a.data_ptr<float>(), fid_n);
+      w.append_float("b", b.data_ptr<float>(), fid_n);
+    });
+    std::vector<double> times;
+    double value = 0;
+    for (int r = 0; r < runs; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      value = metrics::frechet_distance(metrics::compute_stats(a, "x"), metrics::compute_stats(b, "x")).fid;
+      times.push_back(seconds_since(t0));
+    }
+    std::cout << nlohmann::json{{"bench", "fid"}, {"impl", "cpp"}, {"n", fid_n}, {"dim", fid_dim}, {"threads", n_threads},
+                                {"fid", value}, {"seconds", median(times)}}
                      .dump()
               << std::endl;
   }

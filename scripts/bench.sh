@@ -25,3 +25,6 @@ for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
   echo "$cpp"; echo "$py"
   /usr/bin/python3 -c "import json,sys; c=json.loads(sys.argv[1]); p=json.loads(sys.argv[2]); print(json.dumps({'bench':'train_ratio','config':sys.argv[3],'cpp_s':c['seconds_per_step'],'python_s':p['seconds_per_step'],'ratio_cpp_over_python':c['seconds_per_step']/p['seconds_per_step']}))" "$cpp" "$py" "$cfg"
 done
+# FID on 10,000 x 2048 features: our eigenvalue route vs scipy's sqrtm route (pytorch-fid's).
+"$B" fid --n 10000 --dim 2048 --runs 3 --threads "$threads" --out "$tmp/fid.h5"
+/usr/bin/python3 tests/python/fid_reference.py "$tmp/fid.h5" a b --time

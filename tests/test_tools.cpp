@@ -186,3 +186,41 @@ TEST(Tools, ListKeysPrintsTheKeyTable) {
   for (const char* key : {"`data.train`", "`model.n_flows`", "`train.base_lr`", "`model.embedder.norm`"})
     EXPECT_NE(r.out.find(key), std::string::npos) << key;
 }
+
+TEST(Tools, EvalFidAndEnergyFromTheCommandLine) {
+  auto feats = work_dir() / "feats.h5";
+  {
+    H5::H5File h5(feats.string(), H5F_ACC_TRUNC);
+    for (auto [name, shift] : {std::pair{"real", 0.0f}, std::pair{"fake", 0.5f}}) {
+      hsize_t dims[2] = {200, 4};
+      auto ds = h5.createDataSet(name, H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims));
+      std::vector<float> v(800);
+      for (int i = 0; i < 800; ++i) v[i] = std::sin(0.7f * i * (1 + shift)) + shift;
+      ds.write(v.data(), H5::PredType::NATIVE_FLOAT);
+    }
+  }
+  auto r = run("net2net-eval", "fid --real h5:'" + feats.string() + "':real --fake h5:'" + feats.string() +
+                                   "':fake --save-stats '" + (work_dir() / "fake.stats").string() + "'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json fid = json::parse(r.out);
+  EXPECT_GT(fid["fid"].get<double>(), 0.1);
+  EXPECT_EQ(fid["features"], "identity");
+  EXPECT_TRUE(fid.contains("kid"));
+  auto again = run("net2net-eval", "fid --real h5:'" + feats.string() + "':real --fake stats:'" + (work_dir() / "fake.stats").string() + "'");
+  ASSERT_EQ(again.rc, 0) << again.err;
+  EXPECT_DOUBLE_EQ(json::parse(again.out)["fid"].get<double>(), fid["fid"].get<double>());
+  EXPECT_EQ(run("net2net-eval", "fid --real nonsense:x --fake h5:'" + feats.string() + "':fake").rc, 2);
+  EXPECT_EQ(run("net2net-eval", "fid --real h5:'" + feats.string() + "':nope --fake h5:'" + feats.string() + "':fake").rc, 2);
+
+  auto run_dir = work_dir() / "run";
+  fs::create_directories(run_dir);
+  std::ofstream(run_dir / "energy.json") << R"({"wall_seconds": 3600, "cpu_energy": {"measured": false, "note": "no RAPL"}, "gpu_energy": {"measured": false}})";
+  auto md = run("net2net-eval", "energy --run '" + run_dir.string() + "' --power-profile dgx1");
+  ASSERT_EQ(md.rc, 0) << md.err;
+  EXPECT_NE(md.out.find("3.500 kWh"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("0.7560 EUR"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("1.0360 kg"), std::string::npos) << md.out;
+  EXPECT_EQ(run("net2net-eval", "energy --run '" + run_dir.string() + "' --power-profile dgx1 --format csv").rc, 0);
+  EXPECT_EQ(run("net2net-eval", "energy --run '" + run_dir.string() + "'").rc, 2);  // nothing measured, no profile
+  EXPECT_EQ(run("net2net-eval", "energy --run '" + run_dir.string() + "' --power-profile nope").rc, 2);
+}

@@ -1,13 +1,73 @@
-// net2net-eval: fid, nll and energy subcommands.
-// This stage declares the contract's options; the metrics land with issues 4 and 5.
-#include "net2net/commands/commands.h"
-#include "net2net/core/error.h"
-#include "net2net/train/trainer.h"
+// net2net-eval: fid (and KID), nll, and the energy / cost / CO2 report.
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
+#include <filesystem>
 #include <iostream>
 
+#include "net2net/commands/commands.h"
+#include "net2net/core/error.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
+#include "net2net/metrics/energy_report.h"
+#include "net2net/metrics/fid.h"
+#include "net2net/train/trainer.h"
+
 namespace net2net::commands {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
 namespace {
+
+// Where the Fashion-MNIST example keeps its feature network (issue 6 writes it).
+const char* kExampleFeatures = "out/demo/experts/classifier.pt:features";
+
+struct FidSide {
+  metrics::FeatureStats stats;
+  torch::Tensor features;  // undefined for stats:FILE
+};
+
+// Features of a SOURCE: vectors as they are (or through --features), images through the feature
+// network; stats:FILE as saved.
+FidSide load_side(const std::string& spec, const std::string& feature_spec, const std::string& device, int64_t batch) {
+  FidSide side;
+  if (spec.rfind("stats:", 0) == 0) {
+    side.stats = metrics::load_stats(spec.substr(6));
+    return side;
+  }
+  if (spec.rfind("h5:", 0) != 0 && spec.rfind("images:", 0) != 0)
+    throw UsageError("FID source '" + spec + "' must be h5:FILE:DATASET, images:DIR or stats:FILE");
+  auto source = data::open_source(spec);
+  std::string features = feature_spec;
+  if (features == "default") {
+    if (source->kind() == data::ItemKind::Vector) {
+      features = "identity";
+    } else {
+      std::string path = std::string(kExampleFeatures).substr(0, std::string(kExampleFeatures).rfind(':'));
+      if (!fs::exists(path))
+        throw UsageError("'" + spec + "' holds images: give a feature network with --features (e.g. ts:inception.pt "
+                         "for Inception pool3 features; see docs/metrics.md), or run the example first, whose "
+                         "feature network is the default");
+      features = std::string("ts:") + kExampleFeatures;
+      spdlog::warn("FID features: the example's own feature network ({}), not Inception: not comparable to published FIDs",
+                   features);
+    }
+  }
+  experts::ExpertContext ctx;
+  ctx.device = torch::Device(device);
+  auto expert = experts::make_expert(features, ctx);
+  std::vector<torch::Tensor> parts;
+  for (int64_t s = 0; s < source->size(); s += batch) {
+    std::vector<int64_t> idx;
+    for (int64_t i = s; i < std::min(source->size(), s + batch); ++i) idx.push_back(i);
+    auto out = expert->encode(source->get(idx));
+    parts.push_back(out.reshape({out.size(0), -1}).to(torch::kFloat64));
+  }
+  if (parts.empty()) throw InputError("FID source '" + spec + "' has no items");
+  side.features = torch::cat(parts);
+  side.stats = metrics::compute_stats(side.features, features);
+  return side;
+}
 
 class EvalTool : public cli::Tool {
  public:
@@ -15,48 +75,95 @@ class EvalTool : public cli::Tool {
   std::string description() const override {
     return "Score generated content and report a run's cost.\n\n"
            "Examples:\n"
-           "  net2net-eval fid --real h5:real.h5:feat --fake h5:fake.h5:feat --features identity\n"
+           "  net2net-eval fid --real h5:real.h5:feat --fake h5:fake.h5:feat           # features given\n"
+           "  net2net-eval fid --real images:real/ --fake images:fake/ --features ts:inception.pt\n"
+           "  net2net-eval fid --real stats:real_stats.h5 --fake h5:fake.h5:img --save-stats fake_stats.h5\n"
            "  net2net-eval nll --checkpoint runs/l2ae --data cache/test.h5\n"
-           "  net2net-eval energy --run runs/l2ae --power-profile titanx --format md";
+           "  net2net-eval energy --run runs/l2ae --power-profile titanx --format md --reference all";
   }
   void add_options(CLI::App& app) override {
     app.require_subcommand(1);
-    auto* fid = app.add_subcommand("fid", "Frechet distance between real and generated features");
-    fid->add_option("--real", real_, "h5:FILE:DATASET, images:DIR or stats:FILE")->required();
-    fid->add_option("--fake", fake_, "h5:FILE:DATASET, images:DIR or stats:FILE")->required();
-    fid->add_option("--features", features_, "Feature EXPERT (ts:FILE for Inception pool3; identity)");
-    fid->add_option("--save-stats", save_stats_, "Save the statistics of --fake for reuse");
+    auto* fid = app.add_subcommand("fid", "Frechet distance (and KID) between real and generated features; prints JSON");
+    fid->add_option("--real", real_, "h5:FILE:DATASET (features or images), images:DIR or stats:FILE")->required();
+    fid->add_option("--fake", fake_, "h5:FILE:DATASET (features or images), images:DIR or stats:FILE")->required();
+    fid->add_option("--features", features_,
+                    "Feature EXPERT: ts:FILE[:METHOD] (e.g. a TorchScript InceptionV3 for pool3 features), identity; "
+                    "default: identity for vectors, the example's feature network for images");
+    fid->add_option("--save-stats", save_stats_, "Save the statistics of --fake (reuse as stats:FILE)");
+    fid->add_option("--save-real-stats", save_real_stats_, "Save the statistics of --real");
+    fid->add_option("--kid-subsets", kid_subsets_, "KID subsets (0: no KID)")->check(CLI::NonNegativeNumber);
+    fid->add_option("--kid-subset-size", kid_size_, "Rows per KID subset")->check(CLI::PositiveNumber);
+    fid->add_option("--batch-size", batch_, "Images per feature-network call")->check(CLI::PositiveNumber);
+    fid->add_option("--eps", eps_, "Regularisation added to singular covariances")->check(CLI::PositiveNumber);
     auto* nll = app.add_subcommand("nll", "Negative log-likelihood of a trained cINN on a cache; prints JSON:\n"
                                           "nll (mean 0.5|v|^2 - log|det J|, no constant), nll_term, nlogdet, bits_per_dim");
     nll->add_option("--checkpoint", checkpoint_, "Run directory or checkpoint file")->required();
-    nll->add_option("--data", data_, "Embedding cache (.h5)")->required();
-    auto* energy = app.add_subcommand("energy", "Energy, cost and CO2 of a training run (paper-table style)");
-    energy->add_option("--run", run_, "Run directory")->required();
-    energy->add_option("--power-profile", profile_, "Named hardware power profile");
+    nll->add_option("--data", data_, "Embedding cache (.h5) with the config's condition and target datasets")->required();
+    auto* energy = app.add_subcommand("energy", "Energy, cost and CO2 of training runs, paper-table style");
+    energy->add_option("--run", energy_.runs, "Run directory (repeatable)")->required();
+    energy->add_option("--power-profile", profile_, "Nominal power of a named profile (data/power_profiles.json: titanx, dgx1, ...)");
     energy->add_option("--power-watts", watts_, "Nominal power in watts")->check(CLI::PositiveNumber);
-    energy->add_option("--price-per-kwh", price_, "Price per kWh (default 0.216 EUR)")->check(CLI::NonNegativeNumber);
-    energy->add_option("--co2-per-kwh", co2_, "kg CO2 per kWh (default 0.296)")->check(CLI::NonNegativeNumber);
-    energy->add_option("--pue", pue_, "Power usage effectiveness multiplier")->check(CLI::Range(1.0, 10.0));
-    energy->add_option("--format", format_, "md, json or csv")->check(CLI::IsMember({"md", "json", "csv"}));
+    energy->add_option("--price-per-kwh", energy_.price_per_kwh, "Price per kWh (default 0.216, the paper's EU average)")
+        ->check(CLI::NonNegativeNumber);
+    energy->add_option("--co2-per-kwh", energy_.co2_per_kwh, "kg CO2 per kWh (default 0.296, the paper's EU average)")
+        ->check(CLI::NonNegativeNumber);
+    energy->add_option("--pue", energy_.pue, "Power usage effectiveness of the data centre (default 1.0)")->check(CLI::Range(1.0, 10.0));
+    energy->add_option("--currency", energy_.currency, "Currency label of the price (default EUR)");
+    energy->add_option("--profiles", energy_.profile_files, "Extra power profiles (JSON {name: {watts, description}})");
+    energy->add_option("--reference", energy_.references, "Add published reference entries (model name, or all)");
+    energy->add_option("--reference-file", energy_.reference_file, "Reference entries (default data/reference_costs.json)");
+    energy->add_option("--format", format_, "md, json or csv (CodeCarbon's columns)")->check(CLI::IsMember({"md", "json", "csv"}));
     subcommands_ = {fid, nll, energy};
   }
   int run(const cli::GlobalOptions& g) override {
+    if (subcommands_[0]->parsed()) return run_fid(g);
     if (subcommands_[1]->parsed()) {
-      auto r = train::evaluate_nll(checkpoint_, data_, g.device);
-      std::cout << r.dump() << std::endl;
+      std::cout << train::evaluate_nll(checkpoint_, data_, g.device).dump() << std::endl;
       return 0;
     }
-    for (auto* sub : subcommands_)
-      if (sub->parsed())
-        throw NotImplemented("net2net-eval " + sub->get_name() + " is not built yet (issue " +
-                             (sub->get_name() == "nll" ? "4" : "5") + ")");
+    if (subcommands_[2]->parsed()) {
+      if (!profile_.empty()) energy_.profile = profile_;
+      if (watts_ > 0) energy_.watts = watts_;
+      if (energy_.profile && energy_.watts) throw UsageError("give --power-profile or --power-watts, not both");
+      auto rows = metrics::energy_report(energy_);
+      if (format_ == "json" || g.json) std::cout << metrics::to_json(rows, energy_).dump(2) << std::endl;
+      else if (format_ == "csv") std::cout << metrics::to_codecarbon_csv(rows, energy_);
+      else std::cout << metrics::to_markdown(rows, energy_);
+      return 0;
+    }
     throw UsageError("net2net-eval needs a subcommand: fid, nll or energy");
   }
 
  private:
+  int run_fid(const cli::GlobalOptions& g) {
+    auto real = load_side(real_, features_, g.device, batch_);
+    auto fake = load_side(fake_, features_, g.device, batch_);
+    if (!save_stats_.empty()) metrics::save_stats(save_stats_, fake.stats);
+    if (!save_real_stats_.empty()) metrics::save_stats(save_real_stats_, real.stats);
+    auto r = metrics::frechet_distance(real.stats, fake.stats, eps_);
+    json out = {{"fid", r.fid},
+                {"mean_term", r.mean_term},
+                {"trace_term", r.trace_term},
+                {"clamped_eigenvalues", r.clamped_eigenvalues},
+                {"eps", r.eps},
+                {"n_real", real.stats.n},
+                {"n_fake", fake.stats.n},
+                {"dims", real.stats.mu.size(0)},
+                {"features", real.stats.features.empty() ? fake.stats.features : real.stats.features}};
+    if (kid_subsets_ > 0 && real.features.defined() && fake.features.defined()) {
+      auto k = metrics::kernel_inception_distance(real.features, fake.features, kid_subsets_, kid_size_, g.seed);
+      out["kid"] = {{"mean", k.mean}, {"std", k.std}, {"subsets", k.subsets}, {"subset_size", k.subset_size}};
+    }
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
+
   std::vector<CLI::App*> subcommands_;
-  std::string real_, fake_, features_ = "default", save_stats_, checkpoint_, data_, run_, profile_, format_ = "md";
-  double watts_ = 0, price_ = 0.216, co2_ = 0.296, pue_ = 1.0;
+  std::string real_, fake_, features_ = "default", save_stats_, save_real_stats_, checkpoint_, data_, profile_, format_ = "md";
+  int kid_subsets_ = 100;
+  int64_t kid_size_ = 1000, batch_ = 250;
+  double eps_ = 1e-6, watts_ = 0;
+  metrics::EnergyOptions energy_;
 };
 
 }  // namespace

@@ -210,11 +210,11 @@ class TextFile : public Source {
 class H5Rows : public Source {
  public:
   H5Rows(const std::string& file, const std::string& dataset)
-      : spec_("h5:" + file + ":" + dataset), reader_(file), name_(dataset) {
+      : spec_("h5:" + file + ":" + dataset), reader_(file, /*aligned=*/false), name_(dataset) {
     info_ = reader_.info(dataset);
     if (info_.is_integer && dataset != "label")
       spdlog::warn("source '{}': integer dataset read as float vectors", spec_);
-    if (reader_.has("label") && dataset != "label") {
+    if (reader_.has("label") && dataset != "label" && reader_.info("label").rows == info_.rows) {
       labels_ = reader_.read_int64("label");
       for (int64_t l : labels_) num_classes_ = std::max(num_classes_, l + 1);
     }

@@ -43,7 +43,7 @@ struct EmbeddingReader::Impl {
 EmbeddingReader::~EmbeddingReader() = default;
 EmbeddingReader::EmbeddingReader(EmbeddingReader&&) noexcept = default;
 
-EmbeddingReader::EmbeddingReader(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+EmbeddingReader::EmbeddingReader(const std::string& path, bool aligned) : impl_(std::make_unique<Impl>()), path_(path) {
   H5::Exception::dontPrint();
   std::error_code ec;
   if (!fs::exists(path, ec)) throw IoError("embedding cache '" + path + "' does not exist");
@@ -59,6 +59,7 @@ EmbeddingReader::EmbeddingReader(const std::string& path) : impl_(std::make_uniq
     throw InputError("embedding cache '" + path + "' has format version " + attrs["version"].dump() +
                      "; this tool reads up to " + std::to_string(kEmbeddingVersion));
   // Every dataset at the root holds one row per item: they must agree.
+  if (!aligned) return;
   std::string first;
   for (const auto& name : datasets()) {
     auto d = info(name);

@@ -28,7 +28,9 @@ class EmbeddingReader {
  public:
   // IoError when the file cannot be opened; InputError when it is not a usable cache (rows not
   // aligned, marked incomplete, a newer version).
-  explicit EmbeddingReader(const std::string& path);
+  // aligned = false reads one dataset of any HDF5 file (e.g. the h5:FILE:DATASET source); rows()
+  // is then 0.
+  explicit EmbeddingReader(const std::string& path, bool aligned = true);
   ~EmbeddingReader();
   EmbeddingReader(EmbeddingReader&&) noexcept;
 

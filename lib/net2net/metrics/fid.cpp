@@ -1,0 +1,150 @@
+#include "net2net/metrics/fid.h"
+
+#include <H5Cpp.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "net2net/core/atomic_file.h"
+#include "net2net/core/error.h"
+
+namespace net2net::metrics {
+using torch::Tensor;
+
+FeatureStats compute_stats(const Tensor& features, const std::string& spec) {
+  TORCH_CHECK(features.dim() == 2, "features must be [N, D]");
+  FeatureStats s;
+  auto f = features.to(torch::kFloat64);
+  s.n = f.size(0);
+  if (s.n < 2) throw InputError("FID needs at least 2 samples per side, got " + std::to_string(s.n));
+  s.mu = f.mean(0);
+  auto centered = f - s.mu;
+  s.sigma = centered.t().matmul(centered) / static_cast<double>(s.n - 1);
+  s.features = spec;
+  return s;
+}
+
+namespace {
+// Symmetric PSD square root by eigendecomposition; counts clamped negative eigenvalues.
+Tensor psd_sqrt(const Tensor& m, int& clamped) {
+  auto sym = 0.5 * (m + m.t());
+  auto [w, v] = torch::linalg::eigh(sym, "L");
+  clamped += (w < 0).sum().item<int>();
+  return v.matmul(torch::diag(w.clamp_min(0).sqrt())).matmul(v.t());
+}
+}  // namespace
+
+FidResult frechet_distance(const FeatureStats& a, const FeatureStats& b, double eps) {
+  if (a.mu.size(0) != b.mu.size(0))
+    throw InputError("FID: the two sides have " + std::to_string(a.mu.size(0)) + " and " +
+                     std::to_string(b.mu.size(0)) + " feature dimensions");
+  if (a.features != b.features && !a.features.empty() && !b.features.empty())
+    spdlog::warn("FID: the two sides come from different feature networks ({} vs {})", a.features, b.features);
+  FidResult r;
+  const int64_t d = a.mu.size(0);
+  Tensor s1 = a.sigma, s2 = b.sigma;
+  // A covariance of fewer samples than dimensions is singular; regularise both sides.
+  if (a.n <= d || b.n <= d) {
+    spdlog::warn("FID: {} and {} samples for {} dimensions: the covariances are singular; adding {}*I", a.n, b.n, d, eps);
+    r.eps = eps;
+    auto eye = torch::eye(d, torch::kFloat64) * eps;
+    s1 = s1 + eye, s2 = s2 + eye;
+  }
+  auto diff = a.mu - b.mu;
+  r.mean_term = diff.dot(diff).item<double>();
+  auto root1 = psd_sqrt(s1, r.clamped_eigenvalues);
+  auto inner = root1.matmul(s2).matmul(root1);
+  auto w = torch::linalg::eigvalsh(0.5 * (inner + inner.t()), "L");
+  r.clamped_eigenvalues += (w < 0).sum().item<int>();
+  double tr_covmean = w.clamp_min(0).sqrt().sum().item<double>();
+  r.trace_term = s1.trace().item<double>() + s2.trace().item<double>() - 2.0 * tr_covmean;
+  if (!std::isfinite(r.trace_term) && eps > 0 && r.eps == 0) {
+    spdlog::warn("FID: non-finite trace term; retrying with {}*I added to both covariances", eps);
+    FeatureStats a2 = a, b2 = b;
+    a2.n = b2.n = 0;  // forces the regularised path
+    return frechet_distance(a2, b2, eps);
+  }
+  if (r.clamped_eigenvalues > 0) spdlog::info("FID: clamped {} slightly negative eigenvalues to 0", r.clamped_eigenvalues);
+  r.fid = r.mean_term + r.trace_term;
+  return r;
+}
+
+KidResult kernel_inception_distance(const Tensor& a_in, const Tensor& b_in, int subsets, int64_t subset_size,
+                                    uint64_t seed) {
+  auto a = a_in.to(torch::kFloat64), b = b_in.to(torch::kFloat64);
+  const int64_t m = std::min({subset_size, a.size(0), b.size(0)});
+  if (m < 2) throw InputError("KID needs at least 2 samples per side");
+  const double d = static_cast<double>(a.size(1));
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<double> values;
+  for (int s = 0; s < subsets; ++s) {
+    auto x = a.index_select(0, torch::randperm(a.size(0), gen, torch::kLong).narrow(0, 0, m));
+    auto y = b.index_select(0, torch::randperm(b.size(0), gen, torch::kLong).narrow(0, 0, m));
+    auto kxx = (x.matmul(x.t()) / d + 1).pow(3), kyy = (y.matmul(y.t()) / d + 1).pow(3), kxy = (x.matmul(y.t()) / d + 1).pow(3);
+    double sxx = (kxx.sum() - kxx.diagonal().sum()).item<double>(), syy = (kyy.sum() - kyy.diagonal().sum()).item<double>();
+    double mmd = (sxx + syy) / (m * (m - 1.0)) - 2.0 * kxy.sum().item<double>() / (double(m) * m);
+    values.push_back(mmd);
+  }
+  KidResult r;
+  r.subsets = subsets, r.subset_size = m;
+  for (double v : values) r.mean += v;
+  r.mean /= values.size();
+  for (double v : values) r.std += (v - r.mean) * (v - r.mean);
+  r.std = values.size() > 1 ? std::sqrt(r.std / (values.size() - 1)) : 0.0;
+  return r;
+}
+
+void save_stats(const std::string& path, const FeatureStats& s) {
+  write_atomically(path, [&](const std::string& tmp) {
+    H5::Exception::dontPrint();
+    try {
+      H5::H5File f(tmp, H5F_ACC_TRUNC);
+      auto mu = s.mu.contiguous(), sigma = s.sigma.contiguous();
+      hsize_t d[2] = {static_cast<hsize_t>(mu.size(0)), static_cast<hsize_t>(mu.size(0))};
+      f.createDataSet("mu", H5::PredType::IEEE_F64LE, H5::DataSpace(1, d)).write(mu.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+      f.createDataSet("sigma", H5::PredType::IEEE_F64LE, H5::DataSpace(2, d)).write(sigma.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+      H5::DataSpace scalar(H5S_SCALAR);
+      H5::StrType str(H5::PredType::C_S1, H5T_VARIABLE);
+      str.setCset(H5T_CSET_UTF8);
+      f.createAttribute("format", str, scalar).write(str, std::string("net2net.fid-stats"));
+      f.createAttribute("features", str, scalar).write(str, s.features);
+      int64_t n = s.n;
+      f.createAttribute("n", H5::PredType::STD_I64LE, scalar).write(H5::PredType::NATIVE_INT64, &n);
+      f.close();
+    } catch (const H5::Exception& e) {
+      throw IoError("cannot write statistics '" + tmp + "': " + e.getDetailMsg());
+    }
+  });
+}
+
+FeatureStats load_stats(const std::string& path) {
+  H5::Exception::dontPrint();
+  FeatureStats s;
+  H5::H5File f;
+  try {
+    f.openFile(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception&) {
+    throw IoError("cannot open statistics file '" + path + "'");
+  }
+  try {
+    auto mu = f.openDataSet("mu"), sigma = f.openDataSet("sigma");
+    hsize_t d = 0;
+    mu.getSpace().getSimpleExtentDims(&d);
+    s.mu = torch::empty({int64_t(d)}, torch::kFloat64);
+    s.sigma = torch::empty({int64_t(d), int64_t(d)}, torch::kFloat64);
+    mu.read(s.mu.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+    sigma.read(s.sigma.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+    if (f.attrExists("n")) f.openAttribute("n").read(H5::PredType::NATIVE_INT64, &s.n);
+    if (f.attrExists("features")) {
+      auto a = f.openAttribute("features");
+      std::string text;
+      a.read(a.getStrType(), text);
+      s.features = text;
+    }
+  } catch (const H5::Exception&) {
+    throw InputError("'" + path + "' is not a statistics file (needs /mu [D] and /sigma [D, D])");
+  }
+  return s;
+}
+
+}  // namespace net2net::metrics

@@ -1,0 +1,189 @@
+// FID / KID against closed forms, scipy's sqrtm route and brute force; the energy report
+// against the paper's check values.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "net2net/core/error.h"
+#include "net2net/io/embedding_store.h"
+#include "net2net/metrics/energy_report.h"
+#include "net2net/metrics/fid.h"
+#include "net2net/train/energy.h"
+#include "test_util.h"
+
+using namespace net2net;
+using namespace net2net::metrics;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+using torch::Tensor;
+
+namespace {
+Tensor correlated(int64_t n, int64_t d, uint64_t seed, double shift = 0.0) {
+  auto g = at::detail::createCPUGenerator(seed);
+  auto mix = at::randn({d, d}, g, torch::kFloat64) / std::sqrt(double(d));
+  return at::randn({n, d}, g, torch::kFloat64).matmul(mix) + shift;
+}
+}  // namespace
+
+TEST(Fid, ASetWithItselfIsZero) {
+  auto f = correlated(3000, 64, 1);
+  auto s = compute_stats(f, "identity");
+  EXPECT_LT(std::fabs(frechet_distance(s, s).fid), 1e-9);
+}
+
+TEST(Fid, DiagonalGaussiansMatchTheClosedForm) {
+  auto g = at::detail::createCPUGenerator(3);
+  const int64_t d = 50;
+  auto mu1 = at::randn({d}, g, torch::kFloat64), mu2 = at::randn({d}, g, torch::kFloat64);
+  auto v1 = at::rand({d}, g, torch::kFloat64) + 0.1, v2 = at::rand({d}, g, torch::kFloat64) * 3 + 0.01;
+  FeatureStats a{mu1, torch::diag(v1), 100000, "x"}, b{mu2, torch::diag(v2), 100000, "x"};
+  double closed = (mu1 - mu2).pow(2).sum().item<double>() + (v1 + v2 - 2 * (v1 * v2).sqrt()).sum().item<double>();
+  auto r = frechet_distance(a, b);
+  EXPECT_NEAR(r.fid, closed, 1e-9 * closed);
+  EXPECT_EQ(r.eps, 0.0);
+}
+
+TEST(Fid, AgreesWithTheScipySqrtmRoute) {
+  NET2NET_REQUIRE_PYTHON("scipy");
+  TempDir dir("fid_scipy");
+  auto a = correlated(1000, 64, 5), b = correlated(1200, 64, 6, 0.3) * 1.2;
+  io::write_store(dir / "f.h5", {}, [&](io::EmbeddingWriter& w) {
+    for (auto [name, t] : {std::pair{"a", a}, std::pair{"b", b}}) {
+      auto f = t.to(torch::kFloat32).contiguous();
+      w.create_float(name, 64);
+      w.append_float(name, f.data_ptr<float>(), f.size(0));
+    }
+  });
+  // Both from the float32 values stored in the file.
+  io::EmbeddingReader r(dir / "f.h5", false);
+  auto fa = torch::from_blob(r.read_rows("a", 0, 1000).data(), {1000, 64}).clone();
+  auto fb = torch::from_blob(r.read_rows("b", 0, 1200).data(), {1200, 64}).clone();
+  double ours = frechet_distance(compute_stats(fa, "identity"), compute_stats(fb, "identity")).fid;
+  std::string out = test::shell_output("cd '" + std::string(NET2NET_SOURCE_DIR) + "' && /usr/bin/python3 tests/python/fid_reference.py '" +
+                                       (dir / "f.h5") + "' a b");
+  double theirs = std::stod(out);
+  EXPECT_NEAR(ours, theirs, 1e-6 * std::fabs(theirs)) << ours << " vs scipy " << theirs;
+}
+
+TEST(Fid, FewerSamplesThanDimensionsDoesNotCrash) {
+  auto a = correlated(10, 64, 7), b = correlated(12, 64, 8);
+  auto r = frechet_distance(compute_stats(a, "x"), compute_stats(b, "x"));
+  EXPECT_TRUE(std::isfinite(r.fid));
+  EXPECT_GT(r.eps, 0.0);
+  EXPECT_GT(r.fid, 0.0);
+  EXPECT_THROW(compute_stats(a.narrow(0, 0, 1), "x"), InputError);
+}
+
+TEST(Fid, SavedStatsRoundTrip) {
+  TempDir dir("fid_stats");
+  auto a = correlated(500, 32, 9), b = correlated(400, 32, 10, 0.5);
+  auto sa = compute_stats(a, "ts:feat.pt"), sb = compute_stats(b, "ts:feat.pt");
+  save_stats(dir / "a.h5", sa);
+  auto la = load_stats(dir / "a.h5");
+  EXPECT_TRUE(torch::equal(la.mu, sa.mu));
+  EXPECT_TRUE(torch::equal(la.sigma, sa.sigma));
+  EXPECT_EQ(la.n, 500);
+  EXPECT_EQ(la.features, "ts:feat.pt");
+  EXPECT_DOUBLE_EQ(frechet_distance(la, sb).fid, frechet_distance(sa, sb).fid);
+  EXPECT_THROW(load_stats(dir / "missing.h5"), IoError);
+}
+
+TEST(Kid, UnbiasedEstimateMatchesBruteForceAndSeparatesDistributions) {
+  auto a = correlated(40, 8, 11), b = correlated(40, 8, 12, 0.4);
+  // One subset of all rows: a permutation-invariant statistic, computed here by brute force.
+  auto k = [](const Tensor& x, const Tensor& y) { return std::pow(x.dot(y).item<double>() / 8.0 + 1.0, 3); };
+  double sxx = 0, syy = 0, sxy = 0;
+  for (int i = 0; i < 40; ++i)
+    for (int j = 0; j < 40; ++j) {
+      if (i != j) sxx += k(a[i], a[j]), syy += k(b[i], b[j]);
+      sxy += k(a[i], b[j]);
+    }
+  double brute = (sxx + syy) / (40.0 * 39.0) - 2.0 * sxy / (40.0 * 40.0);
+  auto r = kernel_inception_distance(a, b, 1, 40);
+  EXPECT_NEAR(r.mean, brute, 1e-9 * std::fabs(brute) + 1e-12);
+  auto pool = correlated(4000, 8, 13);  // two halves of one sample: the same distribution
+  auto same = kernel_inception_distance(pool.narrow(0, 0, 2000), pool.narrow(0, 2000, 2000), 20, 500);
+  auto shifted = kernel_inception_distance(pool.narrow(0, 0, 2000), pool.narrow(0, 2000, 2000) + 1.0, 20, 500);
+  EXPECT_GT(shifted.mean, 10 * std::fabs(same.mean) + 0.01);
+}
+
+// ------------------------------------------------------------------ energy report
+TEST(EnergyReport, ThePapersCheckValues) {
+  EnergyOptions o;
+  auto profiles = load_power_profiles({});
+  auto titan = nominal_cost("x", "titanx", 1.0, profiles["titanx"]["watts"], o);
+  EXPECT_NEAR(titan.kwh, 0.6, 1e-12);
+  EXPECT_NEAR(titan.cost, 0.1296, 1e-12);
+  EXPECT_NEAR(titan.co2_kg, 0.1776, 1e-12);
+  auto dgx = nominal_cost("x", "dgx1", 1.0, profiles["dgx1"]["watts"], o);
+  EXPECT_NEAR(dgx.kwh, 3.5, 1e-12);
+  EXPECT_NEAR(dgx.cost, 0.756, 1e-12);
+  EXPECT_NEAR(dgx.co2_kg, 1.036, 1e-12);
+  o.pue = 1.5;
+  EXPECT_NEAR(nominal_cost("x", "dgx1", 2.0, 3500, o).kwh, 10.5, 1e-12);
+}
+
+TEST(EnergyReport, RunWithoutReadableCountersReportsNominallyAndSaysSo) {
+  TempDir dir("energy_run");
+  train::EnergyMeter meter((dir / "no-powercap"));
+  json record = meter.record();
+  record["wall_seconds"] = 7200.0;
+  std::ofstream(dir / "energy.json") << record.dump();
+  std::ofstream(dir / "config.json") << R"({"name": "label2ae"})";
+  EnergyOptions o;
+  o.runs = {dir.str()};
+  try {
+    energy_report(o);
+    FAIL() << "no measured energy and no profile must be an error";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--power-profile"), std::string::npos) << e.what();
+  }
+  o.profile = "titanx";
+  auto rows = energy_report(o);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].model, "label2ae");
+  EXPECT_NEAR(rows[0].kwh, 1.2, 1e-9);
+  EXPECT_EQ(rows[0].energy_source, "nominal");
+  EXPECT_NE(rows[0].note.find("no RAPL"), std::string::npos) << rows[0].note;
+  auto md = to_markdown(rows, o);
+  EXPECT_NE(md.find("| label2ae |"), std::string::npos) << md;
+  EXPECT_NE(md.find("1.200 kWh"), std::string::npos) << md;
+  EXPECT_NE(md.find("0.2592 EUR"), std::string::npos) << md;
+  auto csv = to_codecarbon_csv(rows, o);
+  EXPECT_EQ(csv.rfind("timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,"
+                      "cpu_energy,gpu_energy,ram_energy,energy_consumed,",
+                      0),
+            0u);
+  EXPECT_NE(csv.find(",7200.000,"), std::string::npos) << csv;
+}
+
+TEST(EnergyReport, MeasuredEnergyAndReferenceEntries) {
+  TempDir dir("energy_measured");
+  json record = {{"wall_seconds", 3600.0}, {"cpu_seconds", 7000.0}, {"cpu_joules", 7.2e6}, {"gpu_joules", 3.6e6},
+                 {"hardware", {{"cpu_model", "Test CPU"}, {"cpus", 8}, {"gpus", {"Test GPU"}}}},
+                 {"cpu_energy", {{"measured", true}}}, {"gpu_energy", {{"measured", true}}}};
+  std::ofstream(dir / "energy.json") << record.dump();
+  EnergyOptions o;
+  o.runs = {dir.str()};
+  o.pue = 1.5;
+  o.references = {"all"};
+  auto rows = energy_report(o);
+  ASSERT_GE(rows.size(), 2u);
+  EXPECT_NEAR(rows[0].kwh, 3.0 * 1.5, 1e-9);  // (2 + 1) kWh measured, times PUE
+  EXPECT_NE(rows[0].energy_source.find("RAPL + NVML"), std::string::npos);
+  EXPECT_EQ(rows[1].energy_source, "reference");
+  EXPECT_FALSE(rows[1].note.empty());  // every reference names its source
+  o.references = {"no such model"};
+  EXPECT_THROW(energy_report(o), UsageError);
+  o.references.clear();
+  o.profile = "nonexistent";
+  EXPECT_THROW(energy_report(o), UsageError);
+  EnergyOptions plain;
+  plain.runs = {dir.str()};
+  auto j = to_json(energy_report(plain), plain);
+  EXPECT_NEAR(j["rows"][0]["energy_kwh"].get<double>(), 3.0, 1e-9);
+}
