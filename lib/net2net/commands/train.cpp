@@ -10,6 +10,7 @@
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
 #include "net2net/inn/flow.h"
+#include "net2net/train/expert_trainer.h"
 #include "net2net/train/trainer.h"
 
 namespace net2net::commands {
@@ -48,8 +49,27 @@ class TrainTool : public cli::Tool {
   }
   int run(const cli::GlobalOptions& g) override {
     if (list_keys_) {
-      std::cout << config::cinn_schema().markdown();
+      std::cout << "## Kind `cinn`\n\n" << config::cinn_schema().markdown() << "\n## Kind `autoencoder`\n\n"
+                << config::autoencoder_schema().markdown() << "\n## Kind `classifier`\n\n"
+                << config::classifier_schema().markdown();
       return 0;
+    }
+    // The example's experts (kinds autoencoder and classifier) train on images.
+    if (!config_.empty()) {
+      std::vector<std::string> all = sets_;
+      if (g.seed_given) all.push_back("train.seed=" + std::to_string(g.seed));
+      json cfg = config::load_config(config_, all);
+      if (cfg["kind"] != "cinn") {
+        if (dry_run_) {
+          std::cout << json{{"dry_run", true}, {"config", cfg}, {"parameters", {{"total", train::expert_parameter_count(cfg)}}}}.dump(2)
+                    << std::endl;
+          return 0;
+        }
+        std::string dir = run_dir_.empty() ? "runs/" + cfg["name"].get<std::string>() : run_dir_;
+        json summary = train::train_expert(cfg, dir, force_);
+        if (g.json) std::cout << summary.dump() << std::endl;
+        return 0;
+      }
     }
     if (dry_run_) {
       if (config_.empty()) throw UsageError("--config is required (see net2net-train --help)");

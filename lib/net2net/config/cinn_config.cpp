@@ -70,6 +70,8 @@ Schema make_cinn_schema() {
     number("data.val_fraction", 0.1, "Share of data.train held out for validation when data.val is null (seeded by train.seed).", 0.0, 0.9),
     required(str("data.condition", nullptr, "Dataset name of the condition z_phi (expert f) in the caches.")),
     required(str("data.target", nullptr, "Dataset name of the target z_theta (expert g) in the caches.")),
+    nullable(str("data.condition_expert", nullptr, "Expert spec that made data.condition; null: taken from the cache's provenance. net2net-translate uses it for --labels, --text and --data.")),
+    nullable(str("data.target_expert", nullptr, "Expert spec that made data.target; null: taken from the cache's provenance. Its decode is net2net-translate's default --decoder.")),
     nullable(integer("model.in_dim", nullptr, "Dimension of z_theta; null: taken from the data (checked against it when given).", 1)),
     nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given).", 1)),
     integer("model.embedding_dim", 128, "Output size of the condition embedder, fed to every coupling.", 1),
@@ -106,9 +108,13 @@ const Schema& cinn_schema() {
 
 const Schema& schema_for_kind(const std::string& kind, const std::string& origin) {
   if (kind == "cinn") return cinn_schema();
-  std::string hint = edit_distance(kind, "cinn") <= 2 ? " (did you mean 'cinn'?)" : "";
+  if (kind == "autoencoder") return autoencoder_schema();
+  if (kind == "classifier") return classifier_schema();
+  std::string hint;
+  for (const char* known : {"cinn", "autoencoder", "classifier"})
+    if (edit_distance(kind, known) <= 2) hint = std::string(" (did you mean '") + known + "'?)";
   throw ConfigError("config '" + origin + "': key 'kind': unknown config kind \"" + kind + "\"" + hint +
-                    "; known kinds: cinn");
+                    "; known kinds: cinn, autoencoder, classifier");
 }
 
 json resolve_config(json user, const std::vector<std::string>& overrides, const std::string& origin) {
@@ -120,7 +126,7 @@ json resolve_config(json user, const std::vector<std::string>& overrides, const 
     kind = user["kind"].get<std::string>();
   }
   json resolved = schema_for_kind(kind, origin).resolve(user, origin);
-  if (resolved["model"]["permutation_seed"].is_null())
+  if (kind == "cinn" && resolved["model"]["permutation_seed"].is_null())
     resolved["model"]["permutation_seed"] = resolved["train"]["seed"];
   return resolved;
 }

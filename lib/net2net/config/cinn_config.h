@@ -12,6 +12,10 @@ namespace net2net::config {
 // The key table of config kind "cinn" (declared once; see docs/configs.md).
 const Schema& cinn_schema();
 
+// Key tables of the example's expert kinds (config/expert_config.cpp).
+const Schema& autoencoder_schema();
+const Schema& classifier_schema();
+
 // Schema of a config kind, or ConfigError naming key 'kind' (with a suggestion).
 const Schema& schema_for_kind(const std::string& kind, const std::string& origin);
 

@@ -50,6 +50,15 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
     }
     info[dataset] = {{"dataset", name}, {"rows", d.rows}, {"dim", d.cols}};
   }
+  // Which experts made the datasets (provenance of net2net-extract), for net2net-translate.
+  if (role == "train") {
+    json experts = json::parse(reader.attributes().value("experts", std::string("[]")), nullptr, false);
+    for (const auto& [dataset, key] : {std::pair{"condition", "condition_expert"}, std::pair{"target", "target_expert"}})
+      if (config["data"][key].is_null() && experts.is_array())
+        for (const auto& e : experts)
+          if (e.is_object() && e.value("name", std::string()) == config["data"][dataset].get<std::string>())
+            config["data"][key] = e.value("spec", std::string());
+  }
   return info;
 }
 }  // namespace
