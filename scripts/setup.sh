@@ -13,6 +13,7 @@ packages=(
   libssl-dev            # SHA-256 of expert files
   libstb-dev            # PNG/JPEG images
   libgtest-dev
+  jq                    # the example report reads the tools' JSON
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--test" ]]; then

@@ -91,6 +91,7 @@ std::unique_ptr<CLI::App> build_app(Tool& tool, GlobalOptions& g) {
       "Exit codes: 0 ok, 1 other failure, 2 bad usage/config/input, 3 I/O error, 4 interrupted "
       "(checkpoint written; rerun with --resume).\nLogs go to stderr; with --json a summary goes to stdout.");
   add_global_options(*app, g);
+  app->fallthrough();  // global options also after a subcommand (net2net-eval fid ... --threads 2)
   tool.add_options(*app);
   return app;
 }

@@ -9,7 +9,10 @@
 #include "net2net/core/error.h"
 #include "net2net/data/source.h"
 #include "net2net/experts/expert.h"
+#include "net2net/io/embedding_store.h"
 #include "net2net/metrics/energy_report.h"
+
+#include <map>
 #include "net2net/metrics/fid.h"
 #include "net2net/train/trainer.h"
 
@@ -20,7 +23,7 @@ using nlohmann::json;
 namespace {
 
 // Where the Fashion-MNIST example keeps its feature network (issue 6 writes it).
-const char* kExampleFeatures = "out/demo/experts/classifier.pt:features";
+const char* kExampleFeatures = "out/demo/experts/judge/expert.pt:features";
 
 struct FidSide {
   metrics::FeatureStats stats;
@@ -113,7 +116,11 @@ class EvalTool : public cli::Tool {
     energy->add_option("--reference", energy_.references, "Add published reference entries (model name, or all)");
     energy->add_option("--reference-file", energy_.reference_file, "Reference entries (default data/reference_costs.json)");
     energy->add_option("--format", format_, "md, json or csv (CodeCarbon's columns)")->check(CLI::IsMember({"md", "json", "csv"}));
-    subcommands_ = {fid, nll, energy};
+    auto* acc = app.add_subcommand("accuracy", "Share of images that a classifier assigns to the expected class; prints JSON");
+    acc->add_option("--data", acc_data_, "Images: h5:FILE:DATASET or images:DIR")->required();
+    acc->add_option("--classifier", acc_classifier_, "Classifier EXPERT returning logits (e.g. ts:judge.pt:forward)")->required();
+    acc->add_option("--labels", acc_labels_, "Expected classes: h5:FILE:DATASET (integers, one per image)")->required();
+    subcommands_ = {fid, nll, energy, acc};
   }
   int run(const cli::GlobalOptions& g) override {
     if (subcommands_[0]->parsed()) return run_fid(g);
@@ -131,7 +138,8 @@ class EvalTool : public cli::Tool {
       else std::cout << metrics::to_markdown(rows, energy_);
       return 0;
     }
-    throw UsageError("net2net-eval needs a subcommand: fid, nll or energy");
+    if (subcommands_[3]->parsed()) return run_accuracy(g);
+    throw UsageError("net2net-eval needs a subcommand: fid, nll, energy or accuracy");
   }
 
  private:
@@ -158,6 +166,41 @@ class EvalTool : public cli::Tool {
     return 0;
   }
 
+  int run_accuracy(const cli::GlobalOptions& g) {
+    auto source = data::open_source(acc_data_);
+    if (acc_labels_.rfind("h5:", 0) != 0) throw UsageError("--labels must be h5:FILE:DATASET");
+    auto last = acc_labels_.rfind(':');
+    io::EmbeddingReader reader(acc_labels_.substr(3, last - 3), /*aligned=*/false);
+    auto expected = reader.read_int64(acc_labels_.substr(last + 1));
+    if (static_cast<int64_t>(expected.size()) != source->size())
+      throw InputError("--labels has " + std::to_string(expected.size()) + " rows, --data " + std::to_string(source->size()));
+    experts::ExpertContext ctx;
+    ctx.device = torch::Device(g.device);
+    auto clf = experts::make_expert(acc_classifier_, ctx);
+    int64_t correct = 0, classes = 0;
+    std::map<int64_t, std::pair<int64_t, int64_t>> per_class;  // label -> (correct, total)
+    for (int64_t s = 0; s < source->size(); s += batch_) {
+      std::vector<int64_t> idx;
+      for (int64_t i = s; i < std::min(source->size(), s + batch_); ++i) idx.push_back(i);
+      auto pred = clf->encode(source->get(idx)).argmax(1);
+      classes = std::max<int64_t>(classes, 0);
+      for (size_t k = 0; k < idx.size(); ++k) {
+        bool ok = pred[k].item<int64_t>() == expected[idx[k]];
+        correct += ok;
+        auto& pc = per_class[expected[idx[k]]];
+        pc.first += ok, pc.second += 1;
+      }
+    }
+    json pcs = json::object();
+    for (const auto& [label, pc] : per_class) pcs[std::to_string(label)] = double(pc.first) / pc.second;
+    std::cout << json{{"accuracy", source->size() ? double(correct) / source->size() : 0.0}, {"n", source->size()},
+                      {"per_class", pcs}, {"classifier", acc_classifier_}}
+                     .dump()
+              << std::endl;
+    return 0;
+  }
+
+  std::string acc_data_, acc_classifier_, acc_labels_;
   std::vector<CLI::App*> subcommands_;
   std::string real_, fake_, features_ = "default", save_stats_, save_real_stats_, checkpoint_, data_, profile_, format_ = "md";
   int kid_subsets_ = 100;

@@ -1,7 +1,10 @@
-// net2net-translate: conditions -> samples of the target representation (and images).
-// This stage declares the contract's options; translation lands with issue 6.
+// net2net-translate: conditions -> samples of the target representation (and images); the
+// engine is lib/net2net/translate.
+#include <iostream>
+
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
+#include "net2net/translate/translate.h"
 
 namespace net2net::commands {
 namespace {
@@ -11,35 +14,47 @@ class TranslateTool : public cli::Tool {
   std::string name() const override { return "net2net-translate"; }
   std::string description() const override {
     return "Translate conditions into the target expert's space with a trained cINN:\n"
-           "z_theta = T^-1(v | z_phi), v ~ N(0, T^2 I); optionally decode to a PNG grid.\n\n"
-           "Example:\n"
-           "  net2net-translate --checkpoint runs/l2ae --labels 0,3,7 --samples 8 --out samples.h5";
+           "z_theta = T^-1(v | z_phi), v ~ N(0, T^2 I), K samples per condition; with a decoder,\n"
+           "decoded images (/image) and a PNG grid (a row per condition, a column per sample).\n"
+           "Transfer mode: v = T(z_theta(x) | z_phi(x)) of exemplars x, re-rendered under each\n"
+           "target condition (exemplar-guided synthesis, attribute editing).\n\n"
+           "Examples:\n"
+           "  net2net-translate --checkpoint runs/l2ae --labels 0,3,7 --samples 8 --out s.h5 --png s.png\n"
+           "  net2net-translate --checkpoint runs/t2ae --text \"a dark large coat\" --samples 8 --out t.h5 --png t.png\n"
+           "  net2net-translate --checkpoint runs/s2 --data fashion-mnist:test --cond-expert ts:clf.pt:stage2 \\\n"
+           "      --samples 4 --out st.h5\n"
+           "  net2net-translate --checkpoint runs/l2ae --mode transfer --exemplar cache/test.h5 \\\n"
+           "      --labels 0,1,2,3,4,5,6,7,8,9 --out shift.h5 --png shift.png";
   }
   void add_options(CLI::App& app) override {
-    app.add_option("--checkpoint", checkpoint_, "Run directory or checkpoint file");
-    app.add_option("--cond", cond_, "Conditions from a cache: h5:FILE:DATASET");
-    app.add_option("--data", data_, "Raw inputs (a SOURCE) for --cond-expert");
-    app.add_option("--cond-expert", cond_expert_, "EXPERT that turns --data into conditions");
-    app.add_option("--labels", labels_, "Comma-separated class labels as conditions")->delimiter(',');
-    app.add_option("--text", text_, "Texts as conditions; repeatable");
-    app.add_option("--samples", samples_, "Samples per condition")->check(CLI::PositiveNumber);
-    app.add_option("--temperature", temperature_, "Scale of v ~ N(0, T^2 I)")->check(CLI::NonNegativeNumber);
-    app.add_option("--out", out_, "Output HDF5 (/z, /cond_index)");
-    app.add_option("--decoder", decoder_, "EXPERT that decodes z into images");
-    app.add_option("--png", png_, "PNG grid (a row per condition, a column per sample)");
-    app.add_option("--mode", mode_, "sample or transfer")->check(CLI::IsMember({"sample", "transfer"}));
-    app.add_option("--exemplar", exemplar_, "Exemplars whose residual v is transferred (--mode transfer)");
+    app.add_option("--checkpoint", r_.checkpoint, "Run directory or checkpoint file")->required();
+    app.add_option("--cond", r_.cond, "Conditions from a cache: h5:FILE:DATASET");
+    app.add_option("--data", r_.data, "Raw inputs (a SOURCE) for --cond-expert");
+    app.add_option("--cond-expert", r_.cond_expert, "EXPERT that turns --data into conditions (default: the model's)");
+    app.add_option("--labels", r_.labels, "Comma-separated class labels as conditions")->delimiter(',');
+    app.add_option("--text", r_.texts, "A text as a condition; repeatable");
+    app.add_option("--samples", r_.samples, "Samples per condition")->check(CLI::PositiveNumber);
+    app.add_option("--temperature", r_.temperature, "Scale of v ~ N(0, T^2 I) (0: the mode)")->check(CLI::NonNegativeNumber);
+    app.add_option("--out", r_.out, "Output HDF5 (/z, /cond_index, /label, /image)")->required();
+    app.add_option("--decoder", r_.decoder, "EXPERT that decodes z into images (default with --png: the model's target expert)");
+    app.add_option("--png", r_.png, "PNG grid (a row per condition, a column per sample)");
+    app.add_option("--mode", r_.mode, "sample or transfer")->check(CLI::IsMember({"sample", "transfer"}));
+    app.add_option("--exemplar", r_.exemplar, "Transfer: a cache (FILE.h5) holding the model's condition and target datasets");
+    app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(CLI::PositiveNumber);
+    app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(CLI::PositiveNumber);
+    app.add_option("--batch-size", r_.batch_size, "Rows per batch (large jobs stream in batches)")->check(CLI::PositiveNumber);
+    app.add_flag("--force", r_.force, "Overwrite --out");
   }
-  int run(const cli::GlobalOptions&) override {
-    throw NotImplemented("net2net-translate is not built yet (issue 6)");
+  int run(const cli::GlobalOptions& g) override {
+    r_.seed = g.seed;
+    r_.device = g.device;
+    auto summary = translate::run_translate(r_);
+    if (g.json) std::cout << summary.dump() << std::endl;
+    return 0;
   }
 
  private:
-  std::string checkpoint_, cond_, data_, cond_expert_, out_, decoder_, png_, mode_ = "sample", exemplar_;
-  std::vector<int64_t> labels_;
-  std::vector<std::string> text_;
-  int64_t samples_ = 1;
-  double temperature_ = 1.0;
+  translate::TranslateRequest r_;
 };
 
 }  // namespace

@@ -20,6 +20,65 @@ torch::Tensor Expert::decode(const torch::Tensor&) {
 
 json Expert::fingerprint() const { return json{{"spec", spec()}}; }
 
+data::Batch Expert::transform(const data::Batch& batch) { return as_batch(encode(batch), batch); }
+
+namespace {
+// Foreground share and mean foreground brightness of images [N,1,H,W] in [-1, 1].
+std::pair<torch::Tensor, torch::Tensor> image_properties(const torch::Tensor& x) {
+  auto p = (x.reshape({x.size(0), -1}) + 1) / 2;
+  auto fg = (p > 0.1).to(torch::kFloat32);
+  auto size = fg.mean(1);
+  auto brightness = (p * fg).sum(1) / fg.sum(1).clamp_min(1);
+  return {size, brightness};
+}
+
+// Class-relative tertiles of size and brightness over the Fashion-MNIST training images.
+struct CaptionThresholds {
+  std::vector<float> size_lo, size_hi, bright_lo, bright_hi;
+};
+const CaptionThresholds& caption_thresholds() {
+  static const CaptionThresholds t = [] {
+    CaptionThresholds t;
+    auto source = data::open_source("fashion-mnist:train");
+    std::vector<int64_t> idx(source->size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    auto b = source->get(idx);
+    auto [size, bright] = image_properties(b.tensor);
+    for (int64_t c = 0; c < 10; ++c) {
+      auto mask = b.labels == c;
+      auto s = std::get<0>(size.masked_select(mask).sort()), br = std::get<0>(bright.masked_select(mask).sort());
+      int64_t n = s.size(0);
+      t.size_lo.push_back(s[n / 3].item<float>()), t.size_hi.push_back(s[2 * n / 3].item<float>());
+      t.bright_lo.push_back(br[n / 3].item<float>()), t.bright_hi.push_back(br[2 * n / 3].item<float>());
+    }
+    return t;
+  }();
+  return t;
+}
+}  // namespace
+
+std::vector<std::string> fashion_captions(const data::Batch& b) {
+  if (b.kind != data::ItemKind::Image || !b.labels.defined())
+    throw InputError("expert 'caption' needs labelled Fashion-MNIST images (e.g. --data fashion-mnist:train)");
+  const auto& t = caption_thresholds();
+  auto [size, bright] = image_properties(b.tensor);
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    int64_t c = b.labels[i].item<int64_t>();
+    if (c < 0 || c > 9) throw InputError("expert 'caption': item " + std::to_string(b.index[i]) + " has no Fashion-MNIST label");
+    std::string text = "a";
+    float br = bright[i].item<float>(), sz = size[i].item<float>();
+    if (br <= t.bright_lo[c]) text += " dark";
+    else if (br >= t.bright_hi[c]) text += " light";
+    if (sz <= t.size_lo[c]) text += " small";
+    else if (sz >= t.size_hi[c]) text += " large";
+    std::string name = data::fashion_mnist_classes()[c];
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out.push_back(text + " " + name);
+  }
+  return out;
+}
+
 std::string sha256_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open '" + path + "' to hash it");
@@ -227,14 +286,30 @@ class TorchScriptExpert : public Expert {
   mutable torch::jit::Module module_;
 };
 
+class CaptionExpert : public Expert {
+ public:
+  std::string spec() const override { return "caption"; }
+  torch::Tensor encode(const data::Batch&) override {
+    throw UsageError("expert 'caption' produces texts: chain it with a text expert, e.g. caption,text-hash:256");
+  }
+  data::Batch transform(const data::Batch& b) override {
+    data::Batch out;
+    out.index = b.index;
+    out.labels = b.labels;
+    out.kind = data::ItemKind::Text;
+    out.texts = fashion_captions(b);
+    return out;
+  }
+};
+
 class ChainExpert : public Expert {
  public:
   ChainExpert(std::vector<std::unique_ptr<Expert>> parts, std::string spec) : parts_(std::move(parts)), spec_(std::move(spec)) {}
   std::string spec() const override { return spec_; }
   torch::Tensor encode(const data::Batch& b) override {
-    torch::Tensor out = parts_[0]->encode(b);
-    for (size_t i = 1; i < parts_.size(); ++i) out = parts_[i]->encode(as_batch(out, b));
-    return out;
+    data::Batch cur = b;
+    for (size_t i = 0; i + 1 < parts_.size(); ++i) cur = parts_[i]->transform(cur);
+    return parts_.back()->encode(cur);
   }
   json fingerprint() const override {
     json parts = json::array();
@@ -269,6 +344,10 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
   std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
   if (name == "label") return std::make_unique<LabelExpert>(arg.empty() ? context.num_classes : parse_positive(arg, spec), spec);
   if (name == "text-hash") return std::make_unique<TextHashExpert>(arg.empty() ? 256 : parse_positive(arg, spec), spec);
+  if (name == "caption") {
+    if (!arg.empty()) throw UsageError("expert 'caption' takes no argument");
+    return std::make_unique<CaptionExpert>();
+  }
   if (name == "identity") {
     if (!arg.empty()) throw UsageError("expert 'identity' takes no argument");
     return std::make_unique<IdentityExpert>();
@@ -286,7 +365,8 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
     }
     return std::make_unique<TorchScriptExpert>(path, method, spec, context.device);
   }
-  throw UsageError("unknown expert '" + spec + "'; experts: label[:K], text-hash[:DIM], identity, ts:PATH[:METHOD], A,B,...");
+  throw UsageError("unknown expert '" + spec +
+                   "'; experts: label[:K], text-hash[:DIM], identity, caption, ts:PATH[:METHOD], A,B,...");
 }
 
 }  // namespace net2net::experts

@@ -4,6 +4,9 @@
 //   identity          the item itself (vectors or images)
 //   ts:PATH[:METHOD]  a TorchScript module; METHOD defaults to encode, falling back to forward;
 //                     decode is the target side's decoder
+//   caption           Fashion-MNIST images (+ labels) -> texts: the class name with properties
+//                     (dark / light, small / large: class-relative tertiles), for chains such
+//                     as caption,text-hash:256
 //   A,B,...           a chain: each expert's output is the next one's input
 // Inputs reach experts as the contract says: images float32 [N,C,H,W] in [-1,1], texts as a
 // list of strings, vectors float32 [N,D].
@@ -24,6 +27,9 @@ class Expert {
   virtual std::string spec() const = 0;
   // Output for the batch, float32 on the CPU, [B, D] or [B, C, H, W].
   virtual torch::Tensor encode(const data::Batch& batch) = 0;
+  // The output as the next link's input in a chain (default: encode's tensor as vectors or
+  // images; the caption expert turns images into texts here).
+  virtual data::Batch transform(const data::Batch& batch);
   virtual bool can_decode() const { return false; }
   virtual torch::Tensor decode(const torch::Tensor& z);
   // What identifies the expert's function: its spec and the SHA-256 of any file it loads.
@@ -41,6 +47,9 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
 // The weight-free text embedding of text-hash: hashed word unigrams and bigrams and character
 // trigrams, signed feature hashing, L2-normalised (texts sharing words and spellings are close).
 torch::Tensor text_hash(const std::vector<std::string>& texts, int64_t dim);
+
+// The caption of each image of a batch (needs labels): "a dark large coat", "a sandal", ...
+std::vector<std::string> fashion_captions(const data::Batch& batch);
 
 // SHA-256 of a file as lowercase hex (OpenSSL). IoError naming the file.
 std::string sha256_file(const std::string& path);

@@ -1,0 +1,260 @@
+#include "net2net/translate/translate.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "net2net/core/error.h"
+#include "net2net/data/grid.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
+#include "net2net/io/checkpoint.h"
+#include "net2net/io/embedding_store.h"
+
+namespace net2net::translate {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using torch::Tensor;
+
+namespace {
+
+struct Conditions {
+  Tensor c;                          // [M, cond_dim] float32
+  std::vector<std::string> captions;  // for the grid
+  std::vector<int64_t> labels;       // class of each condition, when known (else empty)
+};
+
+std::string class_caption(int64_t label, int64_t classes) {
+  const auto& names = data::fashion_mnist_classes();
+  if (classes == 10 && label >= 0 && label < 10) return names[label];
+  return "class " + std::to_string(label);
+}
+
+// The part of a condition expert that takes texts: "caption,text-hash:256" -> "text-hash:256".
+std::string text_expert_of(const std::string& spec) {
+  if (spec.rfind("text-hash", 0) == 0) return spec;
+  auto comma = spec.find(',');
+  if (spec.rfind("caption", 0) == 0 && comma != std::string::npos) return spec.substr(comma + 1);
+  if (spec.rfind("ts:", 0) == 0) return spec;  // a TorchScript text expert takes List[str]
+  return "";
+}
+
+Conditions make_conditions(const TranslateRequest& r, const json& config, int64_t cond_dim) {
+  const std::string cond_expert = config["data"].value("condition_expert", json()).is_string()
+                                      ? config["data"]["condition_expert"].get<std::string>()
+                                      : std::string();
+  int given = !r.cond.empty() + !r.labels.empty() + !r.texts.empty() + !r.data.empty();
+  if (given != 1) throw UsageError("give the conditions one way: --cond h5:FILE:DATASET, --labels, --text, or --data with --cond-expert");
+  Conditions out;
+  if (!r.labels.empty()) {
+    if (!cond_expert.empty() && cond_expert.rfind("label", 0) != 0)
+      throw UsageError("--labels: this model's condition is '" + cond_expert + "', not one-hot labels");
+    for (int64_t l : r.labels)
+      if (l < 0 || l >= cond_dim) throw UsageError("--labels: " + std::to_string(l) + " is outside 0.." + std::to_string(cond_dim - 1));
+    out.c = torch::one_hot(torch::tensor(r.labels, torch::kLong), cond_dim).to(torch::kFloat32);
+    for (int64_t l : r.labels) out.captions.push_back(class_caption(l, cond_dim)), out.labels.push_back(l);
+    return out;
+  }
+  if (!r.texts.empty()) {
+    std::string spec = text_expert_of(cond_expert);
+    if (spec.empty())
+      throw UsageError("--text: this model's condition expert is '" + (cond_expert.empty() ? std::string("unknown") : cond_expert) +
+                       "', which does not take texts");
+    data::Batch b;
+    b.kind = data::ItemKind::Text;
+    b.texts = r.texts;
+    for (size_t i = 0; i < r.texts.size(); ++i) b.index.push_back(i);
+    out.c = experts::make_expert(spec)->encode(b);
+    out.captions = r.texts;
+    return out;
+  }
+  std::unique_ptr<data::Source> source;
+  std::unique_ptr<experts::Expert> expert;
+  if (!r.cond.empty()) {
+    if (r.cond.rfind("h5:", 0) != 0) throw UsageError("--cond must be h5:FILE:DATASET");
+    source = data::open_source(r.cond);
+    expert = experts::make_expert("identity");
+  } else {
+    source = data::open_source(r.data);
+    std::string spec = r.cond_expert.empty() ? cond_expert : r.cond_expert;
+    if (spec.empty()) throw UsageError("--data needs --cond-expert (the model does not record its condition expert)");
+    experts::ExpertContext ctx;
+    ctx.num_classes = source->num_classes();
+    expert = experts::make_expert(spec, ctx);
+  }
+  std::vector<Tensor> parts;
+  for (int64_t s = 0; s < source->size(); s += r.batch_size) {
+    std::vector<int64_t> idx;
+    for (int64_t i = s; i < std::min(source->size(), s + r.batch_size); ++i) idx.push_back(i);
+    auto b = source->get(idx);
+    auto y = expert->encode(b);
+    parts.push_back(y.reshape({y.size(0), -1}));
+    for (int64_t k = 0; k < b.size(); ++k) {
+      if (b.labels.defined()) {
+        int64_t l = b.labels[k].item<int64_t>();
+        out.labels.push_back(l);
+        out.captions.push_back("#" + std::to_string(idx[k]) + " " + class_caption(l, source->num_classes()));
+      } else {
+        out.captions.push_back("#" + std::to_string(idx[k]));
+      }
+    }
+  }
+  if (parts.empty()) throw InputError("no conditions: the source is empty");
+  out.c = torch::cat(parts).to(torch::kFloat32);
+  return out;
+}
+
+// Mean over conditions of the mean pairwise distance among its samples.
+double diversity(const Tensor& x, int64_t conditions, int64_t k) {
+  if (k < 2) return 0.0;
+  auto v = x.reshape({conditions, k, -1}).to(torch::kFloat64);
+  auto d = torch::cdist(v, v);  // [M, K, K]
+  return (d.sum({1, 2}) / (k * (k - 1.0))).mean().item<double>();
+}
+
+}  // namespace
+
+json run_translate(const TranslateRequest& r) {
+  if (r.out.empty()) throw UsageError("--out is required");
+  if (fs::exists(r.out) && !r.force) throw UsageError("'" + r.out + "' exists; use --force to overwrite it");
+  if (r.samples < 1) throw UsageError("--samples must be >= 1");
+  if (r.mode != "sample" && r.mode != "transfer") throw UsageError("--mode must be sample or transfer");
+  auto loaded = io::load_flow_checkpoint(r.checkpoint);
+  auto& model = loaded.model;
+  const json& config = loaded.config;
+  torch::Device device(r.device);
+  model->to(device);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto& fc = model->config();
+  Conditions cond = make_conditions(r, config, fc.cond_dim);
+  if (cond.c.size(1) != fc.cond_dim)
+    throw InputError("the conditions have " + std::to_string(cond.c.size(1)) + " dimensions, the model expects " +
+                     std::to_string(fc.cond_dim));
+  const int64_t m = cond.c.size(0);
+
+  // Exemplars (transfer): their residuals v = T(z_theta | z_phi).
+  Tensor exemplar_v, exemplar_z;
+  int64_t per_cond = r.samples;
+  if (r.mode == "transfer") {
+    if (r.exemplar.empty()) throw UsageError("--mode transfer needs --exemplar FILE.h5 (a cache with the model's datasets)");
+    std::string file = r.exemplar.rfind("h5:", 0) == 0 ? r.exemplar.substr(3) : r.exemplar;
+    io::EmbeddingReader reader(file);
+    const std::string cname = config["data"]["condition"], tname = config["data"]["target"];
+    int64_t e = std::min<int64_t>(reader.rows(), r.exemplar_limit);
+    if (e < 1) throw InputError("exemplar cache '" + file + "' has no rows");
+    auto ci = reader.info(cname), ti = reader.info(tname);
+    auto cv = reader.read_rows(cname, 0, e), tv = reader.read_rows(tname, 0, e);
+    auto ec = torch::from_blob(cv.data(), {e, ci.cols}).clone().to(device);
+    exemplar_z = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device);
+    exemplar_v = model->forward(exemplar_z, ec).v;
+    per_cond = e;
+  }
+
+  // Decoder: --decoder, else the model's target expert when it decodes.
+  std::unique_ptr<experts::Expert> decoder;
+  std::string decoder_spec = r.decoder;
+  if (decoder_spec.empty() && config["data"].value("target_expert", json()).is_string()) {
+    std::string t = config["data"]["target_expert"];
+    if (t.rfind("ts:", 0) == 0 && (!r.png.empty())) {
+      auto colon = t.rfind(':');
+      std::string path = t.substr(3);
+      if (colon > 2 && colon + 1 < t.size() && t.find_first_of("/.", colon) == std::string::npos) path = t.substr(3, colon - 3);
+      decoder_spec = "ts:" + path;
+    }
+  }
+  if (!decoder_spec.empty()) {
+    experts::ExpertContext ctx;
+    ctx.device = device;
+    decoder = experts::make_expert(decoder_spec, ctx);
+    if (!decoder->can_decode()) throw UsageError("--decoder '" + decoder_spec + "' has no decode method");
+  }
+  if (!r.png.empty() && !decoder) throw UsageError("--png needs a decoder: --decoder EXPERT (the model records none)");
+
+  // Rows: condition-major, per_cond per condition.
+  auto gen = at::detail::createCPUGenerator(r.seed);
+  const int64_t rows = m * per_cond;
+  std::vector<Tensor> z_all, img_all;
+  std::vector<int64_t> img_shape;
+  json summary;
+  const int64_t chunk_conds = std::max<int64_t>(1, r.batch_size / per_cond);
+  io::write_store(r.out, {}, [&](io::EmbeddingWriter& w) {
+    w.create_float("z", fc.in_dim);
+    w.create_int64("cond_index");
+    if (r.mode == "transfer") w.create_int64("exemplar_index");
+    if (!cond.labels.empty()) w.create_int64("label");
+    bool image_created = false;
+    for (int64_t s = 0; s < m; s += chunk_conds) {
+      int64_t mc = std::min(chunk_conds, m - s);
+      auto c = cond.c.narrow(0, s, mc).to(device).repeat_interleave(per_cond, 0);
+      Tensor v;
+      if (r.mode == "transfer") {
+        v = exemplar_v.repeat({mc, 1});
+      } else {
+        v = at::randn({mc * per_cond, fc.in_dim}, gen, torch::kFloat32).to(device) * r.temperature;
+      }
+      auto z = model->inverse(v, c).to(torch::kCPU).contiguous();
+      w.append_float("z", z.data_ptr<float>(), z.size(0));
+      std::vector<int64_t> ci, ei, lab;
+      for (int64_t i = 0; i < mc; ++i)
+        for (int64_t k = 0; k < per_cond; ++k) {
+          ci.push_back(s + i), ei.push_back(k);
+          if (!cond.labels.empty()) lab.push_back(cond.labels[s + i]);
+        }
+      w.append_int64("cond_index", ci.data(), ci.size());
+      if (r.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
+      if (!cond.labels.empty()) w.append_int64("label", lab.data(), lab.size());
+      if (s < r.max_rows_in_png || r.samples > 1) z_all.push_back(z);
+      if (decoder) {
+        auto img = decoder->decode(z).to(torch::kCPU, torch::kFloat32).contiguous();
+        if (!image_created) {
+          img_shape.assign(img.sizes().begin() + 1, img.sizes().end());
+          w.create_float("image", img[0].numel(), img_shape);
+          image_created = true;
+        }
+        auto flat = img.reshape({img.size(0), -1}).contiguous();
+        w.append_float("image", flat.data_ptr<float>(), flat.size(0));
+        if (s < r.max_rows_in_png) img_all.push_back(img);
+      }
+    }
+    w.set_attribute("checkpoint", loaded.path);
+    w.set_attribute("mode", r.mode);
+    w.set_attribute("samples", per_cond);
+    w.set_attribute("temperature", r.temperature);
+    w.set_attribute("seed", static_cast<int64_t>(r.seed));
+    if (!decoder_spec.empty()) w.set_attribute("decoder", decoder_spec);
+  });
+  summary = {{"out", r.out}, {"rows", rows}, {"conditions", m}, {"per_condition", per_cond}, {"mode", r.mode},
+             {"temperature", r.temperature}, {"seed", r.seed}};
+  if (r.mode == "sample" && r.samples > 1) {
+    auto z = torch::cat(z_all);
+    int64_t mm = z.size(0) / per_cond;
+    summary["diversity_z"] = diversity(z, mm, per_cond);
+    if (!img_all.empty()) {
+      auto im = torch::cat(img_all);
+      int64_t mi = im.size(0) / per_cond;
+      summary["diversity_pixels"] = diversity(im, mi, per_cond);
+    }
+  }
+  if (!r.png.empty()) {
+    auto images = torch::cat(img_all);
+    int64_t grid_rows = std::min<int64_t>(images.size(0) / per_cond, r.max_rows_in_png);
+    std::vector<std::string> labels(cond.captions.begin(), cond.captions.begin() + std::min<int64_t>(grid_rows, cond.captions.size()));
+    Tensor grid_images = images.narrow(0, 0, grid_rows * per_cond);
+    int64_t grid_total_rows = grid_rows;
+    if (r.mode == "transfer") {
+      // First row: the exemplars themselves (decoded), then one row per target condition.
+      auto ex = decoder->decode(exemplar_z).to(torch::kCPU, torch::kFloat32);
+      grid_images = torch::cat({ex, grid_images});
+      labels.insert(labels.begin(), "exemplars");
+      grid_total_rows += 1;
+    }
+    data::write_png(r.png, data::make_grid(grid_images, grid_total_rows, per_cond, labels));
+    summary["png"] = r.png;
+  }
+  spdlog::info("wrote '{}': {} rows ({} conditions x {})", r.out, rows, m, per_cond);
+  return summary;
+}
+
+}  // namespace net2net::translate

@@ -1,0 +1,37 @@
+// net2net-translate's engine. Conditions z_phi come from a cache, labels, texts, or raw inputs
+// through the condition expert; for each, K samples z_theta = T^-1(v | z_phi), v ~ N(0, T^2 I)
+// (seeded), or, in transfer mode, v = T(z_theta(x) | z_phi(x)) of exemplars x carried over to
+// each target condition (the reference's "shift"). Output: HDF5 /z [rows, D], /cond_index [rows]
+// (plus /exemplar_index, /label, and /image when decoded), and optionally a PNG grid.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace net2net::translate {
+
+struct TranslateRequest {
+  std::string checkpoint;
+  // Exactly one way to give the conditions:
+  std::string cond;                  // h5:FILE:DATASET
+  std::string data, cond_expert;     // a SOURCE through an expert (default: the model's condition expert)
+  std::vector<int64_t> labels;       // one-hot labels
+  std::vector<std::string> texts;    // through the model's text condition expert
+  int64_t samples = 1;
+  double temperature = 1.0;
+  uint64_t seed = 23;
+  std::string out;                   // .h5
+  std::string decoder;               // default: the model's target expert, when it can decode
+  std::string png;
+  std::string mode = "sample";       // sample | transfer
+  std::string exemplar;              // transfer: a cache (FILE.h5) with the model's condition and target datasets
+  int64_t exemplar_limit = 8;        // transfer: the first N exemplars
+  int64_t max_rows_in_png = 40;      // conditions (rows) drawn in the grid
+  int64_t batch_size = 1024;
+  std::string device = "cpu";
+  bool force = false;
+};
+
+nlohmann::json run_translate(const TranslateRequest& request);
+
+}  // namespace net2net::translate

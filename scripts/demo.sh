@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST example end to end, with the four tools as a user would pipe them:
+#   1. train the experts (autoencoder = expert g; classifier = expert f; a separate judge)
+#   2. extract row-aligned pairs (AE latent; one-hot label; caption text; classifier stages)
+#   3. train cINNs: (a) label -> AE, (b) text -> AE, (c) classifier stage k -> AE, k = 1, 2, 3
+#   4. translate to PNG grids, score (accuracy by the judge, FID on the judge's features,
+#      diversity, test NLL) and write OUT/report.md
+# What exists is reused (delete OUT to start over). Knobs (environment): OUT, TRAIN_LIMIT,
+# TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, EXPERT_LIMIT, EVAL_ROWS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD_DIR:-build}/tools
+EXTRACT=$B/net2net-extract/net2net-extract
+TRAIN=$B/net2net-train/net2net-train
+TRANSLATE=$B/net2net-translate/net2net-translate
+EVAL=$B/net2net-eval/net2net-eval
+OUT=${OUT:-out/demo}
+TRAIN_LIMIT=${TRAIN_LIMIT:-30000}   # items of the cINN training cache
+TEST_LIMIT=${TEST_LIMIT:-2000}      # items of the test cache (validation, scores)
+STEPS=${STEPS:-1500}                # cINN steps
+AE_EPOCHS=${AE_EPOCHS:-3}
+CLF_EPOCHS=${CLF_EPOCHS:-2}
+EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
+EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the scores
+LOG=(--log-level "${LOG_LEVEL:-warn}")
+mkdir -p "$OUT"/{experts,cache,runs,samples}
+step() { echo "[demo] $*" >&2; }
+t0=$(date +%s)
+
+# 1. Experts -------------------------------------------------------------------------------
+for e in autoencoder:ae:$AE_EPOCHS classifier:classifier:$CLF_EPOCHS judge:judge:$CLF_EPOCHS; do
+  IFS=: read -r cfg name epochs <<< "$e"
+  if [[ -f "$OUT/experts/$name/expert.pt" ]]; then step "expert $name: reused"; continue; fi
+  step "expert $name: training ($epochs epochs)"
+  mkdir -p "$OUT/experts/$name"
+  "$TRAIN" --config "configs/example/$cfg.json" --run-dir "$OUT/experts/$name" --set train.epochs="$epochs" \
+    --set data.limit="$EXPERT_LIMIT" --json "${LOG[@]}" > "$OUT/experts/$name/summary.json.tmp"
+  mv "$OUT/experts/$name/summary.json.tmp" "$OUT/experts/$name/summary.json"
+done
+AE=$OUT/experts/ae/expert.pt CLF=$OUT/experts/classifier/expert.pt JUDGE=$OUT/experts/judge/expert.pt
+
+# 2. Pairs ---------------------------------------------------------------------------------
+experts=(--expert ae="ts:$AE:encode" --expert onehot=label --expert text=caption,text-hash:256
+         --expert s1="ts:$CLF:stage1" --expert s2="ts:$CLF:stage2" --expert s3="ts:$CLF:stage3")
+if [[ ! -f "$OUT/cache/train.h5" ]]; then
+  step "extracting the training pairs ($TRAIN_LIMIT items)"
+  "$EXTRACT" --data fashion-mnist:train --limit "$TRAIN_LIMIT" "${experts[@]}" --out "$OUT/cache/train.h5" --resume "${LOG[@]}"
+fi
+if [[ ! -f "$OUT/cache/test.h5" ]]; then
+  step "extracting the test pairs ($TEST_LIMIT items)"
+  "$EXTRACT" --data fashion-mnist:test --limit "$TEST_LIMIT" "${experts[@]}" --expert img=identity \
+    --out "$OUT/cache/test.h5" --resume "${LOG[@]}"
+fi
+TEST=$OUT/cache/test.h5
+
+# 3. cINNs ---------------------------------------------------------------------------------
+train_cinn() {  # name config condition
+  local run=$OUT/runs/$1
+  if [[ -f "$run/summary.json" ]]; then step "cINN $1: reused"; return; fi
+  local resume=(); [[ -f "$run/checkpoints/last.pt" ]] && resume=(--resume)
+  step "cINN $1: training ($STEPS steps)"
+  "$TRAIN" --config "configs/$2.json" --run-dir "$run" --set data.train="$OUT/cache/train.h5" --set data.val="$TEST" \
+    --set data.condition="$3" --set model.cond_dim=null --set train.steps="$STEPS" "${resume[@]}" --json "${LOG[@]}" \
+    > "$run.summary.tmp"
+  mv "$run.summary.tmp" "$run/summary.json"
+  step "cINN $1: $(jq -r '"val loss \(.best_val_loss)"' "$run/summary.json")"
+}
+train_cinn label2ae fmnist_label2ae onehot
+train_cinn text2ae fmnist_text2ae text
+for k in 1 2 3; do train_cinn stage${k}2ae fmnist_stage2ae s$k; done
+
+# 4. Translate, score, report ---------------------------------------------------------------
+S=$OUT/samples
+tr() { "$TRANSLATE" --force --json "${LOG[@]}" --decoder "ts:$AE" "$@"; }
+step "translating"
+tr --checkpoint "$OUT/runs/label2ae" --labels 0,1,2,3,4,5,6,7,8,9 --samples 10 --out "$S/label_grid.h5" --png "$OUT/label2ae.png" > "$S/label_grid.json"
+tr --checkpoint "$OUT/runs/text2ae" --samples 10 --out "$S/text_grid.h5" --png "$OUT/text2ae.png" \
+  --text "a dark large coat" --text "a light coat" --text "a small sandal" --text "a large sandal" --text "a dark dress" \
+  --text "a light dress" --text "a dark small bag" --text "a light large bag" --text "a sneaker" --text "a trouser" > "$S/text_grid.json"
+tr --checkpoint "$OUT/runs/label2ae" --mode transfer --exemplar "$TEST" --exemplars 10 --labels 0,1,2,3,4,5,6,7,8,9 \
+  --out "$S/transfer.h5" --png "$OUT/transfer.png" > "$S/transfer.json"
+# Scores on EVAL_ROWS test conditions, one sample each (and 8 each for diversity).
+"$EXTRACT" --data "h5:$TEST:img" --limit "$EVAL_ROWS" --expert img=identity --out "$S/real.h5" --force "${LOG[@]}"
+declare -A cond=([label2ae]=onehot [text2ae]=text [stage12ae]=s1 [stage22ae]=s2 [stage32ae]=s3)
+for run in label2ae text2ae stage12ae stage22ae stage32ae; do
+  "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit "$EVAL_ROWS" --expert c=identity --out "$S/$run.cond.h5" --force "${LOG[@]}"
+  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.cond.h5:c" --samples 1 --out "$S/$run.h5" > /dev/null
+  "$EVAL" accuracy --data "h5:$S/$run.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.h5:label" "${LOG[@]}" > "$S/$run.accuracy.json"
+  "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$S/$run.h5:image" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" > "$S/$run.fid.json"
+  "$EVAL" nll --checkpoint "$OUT/runs/$run" --data "$TEST" "${LOG[@]}" > "$S/$run.nll.json"
+  "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit 100 --expert c=identity --out "$S/$run.div.cond.h5" --force "${LOG[@]}"
+  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.div.cond.h5:c" --samples 8 --out "$S/$run.div.h5" > "$S/$run.div.json"
+done
+for k in 1 2 3; do
+  tr --checkpoint "$OUT/runs/stage${k}2ae" --cond "h5:$S/stage${k}2ae.div.cond.h5:c" --samples 8 --grid-rows 8 \
+    --out "$S/stage${k}_grid.h5" --png "$OUT/stage${k}2ae.png" > /dev/null
+done
+"$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$TEST:img" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" \
+  > "$S/reference.fid.json" 2>/dev/null || true
+
+step "writing $OUT/report.md"
+jqn() { jq -r "$1" "$2"; }
+{
+  echo "# net2net: the Fashion-MNIST example"
+  echo
+  echo "Every number below is computed by this run ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(($(date +%s) - t0)) s for the steps"
+  echo "that were not reused). Experts: autoencoder (test L1 $(jqn '.test_l1 // "reused" | tostring' "$OUT/experts/ae/summary.json")),"
+  echo "classifier (test accuracy $(jqn '.test_accuracy | tostring' "$OUT/experts/classifier/summary.json")), and a separately trained"
+  echo "judge (test accuracy $(jqn '.test_accuracy | tostring' "$OUT/experts/judge/summary.json")) that labels generated images and"
+  echo "gives the FID features (the example's own feature network, not Inception: these FIDs are not"
+  echo "comparable to published ones). cINN caches: $TRAIN_LIMIT training and $TEST_LIMIT test items; $STEPS steps each."
+  echo
+  echo "## Scores"
+  echo
+  echo "One sample per test condition ($EVAL_ROWS conditions). Accuracy: the judge's class of the generated"
+  echo "image equals the class of the condition's item. Diversity: mean pairwise distance of 8 samples per"
+  echo "condition (100 conditions), in the AE latent and in pixels. NLL: test loss (0.5|v|^2 - log|det J|)."
+  echo
+  echo "| translation | accuracy | FID (judge features) | diversity (latent) | diversity (pixels) | test NLL | bits/dim |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for run in label2ae text2ae stage12ae stage22ae stage32ae; do
+    printf '| %s | %.3f | %.2f | %.2f | %.2f | %.3f | %.3f |\n' "$run" \
+      "$(jqn .accuracy "$S/$run.accuracy.json")" "$(jqn .fid "$S/$run.fid.json")" \
+      "$(jqn .diversity_z "$S/$run.div.json")" "$(jqn .diversity_pixels "$S/$run.div.json")" \
+      "$(jqn .nll "$S/$run.nll.json")" "$(jqn .bits_per_dim "$S/$run.nll.json")"
+  done
+  if [[ -s "$S/reference.fid.json" ]]; then
+    echo
+    echo "For scale: FID between two sets of real test images: $(jqn '.fid * 100 | round / 100' "$S/reference.fid.json")."
+  fi
+  echo
+  echo "## (a) label -> autoencoder"
+  echo
+  echo "A row per class, ten samples each (temperature 1)."
+  echo
+  echo "![label to image](label2ae.png)"
+  echo
+  echo "## (b) text -> autoencoder"
+  echo
+  echo "Captions (class plus dark/light and small/large, relative to the class) through text-hash:256."
+  echo
+  echo "![text to image](text2ae.png)"
+  echo
+  echo "## (c) what the classifier's stages keep"
+  echo
+  echo "The same 8 test items as conditions, through stage 1, 2 and 3 of the classifier, 8 samples each."
+  echo "Early stages keep more of the input (samples vary less); later stages are more invariant"
+  echo "(samples vary more): the diversity column above."
+  echo
+  for k in 1 2 3; do echo "Stage $k:"; echo; echo "![stage $k](stage${k}2ae.png)"; echo; done
+  echo "## Transfer (exemplar-guided synthesis)"
+  echo
+  echo "First row: test exemplars (their autoencoder reconstructions). Then, for each class c, the"
+  echo "exemplar's residual v = T(z(x) | label(x)) rendered under label c: z' = T^-1(v | c)."
+  echo
+  echo "![transfer](transfer.png)"
+} > "$OUT/report.md.tmp"
+mv "$OUT/report.md.tmp" "$OUT/report.md"
+step "done: $OUT/report.md"
