@@ -41,7 +41,8 @@ AE=$OUT/experts/ae/expert.pt CLF=$OUT/experts/classifier/expert.pt JUDGE=$OUT/ex
 
 # 2. Pairs ---------------------------------------------------------------------------------
 experts=(--expert ae="ts:$AE:encode" --expert onehot=label --expert text=caption,text-hash:256
-         --expert s1="ts:$CLF:stage1" --expert s2="ts:$CLF:stage2" --expert s3="ts:$CLF:stage3")
+         --expert s1="ts:$CLF:stage1" --expert s2="ts:$CLF:stage2" --expert s3="ts:$CLF:stage3"
+         --expert s4="ts:$CLF:forward")
 if [[ ! -f "$OUT/cache/train.h5" ]]; then
   step "extracting the training pairs ($TRAIN_LIMIT items)"
   "$EXTRACT" --data fashion-mnist:train --limit "$TRAIN_LIMIT" "${experts[@]}" --out "$OUT/cache/train.h5" --resume "${LOG[@]}"
@@ -67,7 +68,7 @@ train_cinn() {  # name config condition
 }
 train_cinn label2ae fmnist_label2ae onehot
 train_cinn text2ae fmnist_text2ae text
-for k in 1 2 3; do train_cinn stage${k}2ae fmnist_stage2ae s$k; done
+for k in 1 2 3 4; do train_cinn stage${k}2ae fmnist_stage2ae s$k; done
 
 # 4. Translate, score, report ---------------------------------------------------------------
 S=$OUT/samples
@@ -81,22 +82,27 @@ tr --checkpoint "$OUT/runs/label2ae" --mode transfer --exemplar "$TEST" --exempl
   --out "$S/transfer.h5" --png "$OUT/transfer.png" > "$S/transfer.json"
 # Scores on EVAL_ROWS test conditions, one sample each (and 8 each for diversity).
 "$EXTRACT" --data "h5:$TEST:img" --limit "$EVAL_ROWS" --expert img=identity --out "$S/real.h5" --force "${LOG[@]}"
-declare -A cond=([label2ae]=onehot [text2ae]=text [stage12ae]=s1 [stage22ae]=s2 [stage32ae]=s3)
-for run in label2ae text2ae stage12ae stage22ae stage32ae; do
+declare -A cond=([label2ae]=onehot [text2ae]=text [stage12ae]=s1 [stage22ae]=s2 [stage32ae]=s3 [stage42ae]=s4)
+RUNS=(label2ae text2ae stage12ae stage22ae stage32ae stage42ae)
+for run in "${RUNS[@]}"; do
   "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit "$EVAL_ROWS" --expert c=identity --out "$S/$run.cond.h5" --force "${LOG[@]}"
   tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.cond.h5:c" --samples 1 --out "$S/$run.h5" > /dev/null
   "$EVAL" accuracy --data "h5:$S/$run.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.h5:label" "${LOG[@]}" > "$S/$run.accuracy.json"
+  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.cond.h5:c" --samples 1 --temperature 0.7 --out "$S/$run.t07.h5" > /dev/null
+  "$EVAL" accuracy --data "h5:$S/$run.t07.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.t07.h5:label" "${LOG[@]}" > "$S/$run.t07.accuracy.json"
   "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$S/$run.h5:image" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" > "$S/$run.fid.json"
   "$EVAL" nll --checkpoint "$OUT/runs/$run" --data "$TEST" "${LOG[@]}" > "$S/$run.nll.json"
   "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit 100 --expert c=identity --out "$S/$run.div.cond.h5" --force "${LOG[@]}"
   tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.div.cond.h5:c" --samples 8 --out "$S/$run.div.h5" > "$S/$run.div.json"
 done
-for k in 1 2 3; do
+for k in 1 2 3 4; do
   tr --checkpoint "$OUT/runs/stage${k}2ae" --cond "h5:$S/stage${k}2ae.div.cond.h5:c" --samples 8 --grid-rows 8 \
     --out "$S/stage${k}_grid.h5" --png "$OUT/stage${k}2ae.png" > /dev/null
 done
 "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$TEST:img" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" \
   > "$S/reference.fid.json" 2>/dev/null || true
+"$EVAL" accuracy --data "h5:$S/real.h5:img" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.h5:label" "${LOG[@]}" \
+  > "$S/real.accuracy.json"
 
 step "writing $OUT/report.md"
 jqn() { jq -r "$1" "$2"; }
@@ -113,14 +119,18 @@ jqn() { jq -r "$1" "$2"; }
   echo "## Scores"
   echo
   echo "One sample per test condition ($EVAL_ROWS conditions). Accuracy: the judge's class of the generated"
-  echo "image equals the class of the condition's item. Diversity: mean pairwise distance of 8 samples per"
-  echo "condition (100 conditions), in the AE latent and in pixels. NLL: test loss (0.5|v|^2 - log|det J|)."
+  echo "image equals the class of the condition's item, at temperature 1 and 0.7 (the judge on the real"
+  echo "images themselves: $(jqn '.accuracy * 1000 | round / 1000' "$S/real.accuracy.json"), the ceiling). FID: samples at temperature 1"
+  echo "against real test images. Diversity: mean pairwise distance of 8 samples per condition (100"
+  echo "conditions), in the AE latent and in pixels. NLL: test loss (0.5|v|^2 - log|det J|)."
   echo
-  echo "| translation | accuracy | FID (judge features) | diversity (latent) | diversity (pixels) | test NLL | bits/dim |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
-  for run in label2ae text2ae stage12ae stage22ae stage32ae; do
-    printf '| %s | %.3f | %.2f | %.2f | %.2f | %.3f | %.3f |\n' "$run" \
-      "$(jqn .accuracy "$S/$run.accuracy.json")" "$(jqn .fid "$S/$run.fid.json")" \
+  echo "| translation | condition | accuracy (T=1) | accuracy (T=0.7) | FID (judge features) | diversity (latent) | diversity (pixels) | test NLL | bits/dim |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  declare -A what=([label2ae]="one-hot label" [text2ae]="caption, text-hash" [stage12ae]="classifier stage 1"
+                   [stage22ae]="classifier stage 2" [stage32ae]="classifier stage 3" [stage42ae]="classifier logits")
+  for run in "${RUNS[@]}"; do
+    printf '| %s | %s | %.3f | %.3f | %.2f | %.2f | %.2f | %.3f | %.3f |\n' "$run" "${what[$run]}" \
+      "$(jqn .accuracy "$S/$run.accuracy.json")" "$(jqn .accuracy "$S/$run.t07.accuracy.json")" "$(jqn .fid "$S/$run.fid.json")" \
       "$(jqn .diversity_z "$S/$run.div.json")" "$(jqn .diversity_pixels "$S/$run.div.json")" \
       "$(jqn .nll "$S/$run.nll.json")" "$(jqn .bits_per_dim "$S/$run.nll.json")"
   done
@@ -143,11 +153,11 @@ jqn() { jq -r "$1" "$2"; }
   echo
   echo "## (c) what the classifier's stages keep"
   echo
-  echo "The same 8 test items as conditions, through stage 1, 2 and 3 of the classifier, 8 samples each."
+  echo "The same 8 test items as conditions, through stage 1, 2, 3 and the logits of the classifier, 8 samples each."
   echo "Early stages keep more of the input (samples vary less); later stages are more invariant"
   echo "(samples vary more): the diversity column above."
   echo
-  for k in 1 2 3; do echo "Stage $k:"; echo; echo "![stage $k](stage${k}2ae.png)"; echo; done
+  for k in 1 2 3 4; do echo "Stage $k:"; echo; echo "![stage $k](stage${k}2ae.png)"; echo; done
   echo "## Transfer (exemplar-guided synthesis)"
   echo
   echo "First row: test exemplars (their autoencoder reconstructions). Then, for each class c, the"

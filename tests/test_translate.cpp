@@ -1,0 +1,164 @@
+// net2net-translate: transfer with the exemplar's own condition gives back its z; seeds
+// reproduce outputs; temperature 0 is the mode; grids and captions.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "net2net/config/cinn_config.h"
+#include "net2net/core/error.h"
+#include "net2net/data/grid.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
+#include "net2net/inn/flow.h"
+#include "net2net/io/checkpoint.h"
+#include "net2net/io/embedding_store.h"
+#include "net2net/translate/translate.h"
+#include "test_util.h"
+
+using namespace net2net;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+using torch::Tensor;
+
+namespace {
+// A model (random weights, ActNorm initialised) and a cache of exemplars (c, z) for it.
+struct Fixture {
+  TempDir dir{"translate"};
+  std::string checkpoint, cache;
+  Tensor c, z;
+  Fixture() {
+    json user = {{"data", {{"train", "t.h5"}, {"condition", "c"}, {"target", "z"}, {"condition_expert", "label"}}},
+                 {"model", {{"in_dim", 6}, {"cond_dim", 4}, {"embedding_dim", 8}, {"n_flows", 4}, {"hidden_dim", 32}}}};
+    json cfg = config::resolve_config(user, {}, "test");
+    auto model = inn::build_flow(config::flow_config_from_json(cfg), 1);
+    torch::manual_seed(2);
+    c = torch::one_hot(torch::tensor({0, 1, 2, 3, 1}, torch::kLong), 4).to(torch::kFloat32);
+    z = torch::randn({5, 6}) * 1.5 + 0.3;
+    model->train();
+    {
+      torch::NoGradGuard g;
+      model->forward(torch::randn({64, 6}), torch::one_hot(torch::randint(0, 4, {64}, torch::kLong), 4).to(torch::kFloat32));
+    }
+    model->eval();
+    checkpoint = dir / "model.pt";
+    io::save_flow_checkpoint(checkpoint, cfg, model);
+    cache = dir / "exemplars.h5";
+    io::write_store(cache, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("c", 4);
+      w.create_float("z", 6);
+      w.create_int64("label");
+      w.append_float("c", c.data_ptr<float>(), 5);
+      w.append_float("z", z.data_ptr<float>(), 5);
+      int64_t l[5] = {0, 1, 2, 3, 1};
+      w.append_int64("label", l, 5);
+    });
+  }
+  Tensor read(const std::string& file, const std::string& name, int64_t cols) {
+    io::EmbeddingReader r(file);
+    auto v = r.read_rows(name, 0, r.rows());
+    return torch::from_blob(v.data(), {r.rows(), cols}).clone();
+  }
+};
+}  // namespace
+
+TEST(Translate, TransferWithTheExemplarsOwnConditionGivesBackItsZ) {
+  Fixture f;
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.mode = "transfer";
+  r.exemplar = f.cache;
+  r.cond = "h5:" + f.cache + ":c";  // the exemplars' own conditions as targets
+  r.out = f.dir / "t.h5";
+  auto s = translate::run_translate(r);
+  EXPECT_EQ(s["rows"], 25);
+  auto z = f.read(r.out, "z", 6);
+  io::EmbeddingReader out(r.out);
+  auto ci = out.read_int64("cond_index"), ei = out.read_int64("exemplar_index");
+  int checked = 0;
+  for (int64_t row = 0; row < 25; ++row) {
+    if (ci[row] != ei[row]) continue;
+    EXPECT_LT((z[row] - f.z[ei[row]]).abs().max().item<float>(), 1e-4) << "exemplar " << ei[row];
+    ++checked;
+  }
+  EXPECT_EQ(checked, 5);
+  // Other conditions change it.
+  EXPECT_GT((z[1] - f.z[1]).abs().max().item<float>(), 1e-2);
+}
+
+TEST(Translate, SeedsReproduceAndTemperatureZeroIsTheMode) {
+  Fixture f;
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.labels = {0, 2, 3};
+  r.samples = 4;
+  r.seed = 11;
+  r.out = f.dir / "a.h5";
+  translate::run_translate(r);
+  r.out = f.dir / "b.h5";
+  translate::run_translate(r);
+  r.seed = 12;
+  r.out = f.dir / "c.h5";
+  translate::run_translate(r);
+  auto a = f.read(f.dir / "a.h5", "z", 6), b = f.read(f.dir / "b.h5", "z", 6), c = f.read(f.dir / "c.h5", "z", 6);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, c));
+  EXPECT_EQ(io::EmbeddingReader(f.dir / "a.h5").read_int64("label"), (std::vector<int64_t>{0, 0, 0, 0, 2, 2, 2, 2, 3, 3, 3, 3}));
+  // Temperature 0: every sample of a condition is T^-1(0 | c).
+  r.temperature = 0;
+  r.out = f.dir / "d.h5";
+  auto summary = translate::run_translate(r);
+  auto d = f.read(r.out, "z", 6);
+  EXPECT_TRUE(torch::equal(d[0], d[3]));
+  EXPECT_EQ(summary["diversity_z"].get<double>(), 0.0);
+  auto loaded = io::load_flow_checkpoint(f.checkpoint);
+  torch::NoGradGuard g;
+  auto mode = loaded.model->inverse(torch::zeros({1, 6}), torch::one_hot(torch::tensor({2}, torch::kLong), 4).to(torch::kFloat32));
+  EXPECT_LT((d[4] - mode[0]).abs().max().item<float>(), 1e-6);
+  // The output exists: no silent overwrite; bad conditions are usage errors.
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+  r.force = true;
+  r.labels = {7};
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+  r.labels.clear();
+  r.texts = {"a coat"};
+  EXPECT_THROW(translate::run_translate(r), UsageError);  // the model's condition is labels
+}
+
+TEST(Grid, RowsColumnsAndCaptions) {
+  auto images = torch::full({6, 1, 4, 5}, -1.0f);
+  auto g = data::make_grid(images, 2, 3, {"coat", "a sandal"});
+  int label_width = std::min(data::text_width("a sandal") + 6, 220);
+  EXPECT_EQ(g.size(1), 2 * (4 + 2) + 2);
+  EXPECT_EQ(g.size(2), label_width + 3 * (5 + 2) + 2);
+  // Caption pixels are drawn (black) in the label area; the gaps stay white.
+  EXPECT_LT(g.narrow(2, 0, label_width).min().item<float>(), 0.0f);
+  EXPECT_EQ(g[0][0][label_width].item<float>(), 1.0f);
+}
+
+TEST(Captions, ClassAndRelativeProperties) {
+  if (!fs::exists(data::default_fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  auto source = data::open_source("fashion-mnist:train");
+  auto b = source->get({0, 1, 2, 3, 4, 5, 6, 7});
+  auto texts = experts::fashion_captions(b);
+  const auto& names = data::fashion_mnist_classes();
+  int with_property = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::string name = names[b.labels[i].item<int64_t>()];
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    EXPECT_NE(texts[i].find(name), std::string::npos) << texts[i];
+    with_property += texts[i].find("dark") != std::string::npos || texts[i].find("light") != std::string::npos ||
+                     texts[i].find("small") != std::string::npos || texts[i].find("large") != std::string::npos;
+  }
+  EXPECT_GT(with_property, 0);
+  // Darker images of a class get "dark": scale an item towards black and caption again.
+  auto darker = b;
+  darker.tensor = (b.tensor + 1) * 0.3 - 1;
+  for (const auto& t : experts::fashion_captions(darker)) EXPECT_EQ(t.find("light"), std::string::npos) << t;
+  // As a chain, captions become text-hash vectors equal to hashing the caption text.
+  auto chain = experts::make_expert("caption,text-hash:64")->encode(b);
+  EXPECT_TRUE(torch::allclose(chain, experts::text_hash(texts, 64)));
+  EXPECT_THROW(experts::make_expert("caption")->encode(b), UsageError);
+}
