@@ -161,6 +161,14 @@ TEST(Configs, EveryShippedConfigResolves) {
     ++n;
   }
   EXPECT_GE(n, 4);
+  // The example's expert configs (kinds autoencoder and classifier).
+  for (const char* name : {"autoencoder", "classifier", "judge"}) {
+    json r = load_config(std::string(NET2NET_SOURCE_DIR) + "/configs/example/" + name + ".json", {});
+    EXPECT_NE(r["kind"], "cinn") << name;
+    EXPECT_TRUE(r["model"].contains("channels")) << name;
+  }
+  json bad = {{"kind", "autoencoder"}, {"model", {{"latent", 3}}}};
+  EXPECT_NE(config_error(bad).find("did you mean 'model.latent_dim'"), std::string::npos) << config_error(bad);
 }
 
 TEST(Configs, ReferenceHyperParameters) {
@@ -191,8 +199,9 @@ TEST(Configs, ReferenceHyperParameters) {
 
 TEST(Docs, ConfigTableIsInSyncWithTheSchema) {
   std::string doc = read_text_file(std::string(NET2NET_SOURCE_DIR) + "/docs/configs.md");
-  EXPECT_NE(doc.find(cinn_schema().markdown()), std::string::npos)
-      << "docs/configs.md is stale: regenerate its table with `net2net-train --list-keys`";
+  for (const Schema* schema : {&cinn_schema(), &autoencoder_schema(), &classifier_schema()})
+    EXPECT_NE(doc.find(schema->markdown()), std::string::npos)
+        << "docs/configs.md is stale for kind " << schema->kind() << ": regenerate its tables with `net2net-train --list-keys`";
 }
 
 TEST(JsonFile, SyntaxErrorGivesLineAndColumn) {

@@ -66,6 +66,9 @@ std::string Schema::suggest(const std::string& path) const {
   for (const auto& c : candidates) {
     // Whole path, or the last part alone (a key put in the wrong section).
     size_t d = std::min(edit_distance(path, c), edit_distance(leaf(path), leaf(c)) + 1);
+    // A truncated name ("latent" for "latent_dim") is close whatever its length.
+    const std::string a = leaf(path), b = leaf(c);
+    if (a.size() >= 3 && b.compare(0, a.size(), a) == 0) d = std::min<size_t>(d, 1 + (path.size() - a.size() != c.size() - b.size()));
     if (d < best_d) best_d = d, best = c;
   }
   size_t limit = std::max<size_t>(2, leaf(path).size() / 3);
