@@ -6,7 +6,8 @@
 #   4. translate to PNG grids, score (accuracy by the judge, FID on the judge's features,
 #      diversity, test NLL) and write OUT/report.md
 # What exists is reused (delete OUT to start over). Knobs (environment): OUT, TRAIN_LIMIT,
-# TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, EXPERT_LIMIT, EVAL_ROWS.
+# TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, EXPERT_LIMIT, EVAL_ROWS; STOP_AFTER_TRAINING=1 ends
+# after step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}/tools
@@ -24,8 +25,8 @@ EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
 EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the scores
 LOG=(--log-level "${LOG_LEVEL:-warn}")
 mkdir -p "$OUT"/{experts,cache,runs,samples}
-step() { echo "[demo] $*" >&2; }
 t0=$(date +%s)
+step() { echo "[demo $(($(date +%s) - t0))s] $*" >&2; }
 
 # 1. Experts -------------------------------------------------------------------------------
 for e in autoencoder:ae:$AE_EPOCHS classifier:classifier:$CLF_EPOCHS judge:judge:$CLF_EPOCHS; do
@@ -70,39 +71,59 @@ train_cinn label2ae fmnist_label2ae onehot
 train_cinn text2ae fmnist_text2ae text
 for k in 1 2 3 4; do train_cinn stage${k}2ae fmnist_stage2ae s$k; done
 
+[[ "${STOP_AFTER_TRAINING:-0}" == 1 ]] && { step "stopping before the translations (STOP_AFTER_TRAINING=1)"; exit 0; }
+
 # 4. Translate, score, report ---------------------------------------------------------------
 S=$OUT/samples
-tr() { "$TRANSLATE" --force --json "${LOG[@]}" --decoder "ts:$AE" "$@"; }
+run_translate() { "$TRANSLATE" --force --json "${LOG[@]}" --decoder "ts:$AE" "$@"; }
 step "translating"
-tr --checkpoint "$OUT/runs/label2ae" --labels 0,1,2,3,4,5,6,7,8,9 --samples 10 --out "$S/label_grid.h5" --png "$OUT/label2ae.png" > "$S/label_grid.json"
-tr --checkpoint "$OUT/runs/text2ae" --samples 10 --out "$S/text_grid.h5" --png "$OUT/text2ae.png" \
+run_translate --checkpoint "$OUT/runs/label2ae" --labels 0,1,2,3,4,5,6,7,8,9 --samples 10 --out "$S/label_grid.h5" --png "$OUT/label2ae.png" > "$S/label_grid.json"
+run_translate --checkpoint "$OUT/runs/text2ae" --samples 10 --out "$S/text_grid.h5" --png "$OUT/text2ae.png" \
   --text "a dark large coat" --text "a light coat" --text "a small sandal" --text "a large sandal" --text "a dark dress" \
   --text "a light dress" --text "a dark small bag" --text "a light large bag" --text "a sneaker" --text "a trouser" > "$S/text_grid.json"
-tr --checkpoint "$OUT/runs/label2ae" --mode transfer --exemplar "$TEST" --exemplars 10 --labels 0,1,2,3,4,5,6,7,8,9 \
+run_translate --checkpoint "$OUT/runs/label2ae" --mode transfer --exemplar "$TEST" --exemplars 10 --labels 0,1,2,3,4,5,6,7,8,9 \
   --out "$S/transfer.h5" --png "$OUT/transfer.png" > "$S/transfer.json"
 # Scores on EVAL_ROWS test conditions, one sample each (and 8 each for diversity).
 "$EXTRACT" --data "h5:$TEST:img" --limit "$EVAL_ROWS" --expert img=identity --out "$S/real.h5" --force "${LOG[@]}"
 declare -A cond=([label2ae]=onehot [text2ae]=text [stage12ae]=s1 [stage22ae]=s2 [stage32ae]=s3 [stage42ae]=s4)
 RUNS=(label2ae text2ae stage12ae stage22ae stage32ae stage42ae)
-for run in "${RUNS[@]}"; do
-  "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit "$EVAL_ROWS" --expert c=identity --out "$S/$run.cond.h5" --force "${LOG[@]}"
-  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.cond.h5:c" --samples 1 --out "$S/$run.h5" > /dev/null
-  "$EVAL" accuracy --data "h5:$S/$run.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.h5:label" "${LOG[@]}" > "$S/$run.accuracy.json"
-  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.cond.h5:c" --samples 1 --temperature 0.7 --out "$S/$run.t07.h5" > /dev/null
-  "$EVAL" accuracy --data "h5:$S/$run.t07.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.t07.h5:label" "${LOG[@]}" > "$S/$run.t07.accuracy.json"
+score() {  # run: samples at T = 1 and 0.7, accuracy, FID, NLL, diversity (and the stage grids)
+  local run=$1 c="h5:$TEST:${cond[$1]}" LOG=("${LOG[@]}" --threads 1)  # two of these run side by side
+  run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit "$EVAL_ROWS" --samples 1 --out "$S/$run.h5" > /dev/null
+  run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit "$EVAL_ROWS" --samples 1 --temperature 0.7 --out "$S/$run.t07.h5" > /dev/null
+  for t in "" .t07; do
+    "$EVAL" accuracy --data "h5:$S/$run$t.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run$t.h5:label" \
+      "${LOG[@]}" > "$S/$run$t.accuracy.json"
+  done
   "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$S/$run.h5:image" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" > "$S/$run.fid.json"
   "$EVAL" nll --checkpoint "$OUT/runs/$run" --data "$TEST" "${LOG[@]}" > "$S/$run.nll.json"
-  "$EXTRACT" --data "h5:$TEST:${cond[$run]}" --limit 100 --expert c=identity --out "$S/$run.div.cond.h5" --force "${LOG[@]}"
-  tr --checkpoint "$OUT/runs/$run" --cond "h5:$S/$run.div.cond.h5:c" --samples 8 --out "$S/$run.div.h5" > "$S/$run.div.json"
+  # Diversity: 8 samples for each of 100 conditions; the stage grids show the first 8 of them.
+  local png=(); [[ $run == stage* ]] && png=(--png "$OUT/$run.png" --grid-rows 8)
+  run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit 100 --samples 8 --out "$S/$run.div.h5" "${png[@]}" > "$S/$run.div.json"
+}
+# Two at a time: most of a small job is process start-up, which overlaps well on two cores.
+pids=()
+for run in "${RUNS[@]}"; do
+  score "$run" &
+  pids+=($!)
+  if (( ${#pids[@]} == 2 )); then
+    for p in "${pids[@]}"; do wait "$p"; done  # a failed score stops the demo (set -e)
+    pids=()
+  fi
 done
-for k in 1 2 3 4; do
-  tr --checkpoint "$OUT/runs/stage${k}2ae" --cond "h5:$S/stage${k}2ae.div.cond.h5:c" --samples 8 --grid-rows 8 \
-    --out "$S/stage${k}_grid.h5" --png "$OUT/stage${k}2ae.png" > /dev/null
-done
+for p in "${pids[@]}"; do wait "$p"; done
 "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$TEST:img" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" \
   > "$S/reference.fid.json" 2>/dev/null || true
 "$EVAL" accuracy --data "h5:$S/real.h5:img" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.h5:label" "${LOG[@]}" \
   > "$S/real.accuracy.json"
+# Text: the requested class and the requested properties (the caption's dark/light, small/large,
+# measured on the generated image by the caption's own rule).
+"$EXTRACT" --data "h5:$S/real.h5:img" --expert p=caption-props --out "$S/real.props.h5" --force "${LOG[@]}"
+for t in "" .t07; do
+  "$EXTRACT" --data "h5:$S/text2ae$t.h5:image" --expert p=caption-props --out "$S/text2ae$t.props.h5" --force "${LOG[@]}"
+  "$EVAL" accuracy --data "h5:$S/text2ae$t.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/text2ae$t.h5:label" \
+    --props "h5:$S/text2ae$t.props.h5:p" --expected-props "h5:$S/real.props.h5:p" "${LOG[@]}" > "$S/text2ae$t.props.json"
+done
 
 step "writing $OUT/report.md"
 jqn() { jq -r "$1" "$2"; }
@@ -134,9 +155,16 @@ jqn() { jq -r "$1" "$2"; }
       "$(jqn .diversity_z "$S/$run.div.json")" "$(jqn .diversity_pixels "$S/$run.div.json")" \
       "$(jqn .nll "$S/$run.nll.json")" "$(jqn .bits_per_dim "$S/$run.nll.json")"
   done
+  echo
+  echo "Text, class and requested properties together (an image counts if the judge gives the requested"
+  echo "class and every property word of its caption holds on the generated image):"
+  echo "$(jqn '.accuracy_with_properties * 1000 | round / 1000' "$S/text2ae.props.json") at temperature 1,"
+  echo "$(jqn '.accuracy_with_properties * 1000 | round / 1000' "$S/text2ae.t07.props.json") at temperature 0.7 (properties alone:"
+  echo "$(jqn '.property_agreement * 1000 | round / 1000' "$S/text2ae.t07.props.json") of $(jqn .properties_requested "$S/text2ae.t07.props.json") requested; a random image of the right class meets a"
+  echo "requested tertile with probability about 1/3)."
   if [[ -s "$S/reference.fid.json" ]]; then
     echo
-    echo "For scale: FID between two sets of real test images: $(jqn '.fid * 100 | round / 100' "$S/reference.fid.json")."
+    echo "For scale: FID of the first $EVAL_ROWS real test images against all $TEST_LIMIT: $(jqn '.fid * 100 | round / 100' "$S/reference.fid.json")."
   fi
   echo
   echo "## (a) label -> autoencoder"

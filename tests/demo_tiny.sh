@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-OUT=$out TRAIN_LIMIT=1000 TEST_LIMIT=300 STEPS=60 AE_EPOCHS=1 CLF_EPOCHS=1 EXPERT_LIMIT=3000 EVAL_ROWS=100 \
+OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 EXPERT_LIMIT=2000 EVAL_ROWS=40 \
   BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh
 fail() { echo "demo_tiny: $*" >&2; exit 1; }
 for f in report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png; do
@@ -13,7 +13,9 @@ done
 rows=$(grep -cE '^\| (label2ae|text2ae|stage[1234]2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
 [[ $rows -eq 6 ]] || fail "report.md has $rows score rows, expected 6"
 # A second run reuses everything it can (experts, caches, cINNs).
-OUT=$out TRAIN_LIMIT=1000 TEST_LIMIT=300 STEPS=60 EVAL_ROWS=100 BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh 2> "$out/second.log"
+OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=${1:-build} LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
+  scripts/demo.sh 2> "$out/second.log"
 grep -q "expert ae: reused" "$out/second.log" || fail "experts were not reused"
 grep -q "cINN label2ae: reused" "$out/second.log" || fail "cINNs were not reused"
+grep -q "training (" "$out/second.log" && fail "the second run trained again"
 echo "1 passed, 0 failed"

@@ -120,6 +120,10 @@ class EvalTool : public cli::Tool {
     acc->add_option("--data", acc_data_, "Images: h5:FILE:DATASET or images:DIR")->required();
     acc->add_option("--classifier", acc_classifier_, "Classifier EXPERT returning logits (e.g. ts:judge.pt:forward)")->required();
     acc->add_option("--labels", acc_labels_, "Expected classes: h5:FILE:DATASET (integers, one per image)")->required();
+    acc->add_option("--props", acc_props_, "Property codes of the images: h5:FILE:DATASET (e.g. from the caption-props expert)");
+    acc->add_option("--expected-props", acc_expected_props_,
+                    "Requested property codes, h5:FILE:DATASET: an image counts only if its class is right and every "
+                    "requested (non-zero) property matches");
     subcommands_ = {fid, nll, energy, acc};
   }
   int run(const cli::GlobalOptions& g) override {
@@ -187,20 +191,52 @@ class EvalTool : public cli::Tool {
       for (size_t k = 0; k < idx.size(); ++k) {
         bool ok = pred[k].item<int64_t>() == expected[idx[k]];
         correct += ok;
+        correct_rows_.push_back(ok);
         auto& pc = per_class[expected[idx[k]]];
         pc.first += ok, pc.second += 1;
       }
     }
+    json result_props = nullptr;
+    if (!acc_props_.empty() || !acc_expected_props_.empty()) {
+      if (acc_props_.empty() || acc_expected_props_.empty()) throw UsageError("--props and --expected-props go together");
+      auto read = [](const std::string& spec) {
+        if (spec.rfind("h5:", 0) != 0) throw UsageError("'" + spec + "' must be h5:FILE:DATASET");
+        auto colon = spec.rfind(':');
+        io::EmbeddingReader r(spec.substr(3, colon - 3), /*aligned=*/false);
+        auto info = r.info(spec.substr(colon + 1));
+        return std::make_pair(r.read_rows(spec.substr(colon + 1), 0, info.rows), info);
+      };
+      auto [got, gi] = read(acc_props_);
+      auto [want, wi] = read(acc_expected_props_);
+      if (gi.cols != wi.cols || gi.rows < source->size() || wi.rows < source->size())
+        throw InputError("--props and --expected-props must have the same width and a row per image");
+      int64_t both = 0, asked = 0, matched = 0;
+      for (int64_t i = 0; i < source->size(); ++i) {
+        bool ok = true;
+        for (int64_t j = 0; j < gi.cols; ++j) {
+          float w = want[i * wi.cols + j];
+          if (w == 0) continue;
+          ++asked;
+          bool m = got[i * gi.cols + j] == w;
+          matched += m;
+          ok = ok && m;
+        }
+        both += ok && correct_rows_[i];
+      }
+      result_props = {{"accuracy_with_properties", double(both) / source->size()},
+                      {"property_agreement", asked ? double(matched) / asked : 1.0}, {"properties_requested", asked}};
+    }
     json pcs = json::object();
     for (const auto& [label, pc] : per_class) pcs[std::to_string(label)] = double(pc.first) / pc.second;
-    std::cout << json{{"accuracy", source->size() ? double(correct) / source->size() : 0.0}, {"n", source->size()},
-                      {"per_class", pcs}, {"classifier", acc_classifier_}}
-                     .dump()
-              << std::endl;
+    json out = {{"accuracy", source->size() ? double(correct) / source->size() : 0.0}, {"n", source->size()},
+                {"per_class", pcs}, {"classifier", acc_classifier_}};
+    if (!result_props.is_null()) out.update(result_props);
+    std::cout << out.dump() << std::endl;
     return 0;
   }
 
-  std::string acc_data_, acc_classifier_, acc_labels_;
+  std::string acc_data_, acc_classifier_, acc_labels_, acc_props_, acc_expected_props_;
+  std::vector<bool> correct_rows_;
   std::vector<CLI::App*> subcommands_;
   std::string real_, fake_, features_ = "default", save_stats_, save_real_stats_, checkpoint_, data_, profile_, format_ = "md";
   int kid_subsets_ = 100;

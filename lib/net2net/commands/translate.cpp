@@ -33,6 +33,7 @@ class TranslateTool : public cli::Tool {
     app.add_option("--cond-expert", r_.cond_expert, "EXPERT that turns --data into conditions (default: the model's)");
     app.add_option("--labels", r_.labels, "Comma-separated class labels as conditions")->delimiter(',');
     app.add_option("--text", r_.texts, "A text as a condition; repeatable");
+    app.add_option("--limit", r_.limit, "With --cond or --data: only the first N conditions")->check(CLI::PositiveNumber);
     app.add_option("--samples", r_.samples, "Samples per condition")->check(CLI::PositiveNumber);
     app.add_option("--temperature", r_.temperature, "Scale of v ~ N(0, T^2 I) (0: the mode)")->check(CLI::NonNegativeNumber);
     app.add_option("--out", r_.out, "Output HDF5 (/z, /cond_index, /label, /image)")->required();

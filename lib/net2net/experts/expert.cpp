@@ -57,21 +57,33 @@ const CaptionThresholds& caption_thresholds() {
 }
 }  // namespace
 
-std::vector<std::string> fashion_captions(const data::Batch& b) {
+torch::Tensor fashion_properties(const data::Batch& b) {
   if (b.kind != data::ItemKind::Image || !b.labels.defined())
     throw InputError("expert 'caption' needs labelled Fashion-MNIST images (e.g. --data fashion-mnist:train)");
   const auto& t = caption_thresholds();
   auto [size, bright] = image_properties(b.tensor);
-  std::vector<std::string> out;
+  auto out = torch::zeros({b.size(), 2});
   for (int64_t i = 0; i < b.size(); ++i) {
     int64_t c = b.labels[i].item<int64_t>();
     if (c < 0 || c > 9) throw InputError("expert 'caption': item " + std::to_string(b.index[i]) + " has no Fashion-MNIST label");
-    std::string text = "a";
     float br = bright[i].item<float>(), sz = size[i].item<float>();
-    if (br <= t.bright_lo[c]) text += " dark";
-    else if (br >= t.bright_hi[c]) text += " light";
-    if (sz <= t.size_lo[c]) text += " small";
-    else if (sz >= t.size_hi[c]) text += " large";
+    out[i][0] = br <= t.bright_lo[c] ? -1.0f : br >= t.bright_hi[c] ? 1.0f : 0.0f;
+    out[i][1] = sz <= t.size_lo[c] ? -1.0f : sz >= t.size_hi[c] ? 1.0f : 0.0f;
+  }
+  return out;
+}
+
+std::vector<std::string> fashion_captions(const data::Batch& b) {
+  auto props = fashion_properties(b);
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    int64_t c = b.labels[i].item<int64_t>();
+    std::string text = "a";
+    float br = props[i][0].item<float>(), sz = props[i][1].item<float>();
+    if (br < 0) text += " dark";
+    else if (br > 0) text += " light";
+    if (sz < 0) text += " small";
+    else if (sz > 0) text += " large";
     std::string name = data::fashion_mnist_classes()[c];
     for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     out.push_back(text + " " + name);
@@ -302,6 +314,13 @@ class CaptionExpert : public Expert {
   }
 };
 
+// [N, 2] property codes of the caption: brightness (-1 dark, 0, +1 light), size (-1 small, 0, +1 large).
+class CaptionPropsExpert : public Expert {
+ public:
+  std::string spec() const override { return "caption-props"; }
+  torch::Tensor encode(const data::Batch& b) override { return fashion_properties(b); }
+};
+
 class ChainExpert : public Expert {
  public:
   ChainExpert(std::vector<std::unique_ptr<Expert>> parts, std::string spec) : parts_(std::move(parts)), spec_(std::move(spec)) {}
@@ -344,6 +363,7 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
   std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
   if (name == "label") return std::make_unique<LabelExpert>(arg.empty() ? context.num_classes : parse_positive(arg, spec), spec);
   if (name == "text-hash") return std::make_unique<TextHashExpert>(arg.empty() ? 256 : parse_positive(arg, spec), spec);
+  if (name == "caption-props") return std::make_unique<CaptionPropsExpert>();
   if (name == "caption") {
     if (!arg.empty()) throw UsageError("expert 'caption' takes no argument");
     return std::make_unique<CaptionExpert>();
@@ -366,7 +386,7 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
     return std::make_unique<TorchScriptExpert>(path, method, spec, context.device);
   }
   throw UsageError("unknown expert '" + spec +
-                   "'; experts: label[:K], text-hash[:DIM], identity, caption, ts:PATH[:METHOD], A,B,...");
+                   "'; experts: label[:K], text-hash[:DIM], identity, caption, caption-props, ts:PATH[:METHOD], A,B,...");
 }
 
 }  // namespace net2net::experts

@@ -6,7 +6,8 @@
 //                     decode is the target side's decoder
 //   caption           Fashion-MNIST images (+ labels) -> texts: the class name with properties
 //                     (dark / light, small / large: class-relative tertiles), for chains such
-//                     as caption,text-hash:256
+//                     as caption,text-hash:256; caption-props gives the property codes
+//                     [N, 2] (brightness, size: -1, 0, +1)
 //   A,B,...           a chain: each expert's output is the next one's input
 // Inputs reach experts as the contract says: images float32 [N,C,H,W] in [-1,1], texts as a
 // list of strings, vectors float32 [N,D].
@@ -48,6 +49,9 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
 // trigrams, signed feature hashing, L2-normalised (texts sharing words and spellings are close).
 torch::Tensor text_hash(const std::vector<std::string>& texts, int64_t dim);
 
+// Caption property codes [N, 2]: brightness (-1 dark, 0, +1 light) and size (-1 small, 0,
+// +1 large), relative to the item's class (expert caption-props).
+torch::Tensor fashion_properties(const data::Batch& batch);
 // The caption of each image of a batch (needs labels): "a dark large coat", "a sandal", ...
 std::vector<std::string> fashion_captions(const data::Batch& batch);
 

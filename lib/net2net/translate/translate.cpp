@@ -84,9 +84,10 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
     expert = experts::make_expert(spec, ctx);
   }
   std::vector<Tensor> parts;
-  for (int64_t s = 0; s < source->size(); s += r.batch_size) {
+  const int64_t n = r.limit > 0 ? std::min(r.limit, source->size()) : source->size();
+  for (int64_t s = 0; s < n; s += r.batch_size) {
     std::vector<int64_t> idx;
-    for (int64_t i = s; i < std::min(source->size(), s + r.batch_size); ++i) idx.push_back(i);
+    for (int64_t i = s; i < std::min(n, s + r.batch_size); ++i) idx.push_back(i);
     auto b = source->get(idx);
     auto y = expert->encode(b);
     parts.push_back(y.reshape({y.size(0), -1}));

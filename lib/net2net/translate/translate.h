@@ -17,6 +17,7 @@ struct TranslateRequest {
   std::string data, cond_expert;     // a SOURCE through an expert (default: the model's condition expert)
   std::vector<int64_t> labels;       // one-hot labels
   std::vector<std::string> texts;    // through the model's text condition expert
+  int64_t limit = 0;                 // --cond / --data: only the first N conditions (0: all)
   int64_t samples = 1;
   double temperature = 1.0;
   uint64_t seed = 23;
