@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include "net2net/kernels/affine_coupling.h"
+
 namespace net2net::inn {
 
 namespace {
@@ -130,13 +132,12 @@ LayerOutput DoubleCouplingImpl::forward(const Tensor& x, const Tensor& cond) {
   check_2d(x, a_ + b_, "DoubleCoupling");
   auto x1 = x.narrow(1, 0, a_);
   auto x2 = x.narrow(1, a_, b_);
+  // Each affine step (y = x exp(s) + t, log-det sum s) is one fused kernel (kernels/).
   auto h0 = torch::cat({x1, cond}, 1);
-  auto s0 = s0_->forward(h0);
-  auto x2n = x2 * torch::exp(s0) + t0_->forward(h0);
+  auto [x2n, ld0] = kernels::affine_coupling(x2, s0_->forward(h0), t0_->forward(h0));
   auto h1 = torch::cat({x2n, cond}, 1);
-  auto s1 = s1_->forward(h1);
-  auto x1n = x1 * torch::exp(s1) + t1_->forward(h1);
-  return {torch::cat({x2n, x1n}, 1), s0.sum(1) + s1.sum(1)};
+  auto [x1n, ld1] = kernels::affine_coupling(x1, s1_->forward(h1), t1_->forward(h1));
+  return {torch::cat({x2n, x1n}, 1), ld0 + ld1};
 }
 
 Tensor DoubleCouplingImpl::inverse(const Tensor& y, const Tensor& cond) {
@@ -144,9 +145,9 @@ Tensor DoubleCouplingImpl::inverse(const Tensor& y, const Tensor& cond) {
   auto x2n = y.narrow(1, 0, b_);
   auto x1n = y.narrow(1, b_, a_);
   auto h1 = torch::cat({x2n, cond}, 1);
-  auto x1 = (x1n - t1_->forward(h1)) * torch::exp(-s1_->forward(h1));
+  auto x1 = kernels::affine_coupling_inverse(x1n, s1_->forward(h1), t1_->forward(h1));
   auto h0 = torch::cat({x1, cond}, 1);
-  auto x2 = (x2n - t0_->forward(h0)) * torch::exp(-s0_->forward(h0));
+  auto x2 = kernels::affine_coupling_inverse(x2n, s0_->forward(h0), t0_->forward(h0));
   return torch::cat({x1, x2}, 1);
 }
 
