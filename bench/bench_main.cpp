@@ -5,6 +5,8 @@
 //   net2net-bench train --config F [--runs R] [--steps S]
 //     seconds per optimizer step of the config's model on random data (the trainer's step:
 //     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side
+//   net2net-bench machine      sgemm GFLOP/s and copy GB/s of this machine (the roofline)
+//   net2net-bench sample --config F [--batch B]   seconds per batch of sampling T^-1(v | c)
 //   net2net-bench fid [--n 10000] [--dim 2048] --out FILE.h5
 //     statistics + Frechet distance of two random feature sets (written to FILE.h5 for the
 //     scipy route, tests/python/fid_reference.py --time)
@@ -61,6 +63,13 @@ int main(int argc, char** argv) {
   fid->add_option("--dim", fid_dim, "feature dimension");
   fid->add_option("--out", fid_out, "write the features here (for the scipy route)")->required();
   fid->add_option("--runs", runs, "runs (median)");
+  auto* machine = app.add_subcommand("machine", "sgemm GFLOP/s and copy GB/s");
+  int64_t sample_batch = 256;
+  auto* sample = app.add_subcommand("sample", "seconds per batch of sampling");
+  sample->add_option("--config", config_path, "cINN config")->required();
+  sample->add_option("--batch", sample_batch, "conditions per batch");
+  sample->add_option("--runs", runs, "runs (median)");
+  sample->add_option("--steps", steps, "batches per run");
   auto* tr = app.add_subcommand("train", "seconds per training step of a config's model");
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
@@ -104,6 +113,48 @@ int main(int argc, char** argv) {
                                 {"batch_size", batch}, {"threads", n_threads}, {"runs", runs},
                                 {"expert_alone_items_per_s", n / a}, {"extract_items_per_s", n / w},
                                 {"ratio_extract_over_expert_alone", a / w}}
+                     .dump()
+              << std::endl;
+  }
+  if (machine->parsed()) {
+    const int64_t n = 2048;
+    auto a = torch::randn({n, n}), b = torch::randn({n, n});
+    torch::mm(a, b);
+    std::vector<double> mm, cp;
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      torch::mm(a, b);
+      mm.push_back(seconds_since(t0));
+    }
+    auto src = torch::randn({64 << 20}), dst = torch::empty_like(src);
+    dst.copy_(src);
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      dst.copy_(src);
+      cp.push_back(seconds_since(t0));
+    }
+    std::cout << nlohmann::json{{"bench", "machine"}, {"threads", n_threads},
+                                {"sgemm_gflops", 2.0 * n * n * n / median(mm) / 1e9},
+                                {"copy_gb_per_s", 2.0 * src.numel() * 4 / median(cp) / 1e9}}
+                     .dump()
+              << std::endl;
+  }
+  if (sample->parsed()) {
+    auto config = config::load_config(config_path, {});
+    auto cfg = config::flow_config_from_json(config);
+    auto model = inn::build_flow(cfg, 0);
+    model->eval();
+    torch::NoGradGuard g;
+    auto c = torch::randn({sample_batch, cfg.cond_dim});
+    model->sample(c, 1.0);
+    std::vector<double> per;
+    for (int r = 0; r < runs; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (int s = 0; s < steps; ++s) model->sample(c, 1.0);
+      per.push_back(seconds_since(t0) / steps);
+    }
+    std::cout << nlohmann::json{{"bench", "sample"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
+                                {"batch", sample_batch}, {"seconds_per_batch", median(per)}}
                      .dump()
               << std::endl;
   }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Python PyTorch reference for `net2net-bench train`: the same model (the reference
+"""Python PyTorch reference for `net2net-bench train` (and, with --sample B, `sample`): the same model (the reference
 architecture, tests/python/reference_flow.py), the same optimizer (Adam, AMSGrad, betas of the
 config) and batch, on the same number of threads. Prints median seconds per step as JSON."""
 import json
@@ -15,6 +15,7 @@ from reference_flow import ConditionalFlatCouplingFlow  # noqa: E402
 
 def main():
     cfg_path, threads, runs, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    sample_batch = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--sample" else 0
     torch.set_num_threads(threads)
     cfg = json.load(open(cfg_path))
     m = dict(cfg["model"])
@@ -37,6 +38,24 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
         opt.step()
 
+    if sample_batch:
+        model.eval()
+        cs = torch.randn(sample_batch, m["cond_dim"])
+
+        def sample():
+            with torch.no_grad():
+                model(torch.randn(sample_batch, m["in_dim"]), cs, reverse=True)
+
+        sample()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                sample()
+            times.append((time.perf_counter() - t0) / steps)
+        print(json.dumps({"impl": "python", "bench": "sample", "seconds_per_batch": statistics.median(times),
+                          "threads": threads, "batch": sample_batch}))
+        return
     step()  # warm-up (allocations, Adam state)
     times = []
     for _ in range(runs):

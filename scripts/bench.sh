@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): builds net2net-bench and runs each benchmark side by side with its
-# reference; prints JSON lines. Needs the test packages (python3-torch, torchvision) for the
-# exported experts.
+# Benchmarks (not tests): our code paths side by side with a reference on the same inputs and
+# threads (Python PyTorch via /usr/bin/python3, scipy), medians of several runs; prints the JSON
+# lines and a markdown table of the ratios, with the machine's sgemm GFLOP/s and copy GB/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -9,22 +9,43 @@ scripts/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cmake --build "$BUILD_DIR" --target net2net-bench -j"$(nproc)" >&2
 B="$BUILD_DIR/bench/net2net-bench"
+threads=${THREADS:-$(nproc)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-/usr/bin/python3 scripts/experts/export_torchvision.py --arch resnet18 --size 64 --pool-stages --out "$tmp/r18.pt"
-# Extraction throughput vs the expert alone on the same batches.
-"$B" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3
-"$B" extract --expert label --data fashion-mnist:test --limit 10000 --batch-size 256
-# Training step time: our step vs the same model in Python PyTorch, same threads.
-threads=$(nproc)
+R=$tmp/results.jsonl
+run() { "$@" | tee -a "$R"; }
+
+run "$B" machine --threads "$threads"
+# Training step and sampling: our step vs the same model in Python PyTorch.
 for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
-  runs=5; steps=10
+  runs=5 steps=10
   [[ $cfg == *text2biggan* ]] && { runs=3; steps=2; }
-  cpp=$("$B" train --config "$cfg" --runs $runs --steps $steps --threads "$threads")
-  py=$(/usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps)
-  echo "$cpp"; echo "$py"
-  /usr/bin/python3 -c "import json,sys; c=json.loads(sys.argv[1]); p=json.loads(sys.argv[2]); print(json.dumps({'bench':'train_ratio','config':sys.argv[3],'cpp_s':c['seconds_per_step'],'python_s':p['seconds_per_step'],'ratio_cpp_over_python':c['seconds_per_step']/p['seconds_per_step']}))" "$cpp" "$py" "$cfg"
+  run "$B" train --config "$cfg" --runs $runs --steps $steps --threads "$threads"
+  /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R"
+  run "$B" sample --config "$cfg" --batch 256 --runs $runs --steps $steps --threads "$threads"
+  /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
 done
+# Extraction vs the expert alone on the same batches.
+/usr/bin/python3 scripts/experts/export_torchvision.py --arch resnet18 --size 64 --pool-stages --out "$tmp/r18.pt"
+run "$B" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3 --threads "$threads"
 # FID on 10,000 x 2048 features: our eigenvalue route vs scipy's sqrtm route (pytorch-fid's).
-"$B" fid --n 10000 --dim 2048 --runs 3 --threads "$threads" --out "$tmp/fid.h5"
-/usr/bin/python3 tests/python/fid_reference.py "$tmp/fid.h5" a b --time
+run "$B" fid --n 10000 --dim 2048 --runs 3 --threads "$threads" --out "$tmp/fid.h5"
+/usr/bin/python3 tests/python/fid_reference.py "$tmp/fid.h5" a b --time | jq -c '. + {bench: "fid"}' | tee -a "$R"
+
+echo
+jq -rs '
+  def cpp(b; c): map(select(.bench == b and (.impl // "cpp") == "cpp" and ((.config // "") == c))) | first;
+  def py(b; c): map(select(.bench == b and .impl != "cpp" and (.impl // "") != "" and ((.config // "") == c))) | first;
+  (map(select(.bench == "machine")) | first) as $m
+  | "Machine: \($m.threads) threads, sgemm \($m.sgemm_gflops | floor) GFLOP/s, copy \($m.copy_gb_per_s * 10 | floor / 10) GB/s\n",
+    "| benchmark | ours (s) | reference (s) | time ratio ours/reference |",
+    "|---|---:|---:|---:|",
+    (["configs/fmnist_label2ae.json", "configs/text2biggan.json"][] as $c
+      | (cpp("train"; $c)) as $a | (py("train"; $c)) as $b
+      | "| train step \($c) | \($a.seconds_per_step) | \($b.seconds_per_step) | \($a.seconds_per_step / $b.seconds_per_step * 100 | round / 100) |",
+        ((cpp("sample"; $c)) as $a | (py("sample"; $c)) as $b
+      | "| sample 256 \($c) | \($a.seconds_per_batch) | \($b.seconds_per_batch) | \($a.seconds_per_batch / $b.seconds_per_batch * 100 | round / 100) |")),
+    (map(select(.bench == "extract")) | first | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) |"),
+    ((map(select(.bench == "fid" and .impl == "cpp")) | first) as $a | (map(select(.bench == "fid" and .impl == "scipy-sqrtm")) | first) as $b
+      | "| FID 10000 x 2048 (vs scipy sqrtm) | \($a.seconds) | \($b.seconds) | \($a.seconds / $b.seconds * 100 | round / 100) |")
+' "$R"
