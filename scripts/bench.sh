@@ -15,21 +15,21 @@ trap 'rm -rf "$tmp"' EXIT
 R=$tmp/results.jsonl
 run() { "$@" | tee -a "$R"; }
 
-run "$B" machine --threads "$threads"
+run "$B" --threads "$threads" machine
 # Training step and sampling: our step vs the same model in Python PyTorch.
 for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
   runs=5 steps=10
   [[ $cfg == *text2biggan* ]] && { runs=3; steps=2; }
-  run "$B" train --config "$cfg" --runs $runs --steps $steps --threads "$threads"
+  run "$B" --threads "$threads" train --config "$cfg" --runs $runs --steps $steps
   /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R"
-  run "$B" sample --config "$cfg" --batch 256 --runs $runs --steps $steps --threads "$threads"
+  run "$B" --threads "$threads" sample --config "$cfg" --batch 256 --runs $runs --steps $steps
   /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
 done
 # Extraction vs the expert alone on the same batches.
 /usr/bin/python3 scripts/experts/export_torchvision.py --arch resnet18 --size 64 --pool-stages --out "$tmp/r18.pt"
-run "$B" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3 --threads "$threads"
+run "$B" --threads "$threads" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3
 # FID on 10,000 x 2048 features: our eigenvalue route vs scipy's sqrtm route (pytorch-fid's).
-run "$B" fid --n 10000 --dim 2048 --runs 3 --threads "$threads" --out "$tmp/fid.h5"
+run "$B" --threads "$threads" fid --n 10000 --dim 2048 --runs 3 --out "$tmp/fid.h5"
 /usr/bin/python3 tests/python/fid_reference.py "$tmp/fid.h5" a b --time | jq -c '. + {bench: "fid"}' | tee -a "$R"
 
 echo
