@@ -17,12 +17,13 @@
 #include "net2net/io/embedding_store.h"
 #include "test_util.h"
 
-extern char** environ;
-
 using namespace net2net;
 namespace fs = std::filesystem;
 using nlohmann::json;
 using test::TempDir;
+using test::slurp;
+using test::spawn;
+using test::wait_exit;
 
 namespace {
 
@@ -86,26 +87,6 @@ extract::ExtractRequest request(const std::string& source, const std::string& ou
   return r;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 // Waits until the journal holds at least `rows` rows (or the process ends).
 bool wait_for_rows(const std::string& journal_index, int64_t rows, pid_t pid) {
   for (int i = 0; i < 3000; ++i) {
@@ -118,10 +99,6 @@ bool wait_for_rows(const std::string& journal_index, int64_t rows, pid_t pid) {
   return false;
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 }  // namespace
 

@@ -20,12 +20,13 @@
 #include "net2net/train/trainer.h"
 #include "test_util.h"
 
-extern char** environ;
-
 using namespace net2net;
 namespace fs = std::filesystem;
 using nlohmann::json;
 using test::TempDir;
+using test::slurp;
+using test::spawn;
+using test::wait_exit;
 using torch::Tensor;
 
 namespace {
@@ -85,32 +86,6 @@ std::vector<Tensor> params_of(const std::string& checkpoint) {
   return io::load_flow_checkpoint(checkpoint).model->parameters();
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log, const std::vector<std::string>& env_extra = {}) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e; ++e) env_store.push_back(*e);
-  for (const auto& e : env_extra) env_store.push_back(e);
-  std::vector<char*> envp;
-  for (auto& e : env_store) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 // Highest train step logged in a run's metrics.jsonl.
 int64_t logged_step(const std::string& run_dir) {
   std::ifstream in(run_dir + "/metrics.jsonl");
@@ -130,11 +105,6 @@ bool wait_for_step(const std::string& run_dir, int64_t step, pid_t pid) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
-}
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 int free_port() {

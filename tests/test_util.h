@@ -4,10 +4,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <spawn.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
+
+extern char** environ;
 
 namespace net2net::test {
 
@@ -51,6 +58,43 @@ inline int run_python(const std::string& script_and_args) { return shell("/usr/b
 inline bool has_python_module(const std::string& module) {
   return shell("/usr/bin/python3 -c 'import " + module + "' > /dev/null 2>&1") == 0;
 }
+
+// Starts a program (argv[0] a path) with stdout and stderr to `log` and extra environment
+// variables ("NAME=value"); returns its pid.
+inline pid_t spawn(const std::vector<std::string>& args, const std::string& log,
+                   const std::vector<std::string>& env_extra = {}) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.push_back(*e);
+  for (const auto& e : env_extra) env_store.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// Exit code of a child; 128 + signal when a signal ended it.
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// A whole file as text ("" when it cannot be read).
+inline std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
 
 }  // namespace net2net::test
 
