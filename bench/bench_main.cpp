@@ -25,6 +25,7 @@
 #include "net2net/extract/extract.h"
 #include "net2net/config/cinn_config.h"
 #include "net2net/inn/flow.h"
+#include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
 #include "net2net/metrics/fid.h"
 
@@ -188,7 +189,7 @@ int main(int argc, char** argv) {
     auto model = inn::build_flow(cfg, 0);
     model->train();
     auto betas = config["train"]["betas"].get<std::vector<double>>();
-    torch::optim::Adam adam(model->parameters(),
+    kernels::FusedAdam adam(model->parameters(),
                             torch::optim::AdamOptions(1e-5).betas({betas[0], betas[1]}).amsgrad(config["train"]["amsgrad"].get<bool>()));
     auto x = torch::randn({batch, cfg.in_dim}), c = torch::randn({batch, cfg.cond_dim});
     auto params = model->parameters();
@@ -198,7 +199,10 @@ int main(int argc, char** argv) {
       auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
       loss.backward();
       double sq = 0;
-      for (const auto& p : params) sq += p.grad().pow(2).sum().item<double>();
+      for (const auto& p : params) {
+        double n = p.grad().norm().item<double>();
+        sq += n * n;
+      }
       adam.step();
       return std::sqrt(sq);
     };

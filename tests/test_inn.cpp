@@ -428,3 +428,46 @@ TEST(FusedCoupling, FlowIsTheSameWithAndWithoutFusion) {
   EXPECT_LT(max_abs(model->inverse(x, c) - ref_inv), 1e-12);
   EXPECT_TRUE(kernels::fused());
 }
+
+// ------------------------------------------------------------------ fused Adam / AMSGrad
+#include "net2net/kernels/fused_adam.h"
+
+TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
+  for (bool amsgrad : {true, false}) {
+    for (double wd : {0.0, 0.01}) {
+      SCOPED_TRACE(std::to_string(amsgrad) + " " + std::to_string(wd));
+      torch::manual_seed(3);
+      // Sizes below and past the vector width; float64 for a tight comparison.
+      std::vector<torch::Tensor> a = {torch::randn({37, 5}, f64()), torch::randn({3}, f64()), torch::randn({1000}, f64())};
+      std::vector<torch::Tensor> b;
+      for (auto& t : a) t.requires_grad_(true), b.push_back(t.detach().clone().requires_grad_(true));
+      auto opts = torch::optim::AdamOptions(1e-2).betas({0.5, 0.9}).amsgrad(amsgrad).weight_decay(wd);
+      kernels::FusedAdam fused(a, opts);
+      torch::optim::Adam reference(b, opts);
+      for (int step = 0; step < 6; ++step) {
+        auto loss = [&](const std::vector<torch::Tensor>& ps) {
+          return ps[0].pow(2).sum() + (ps[1] * 3).sin().sum() + ps[2].abs().sum() * 0.1 * (step + 1);
+        };
+        fused.zero_grad();
+        reference.zero_grad();
+        loss(a).backward();
+        loss(b).backward();
+        fused.step();
+        reference.step();
+        for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_abs(a[i] - b[i]), 1e-12) << "step " << step << " param " << i;
+      }
+      // Its state saves in torch's Adam format and loads into torch's Adam.
+      std::stringstream buffer;
+      torch::serialize::OutputArchive out;
+      fused.save(out);
+      out.save_to(buffer);
+      torch::optim::Adam restored(a, opts);
+      torch::serialize::InputArchive in;
+      in.load_from(buffer);
+      restored.load(in);
+      auto& st = static_cast<torch::optim::AdamParamState&>(
+          *restored.state().at(c10::guts::to_string(a[0].unsafeGetTensorImpl())));
+      EXPECT_EQ(st.step(), 6);
+    }
+  }
+}

@@ -17,6 +17,7 @@
 #include "net2net/core/signals.h"
 #include "net2net/inn/flow.h"
 #include "net2net/io/checkpoint.h"
+#include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
 #include "net2net/train/distributed.h"
 #include "net2net/train/energy.h"
@@ -293,7 +294,7 @@ json run_training(const TrainOptions& opt) {
   model->train();
   const double lr = config::effective_learning_rate(config, env.world_size);
   auto betas = t["betas"].get<std::vector<double>>();
-  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(lr)
+  kernels::FusedAdam adam(model->parameters(), torch::optim::AdamOptions(lr)
                                                    .betas({betas[0], betas[1]})
                                                    .amsgrad(t["amsgrad"].get<bool>())
                                                    .weight_decay(t["weight_decay"].get<double>()));
@@ -398,7 +399,10 @@ json run_training(const TrainOptions& opt) {
     } else {
       double sq = 0;
       for (const auto& p : params)
-        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+        if (p.grad().defined()) {
+          double n = p.grad().norm().item<double>();  // a reduction, no squared copy of the gradient
+          sq += n * n;
+        }
       grad_norm = std::sqrt(sq);
     }
     const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
