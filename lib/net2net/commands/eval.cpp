@@ -181,13 +181,12 @@ class EvalTool : public cli::Tool {
     experts::ExpertContext ctx;
     ctx.device = torch::Device(g.device);
     auto clf = experts::make_expert(acc_classifier_, ctx);
-    int64_t correct = 0, classes = 0;
+    int64_t correct = 0;
     std::map<int64_t, std::pair<int64_t, int64_t>> per_class;  // label -> (correct, total)
     for (int64_t s = 0; s < source->size(); s += batch_) {
       std::vector<int64_t> idx;
       for (int64_t i = s; i < std::min(source->size(), s + batch_); ++i) idx.push_back(i);
       auto pred = clf->encode(source->get(idx)).argmax(1);
-      classes = std::max<int64_t>(classes, 0);
       for (size_t k = 0; k < idx.size(); ++k) {
         bool ok = pred[k].item<int64_t>() == expected[idx[k]];
         correct += ok;

@@ -41,10 +41,6 @@ struct IoError : Error {
 struct Interrupted : Error {
   explicit Interrupted(const std::string& what) : Error(what, kExitInterrupted) {}
 };
-// Planned but not built yet; says which issue brings it.
-struct NotImplemented : Error {
-  explicit NotImplemented(const std::string& what) : Error(what, kExitFailure) {}
-};
 
 // Maps any exception to the exit code of the contract.
 int exit_code_of(const std::exception& e);

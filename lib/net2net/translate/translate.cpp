@@ -156,15 +156,10 @@ json run_translate(const TranslateRequest& r) {
   // Decoder: --decoder, else the model's target expert when it decodes.
   std::unique_ptr<experts::Expert> decoder;
   std::string decoder_spec = r.decoder;
-  if (decoder_spec.empty() && config["data"].value("target_expert", json()).is_string()) {
-    std::string t = config["data"]["target_expert"];
-    if (t.rfind("ts:", 0) == 0 && (!r.png.empty())) {
-      auto colon = t.rfind(':');
-      std::string path = t.substr(3);
-      if (colon > 2 && colon + 1 < t.size() && t.find_first_of("/.", colon) == std::string::npos) path = t.substr(3, colon - 3);
-      decoder_spec = "ts:" + path;
-    }
-  }
+  // A TorchScript target expert decodes through its decode method, whatever method encoded.
+  if (decoder_spec.empty() && !r.png.empty() && config["data"].value("target_expert", json()).is_string() &&
+      config["data"]["target_expert"].get<std::string>().rfind("ts:", 0) == 0)
+    decoder_spec = config["data"]["target_expert"].get<std::string>();
   if (!decoder_spec.empty()) {
     experts::ExpertContext ctx;
     ctx.device = device;
