@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -193,28 +194,44 @@ int main(int argc, char** argv) {
                             torch::optim::AdamOptions(1e-5).betas({betas[0], betas[1]}).amsgrad(config["train"]["amsgrad"].get<bool>()));
     auto x = torch::randn({batch, cfg.in_dim}), c = torch::randn({batch, cfg.cond_dim});
     auto params = model->parameters();
+    // Phase times of one step: forward (with the loss), backward, gradient norm, optimizer.
+    std::array<double, 4> phase{};
     auto step = [&] {
+      auto t = std::chrono::steady_clock::now();
+      auto lap = [&](int i) {
+        phase[i] += seconds_since(t);
+        t = std::chrono::steady_clock::now();
+      };
       adam.zero_grad();
       auto out = model->forward(x, c);
       auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
+      lap(0);
       loss.backward();
+      lap(1);
       double sq = 0;
       for (const auto& p : params) {
         double n = p.grad().norm().item<double>();
         sq += n * n;
       }
+      lap(2);
       adam.step();
+      lap(3);
       return std::sqrt(sq);
     };
     step();  // warm-up
     std::vector<double> per_step;
+    std::array<std::vector<double>, 4> per_phase;
     for (int r = 0; r < runs; ++r) {
+      phase.fill(0.0);
       auto t0 = std::chrono::steady_clock::now();
       for (int s = 0; s < steps; ++s) step();
       per_step.push_back(seconds_since(t0) / steps);
+      for (int i = 0; i < 4; ++i) per_phase[i].push_back(phase[i] / steps);
     }
     std::cout << nlohmann::json{{"bench", "train"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
                                 {"parameters", inn::count_parameters(*model)}, {"batch_size", batch},
+                                {"forward_s", median(per_phase[0])}, {"backward_s", median(per_phase[1])},
+                                {"grad_norm_s", median(per_phase[2])}, {"optimizer_s", median(per_phase[3])},
                                 {"seconds_per_step", median(per_step)}}
                      .dump()
               << std::endl;

@@ -6,7 +6,7 @@
 #   4. translate to PNG grids, score (accuracy by the judge, FID on the judge's features,
 #      diversity, test NLL) and write OUT/report.md
 # What exists is reused (delete OUT to start over). Knobs (environment): OUT, TRAIN_LIMIT,
-# TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, EXPERT_LIMIT, EVAL_ROWS; STOP_AFTER_TRAINING=1 ends
+# TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, JUDGE_EPOCHS, EXPERT_LIMIT, EVAL_ROWS; STOP_AFTER_TRAINING=1 ends
 # after step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +18,10 @@ EVAL=$B/net2net-eval/net2net-eval
 OUT=${OUT:-out/demo}
 TRAIN_LIMIT=${TRAIN_LIMIT:-30000}   # items of the cINN training cache
 TEST_LIMIT=${TEST_LIMIT:-2000}      # items of the test cache (validation, scores)
-STEPS=${STEPS:-1500}                # cINN steps
+STEPS=${STEPS:-}                    # cINN steps (empty: each config's train.steps)
 AE_EPOCHS=${AE_EPOCHS:-3}
 CLF_EPOCHS=${CLF_EPOCHS:-2}
+JUDGE_EPOCHS=${JUDGE_EPOCHS:-3}
 EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
 EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the scores
 LOG=(--log-level "${LOG_LEVEL:-warn}")
@@ -29,7 +30,7 @@ t0=$(date +%s)
 step() { echo "[demo $(($(date +%s) - t0))s] $*" >&2; }
 
 # 1. Experts -------------------------------------------------------------------------------
-for e in autoencoder:ae:$AE_EPOCHS classifier:classifier:$CLF_EPOCHS judge:judge:$CLF_EPOCHS; do
+for e in autoencoder:ae:$AE_EPOCHS classifier:classifier:$CLF_EPOCHS judge:judge:$JUDGE_EPOCHS; do
   IFS=: read -r cfg name epochs <<< "$e"
   if [[ -f "$OUT/experts/$name/expert.pt" ]]; then step "expert $name: reused"; continue; fi
   step "expert $name: training ($epochs epochs)"
@@ -60,9 +61,10 @@ train_cinn() {  # name config condition
   local run=$OUT/runs/$1
   if [[ -f "$run/summary.json" ]]; then step "cINN $1: reused"; return; fi
   local resume=(); [[ -f "$run/checkpoints/last.pt" ]] && resume=(--resume)
-  step "cINN $1: training ($STEPS steps)"
+  local steps; steps=${STEPS:-$(jq -r .train.steps "configs/$2.json")}
+  step "cINN $1: training ($steps steps)"
   "$TRAIN" --config "configs/$2.json" --run-dir "$run" --set data.train="$OUT/cache/train.h5" --set data.val="$TEST" \
-    --set data.condition="$3" --set model.cond_dim=null --set train.steps="$STEPS" "${resume[@]}" --json "${LOG[@]}" \
+    --set data.condition="$3" --set model.cond_dim=null --set train.steps="$steps" "${resume[@]}" --json "${LOG[@]}" \
     > "$run.summary.tmp"
   mv "$run.summary.tmp" "$run/summary.json"
   step "cINN $1: $(jq -r '"val loss \(.best_val_loss)"' "$run/summary.json")"
@@ -116,6 +118,10 @@ for p in "${pids[@]}"; do wait "$p"; done
   > "$S/reference.fid.json" 2>/dev/null || true
 "$EVAL" accuracy --data "h5:$S/real.h5:img" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.h5:label" "${LOG[@]}" \
   > "$S/real.accuracy.json"
+# The ceiling of any translation into the AE: the judge on the AE's reconstructions of real images.
+"$EXTRACT" --data "h5:$S/real.h5:img" --expert rec="ts:$AE:forward" --out "$S/real.rec.h5" --force "${LOG[@]}"
+"$EVAL" accuracy --data "h5:$S/real.rec.h5:rec" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.rec.h5:label" "${LOG[@]}" \
+  > "$S/real.rec.accuracy.json"
 # Text: the requested class and the requested properties (the caption's dark/light, small/large,
 # measured on the generated image by the caption's own rule).
 "$EXTRACT" --data "h5:$S/real.h5:img" --expert p=caption-props --out "$S/real.props.h5" --force "${LOG[@]}"
@@ -135,13 +141,14 @@ jqn() { jq -r "$1" "$2"; }
   echo "classifier (test accuracy $(jqn '.test_accuracy | tostring' "$OUT/experts/classifier/summary.json")), and a separately trained"
   echo "judge (test accuracy $(jqn '.test_accuracy | tostring' "$OUT/experts/judge/summary.json")) that labels generated images and"
   echo "gives the FID features (the example's own feature network, not Inception: these FIDs are not"
-  echo "comparable to published ones). cINN caches: $TRAIN_LIMIT training and $TEST_LIMIT test items; $STEPS steps each."
+  echo "comparable to published ones). cINN caches: $TRAIN_LIMIT training and $TEST_LIMIT test items; steps: $(for r in "${RUNS[@]}"; do printf '%s %s, ' "$r" "$(jqn .steps "$OUT/runs/$r/summary.json")"; done | sed 's/, $//')."
   echo
   echo "## Scores"
   echo
   echo "One sample per test condition ($EVAL_ROWS conditions). Accuracy: the judge's class of the generated"
   echo "image equals the class of the condition's item, at temperature 1 and 0.7 (the judge on the real"
-  echo "images themselves: $(jqn '.accuracy * 1000 | round / 1000' "$S/real.accuracy.json"), the ceiling). FID: samples at temperature 1"
+  echo "images themselves: $(jqn '.accuracy * 1000 | round / 1000' "$S/real.accuracy.json"); on their AE reconstructions:"
+  echo "$(jqn '.accuracy * 1000 | round / 1000' "$S/real.rec.accuracy.json"), the ceiling of any translation into the AE). FID: samples at temperature 1"
   echo "against real test images. Diversity: mean pairwise distance of 8 samples per condition (100"
   echo "conditions), in the AE latent and in pixels. NLL: test loss (0.5|v|^2 - log|det J|)."
   echo

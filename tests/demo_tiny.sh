@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 EXPERT_LIMIT=2000 EVAL_ROWS=40 \
+OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 EXPERT_LIMIT=2000 EVAL_ROWS=40 \
   BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh
 fail() { echo "demo_tiny: $*" >&2; exit 1; }
 for f in report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png; do

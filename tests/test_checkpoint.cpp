@@ -254,7 +254,7 @@ TEST_P(PythonReference, SameOutputsAsTheReferenceImplementation) {
     H5::H5File h5(file, H5F_ACC_TRUNC);
     H5::Group root = h5.openGroup("/");
     H5::Group weights = h5.createGroup("weights");
-    for (const auto& p : model->named_parameters()) write_tensor(weights, p.key(), p.value());
+    for (const auto& [name, value] : unbatched_named_parameters(*model)) write_tensor(weights, name, value.contiguous());
     for (const auto& b : model->named_buffers()) write_tensor(weights, b.key(), b.value());
     for (auto [name, t] : {std::pair{"x", x}, std::pair{"c", c}, std::pair{"v_in", v}, std::pair{"v", out.v},
                            std::pair{"logdet", out.logdet}, std::pair{"inverse", inv}})

@@ -89,6 +89,7 @@ Schema make_cinn_schema() {
     integer("train.steps", 100000, "Optimizer steps.", 0),
     number("train.base_lr", 4.5e-6, "Base learning rate; lr = devices * batch_size * base_lr unless train.lr is set.", 0.0),
     nullable(number("train.lr", nullptr, "Learning rate that overrides the scaling rule.", 0.0)),
+    str("train.lr_schedule", "constant", "constant: the learning rate throughout (the reference); cosine: decays from it to 0 at train.steps.", {"constant", "cosine"}),
     betas,
     boolean("train.amsgrad", true, "Use the AMSGrad variant of Adam."),
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),

@@ -28,6 +28,7 @@ std::vector<Key> common(const std::string& kind) {
       k("train.batch_size", Type::Int, 128, "Images per step.", 1.0),
       k("train.epochs", Type::Int, 3, "Passes over the training images.", 1.0),
       k("train.lr", Type::Number, 2e-3, "Adam learning rate.", 0.0),
+      k("train.lr_schedule", Type::String, "constant", "constant, or cosine: decays from train.lr to 0 over the epochs.", {}, {"constant", "cosine"}),
       k("train.seed", Type::Int, 23, "Seed of initialisation and shuffling.", 0.0),
       k("train.log_every", Type::Int, 100, "Steps between metrics lines.", 1.0),
   };

@@ -1,6 +1,7 @@
 #include "net2net/inn/layers.h"
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "net2net/kernels/affine_coupling.h"
@@ -118,14 +119,63 @@ Tensor MlpImpl::forward(Tensor x) {
   return tanh_out_ ? torch::tanh(x) : x;
 }
 
+// ---------------------------------------------------------------- subnet pair
+SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
+  const auto& ls = s.linears();
+  const auto& lt = t.linears();
+  TORCH_CHECK(ls.size() == lt.size() && ls.size() >= 2, "SubnetPair: the two subnets differ in depth");
+  torch::NoGradGuard no_grad;
+  hidden_ = ls.front()->weight.size(0);
+  w_in_ = register_parameter("w_in", torch::cat({ls.front()->weight, lt.front()->weight}, 0));
+  b_in_ = register_parameter("b_in", torch::cat({ls.front()->bias, lt.front()->bias}, 0));
+  for (size_t k = 1; k + 1 < ls.size(); ++k) {
+    w_hidden_.push_back(register_parameter("w_hidden" + std::to_string(k), torch::stack({ls[k]->weight, lt[k]->weight})));
+    b_hidden_.push_back(register_parameter("b_hidden" + std::to_string(k), torch::stack({ls[k]->bias, lt[k]->bias})));
+  }
+  w_out_ = register_parameter("w_out", torch::stack({ls.back()->weight, lt.back()->weight}));
+  b_out_ = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
+}
+
+std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
+  const int64_t n = x.size(0);
+  auto h = torch::leaky_relu(torch::addmm(b_in_, x, w_in_.t()), 0.01);  // [N, 2H]
+  auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
+  for (size_t k = 0; k < w_hidden_.size(); ++k)
+    pair = torch::leaky_relu(torch::baddbmm(b_hidden_[k].unsqueeze(1), pair, w_hidden_[k].transpose(1, 2)), 0.01);
+  auto out = torch::baddbmm(b_out_.unsqueeze(1), pair, w_out_.transpose(1, 2));  // [2, N, out]
+  return {torch::tanh(out.select(0, 0)), out.select(0, 1)};
+}
+
+std::vector<std::pair<std::string, Tensor>> SubnetPairImpl::unbatched(const std::string& s_name,
+                                                                      const std::string& t_name) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  const size_t last = w_hidden_.size() + 1;
+  for (int64_t j = 0; j < 2; ++j) {
+    const std::string& prefix = j == 0 ? s_name : t_name;
+    auto name = [&](size_t k, const char* what) { return prefix + ".linear" + std::to_string(k) + "." + what; };
+    out.emplace_back(name(0, "weight"), w_in_.narrow(0, j * hidden_, hidden_));
+    out.emplace_back(name(0, "bias"), b_in_.narrow(0, j * hidden_, hidden_));
+    for (size_t k = 0; k < w_hidden_.size(); ++k) {
+      out.emplace_back(name(k + 1, "weight"), w_hidden_[k].select(0, j));
+      out.emplace_back(name(k + 1, "bias"), b_hidden_[k].select(0, j));
+    }
+    out.emplace_back(name(last, "weight"), w_out_.select(0, j));
+    out.emplace_back(name(last, "bias"), b_out_.select(0, j));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- double coupling
 DoubleCouplingImpl::DoubleCouplingImpl(int64_t dim, int64_t cond_dim, int64_t hidden_dim, int64_t hidden_depth)
     : a_((dim + 1) / 2), b_(dim / 2) {
   TORCH_CHECK(dim >= 2, "DoubleCoupling: needs at least 2 dimensions, got ", dim);
-  s0_ = register_module("s0", Mlp(a_ + cond_dim, hidden_dim, hidden_depth, b_, /*tanh_out=*/true));
-  t0_ = register_module("t0", Mlp(a_ + cond_dim, hidden_dim, hidden_depth, b_, /*tanh_out=*/false));
-  s1_ = register_module("s1", Mlp(b_ + cond_dim, hidden_dim, hidden_depth, a_, /*tanh_out=*/true));
-  t1_ = register_module("t1", Mlp(b_ + cond_dim, hidden_dim, hidden_depth, a_, /*tanh_out=*/false));
+  // The four subnets are drawn in the reference's order (s0, t0, s1, t1), then packed in pairs.
+  Mlp s0(a_ + cond_dim, hidden_dim, hidden_depth, b_, /*tanh_out=*/true);
+  Mlp t0(a_ + cond_dim, hidden_dim, hidden_depth, b_, /*tanh_out=*/false);
+  Mlp s1(b_ + cond_dim, hidden_dim, hidden_depth, a_, /*tanh_out=*/true);
+  Mlp t1(b_ + cond_dim, hidden_dim, hidden_depth, a_, /*tanh_out=*/false);
+  st0_ = register_module("st0", SubnetPair(*s0, *t0));
+  st1_ = register_module("st1", SubnetPair(*s1, *t1));
 }
 
 LayerOutput DoubleCouplingImpl::forward(const Tensor& x, const Tensor& cond) {
@@ -133,10 +183,10 @@ LayerOutput DoubleCouplingImpl::forward(const Tensor& x, const Tensor& cond) {
   auto x1 = x.narrow(1, 0, a_);
   auto x2 = x.narrow(1, a_, b_);
   // Each affine step (y = x exp(s) + t, log-det sum s) is one fused kernel (kernels/).
-  auto h0 = torch::cat({x1, cond}, 1);
-  auto [x2n, ld0] = kernels::affine_coupling(x2, s0_->forward(h0), t0_->forward(h0));
-  auto h1 = torch::cat({x2n, cond}, 1);
-  auto [x1n, ld1] = kernels::affine_coupling(x1, s1_->forward(h1), t1_->forward(h1));
+  auto [s0, t0] = st0_->forward(torch::cat({x1, cond}, 1));
+  auto [x2n, ld0] = kernels::affine_coupling(x2, s0, t0);
+  auto [s1, t1] = st1_->forward(torch::cat({x2n, cond}, 1));
+  auto [x1n, ld1] = kernels::affine_coupling(x1, s1, t1);
   return {torch::cat({x2n, x1n}, 1), ld0 + ld1};
 }
 
@@ -144,11 +194,71 @@ Tensor DoubleCouplingImpl::inverse(const Tensor& y, const Tensor& cond) {
   check_2d(y, a_ + b_, "DoubleCoupling");
   auto x2n = y.narrow(1, 0, b_);
   auto x1n = y.narrow(1, b_, a_);
-  auto h1 = torch::cat({x2n, cond}, 1);
-  auto x1 = kernels::affine_coupling_inverse(x1n, s1_->forward(h1), t1_->forward(h1));
-  auto h0 = torch::cat({x1, cond}, 1);
-  auto x2 = kernels::affine_coupling_inverse(x2n, s0_->forward(h0), t0_->forward(h0));
+  auto [s1, t1] = st1_->forward(torch::cat({x2n, cond}, 1));
+  auto x1 = kernels::affine_coupling_inverse(x1n, s1, t1);
+  auto [s0, t0] = st0_->forward(torch::cat({x1, cond}, 1));
+  auto x2 = kernels::affine_coupling_inverse(x2n, s0, t0);
   return torch::cat({x1, x2}, 1);
+}
+
+std::vector<std::pair<std::string, Tensor>> DoubleCouplingImpl::unbatched_parameters() const {
+  auto out = st0_->unbatched("s0", "t0");
+  for (auto& p : st1_->unbatched("s1", "t1")) out.push_back(std::move(p));
+  return out;
+}
+
+// Written as the module tree {s0, t0, s1, t1}.linear{k}.{weight, bias} (what four Mlp children
+// would write), read back into the packed pairs.
+void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
+  std::map<std::string, std::map<std::string, torch::serialize::OutputArchive>> tree;
+  std::vector<std::string> order;
+  for (const auto& [name, value] : unbatched_parameters()) {
+    auto dot = name.find('.'), dot2 = name.find('.', dot + 1);
+    auto subnet = name.substr(0, dot), layer = name.substr(dot + 1, dot2 - dot - 1);
+    if (!tree.count(subnet)) order.push_back(subnet);
+    auto& layers = tree[subnet];
+    auto it = layers.find(layer);
+    if (it == layers.end()) it = layers.emplace(layer, torch::serialize::OutputArchive(archive.compilation_unit())).first;
+    it->second.write(name.substr(dot2 + 1), value.contiguous());
+  }
+  for (const auto& subnet : order) {
+    torch::serialize::OutputArchive sub(archive.compilation_unit());
+    for (auto& [layer, a] : tree[subnet]) sub.write(layer, a);
+    archive.write(subnet, sub);
+  }
+}
+
+void DoubleCouplingImpl::load(torch::serialize::InputArchive& archive) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::serialize::InputArchive> subnets;
+  for (const auto& [name, target] : unbatched_parameters()) {
+    auto dot = name.find('.'), dot2 = name.find('.', dot + 1);
+    auto subnet = name.substr(0, dot), layer = name.substr(dot + 1, dot2 - dot - 1);
+    auto it = subnets.find(subnet);
+    if (it == subnets.end()) {
+      it = subnets.emplace(subnet, torch::serialize::InputArchive()).first;
+      archive.read(subnet, it->second);
+    }
+    torch::serialize::InputArchive layer_archive;
+    it->second.read(layer, layer_archive);
+    Tensor value;
+    layer_archive.read(name.substr(dot2 + 1), value);
+    TORCH_CHECK(value.sizes() == target.sizes(), "coupling weight ", name, ": expected ", target.sizes(), ", got ",
+                value.sizes());
+    target.copy_(value);
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> unbatched_named_parameters(torch::nn::Module& module) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& item : module.named_modules("", /*include_self=*/true)) {
+    if (dynamic_cast<SubnetPairImpl*>(item.value().get())) continue;  // listed by its coupling
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) out.emplace_back(prefix + p.key(), p.value());
+    if (auto* coupling = dynamic_cast<DoubleCouplingImpl*>(item.value().get()))
+      for (auto& [name, value] : coupling->unbatched_parameters()) out.emplace_back(prefix + name, value);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- helpers

@@ -65,6 +65,7 @@ class MlpImpl : public torch::nn::Module {
   MlpImpl(int64_t in_dim, int64_t hidden_dim, int64_t depth, int64_t out_dim, bool tanh_out,
           const std::string& norm = "none");
   Tensor forward(Tensor x);
+  const std::vector<torch::nn::Linear>& linears() const { return linears_; }
 
  private:
   std::vector<torch::nn::Linear> linears_;
@@ -74,22 +75,53 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// The s and t subnets of one coupling half (two Mlp(in, H, depth, out), s with tanh) as one
+// batched chain: the first layer of both is one matmul [N, in] x [in, 2H]; the hidden and output
+// layers are batched matmuls over the pair. The same function with half the kernels.
+// Parameters: w_in [2H, in], b_in [2H] (rows 0..H-1: s), w_hidden{k} [2, H, H], b_hidden{k}
+// [2, H], w_out [2, out, H], b_out [2, out] (index 0: s, 1: t; weights as Linear's [out, in]).
+class SubnetPairImpl : public torch::nn::Module {
+ public:
+  // Packs the weights of two Mlps of the same shape (no norm layers).
+  SubnetPairImpl(const MlpImpl& s, const MlpImpl& t);
+  std::pair<Tensor, Tensor> forward(const Tensor& x);  // (s, t)
+  // The weights as the two Mlps would hold them: {name, view} with names "s.linear{k}.weight",
+  // "s.linear{k}.bias", ... where s / t are the given prefixes. Views share storage.
+  std::vector<std::pair<std::string, Tensor>> unbatched(const std::string& s_name, const std::string& t_name) const;
+
+ private:
+  int64_t hidden_;
+  Tensor w_in_, b_in_, w_out_, b_out_;
+  std::vector<Tensor> w_hidden_, b_hidden_;
+};
+TORCH_MODULE(SubnetPair);
+
 // Conditional double affine coupling. x = [x1 (ceil(D/2)), x2 (floor(D/2))];
 //   x2' = x2 * exp(s0([x1, c])) + t0([x1, c])
 //   x1' = x1 * exp(s1([x2', c])) + t1([x2', c])
 // output [x2', x1'] (the reference's order for even D); log-det = sum s0 + sum s1.
+// (s0, t0) and (s1, t1) are SubnetPairs; saved and loaded under the per-subnet names
+// s0.linear{k}.weight, ... of docs/formats.md, so checkpoints keep the reference's layout.
 class DoubleCouplingImpl : public torch::nn::Module {
  public:
   DoubleCouplingImpl(int64_t dim, int64_t cond_dim, int64_t hidden_dim, int64_t hidden_depth);
   LayerOutput forward(const Tensor& x, const Tensor& cond);
   Tensor inverse(const Tensor& y, const Tensor& cond);
   int64_t first_half() const { return a_; }
+  // {"s0.linear0.weight", view}, ...: the subnet weights under their per-subnet names.
+  std::vector<std::pair<std::string, Tensor>> unbatched_parameters() const;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
 
  private:
   int64_t a_, b_;
-  Mlp s0_{nullptr}, t0_{nullptr}, s1_{nullptr}, t1_{nullptr};
+  SubnetPair st0_{nullptr}, st1_{nullptr};
 };
 TORCH_MODULE(DoubleCoupling);
+
+// Every parameter of `module` by name, couplings under their per-subnet names (the names of
+// docs/formats.md and of the Python reference), for exports and comparisons.
+std::vector<std::pair<std::string, Tensor>> unbatched_named_parameters(torch::nn::Module& module);
 
 // Converts floating-point parameters and buffers (only those) to `dtype`, in place. Unlike
 // Module::to(dtype), integer buffers (permutations, flags, BatchNorm counters) keep their type.

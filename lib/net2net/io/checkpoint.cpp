@@ -74,6 +74,17 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "': optimizer state does not fit the model: " + e.what_without_backtrace());
   }
+  // Adam moments must have their parameter's shape (a checkpoint from another parameter layout
+  // would otherwise fail, or worse, broadcast, at the first step).
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) {
+      auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == optimizer.state().end()) continue;
+      auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get());
+      if (adam && adam->exp_avg().defined() && adam->exp_avg().sizes() != p.sizes())
+        throw InputError("checkpoint '" + path + "': its optimizer state was written for another parameter layout " +
+                         "(an older net2net?); its model still loads for translate and eval, but training cannot resume from it");
+    }
   return st;
 }
 

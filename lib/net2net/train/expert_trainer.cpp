@@ -12,6 +12,7 @@
 #include "net2net/core/progress.h"
 #include "net2net/data/source.h"
 #include "net2net/experts/example_models.h"
+#include "net2net/train/lr_schedule.h"
 
 namespace net2net::train {
 namespace fs = std::filesystem;
@@ -89,6 +90,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
     for (int64_t b = 0; b < per_epoch; ++b, ++step) {
       auto idx = perm.narrow(0, b * batch, batch);
       auto x = train.x.index_select(0, idx);
+      set_learning_rate(adam, scheduled_lr(t["lr"].get<double>(), t["lr_schedule"], step, steps));
       Tensor loss;
       if (ae) {
         auto r = call(module, "forward", x);

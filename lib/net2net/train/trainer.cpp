@@ -20,6 +20,7 @@
 #include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
 #include "net2net/train/distributed.h"
+#include "net2net/train/lr_schedule.h"
 #include "net2net/train/energy.h"
 #include "net2net/version.h"
 
@@ -407,7 +408,9 @@ json run_training(const TrainOptions& opt) {
     }
     const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
+    const double step_lr = scheduled_lr(lr, t["lr_schedule"], step, steps);
     if (finite) {
+      set_learning_rate(adam, step_lr);
       adam.step();
       consecutive_bad = 0;
     } else {
@@ -426,7 +429,7 @@ json run_training(const TrainOptions& opt) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_log).count();
       t_log = std::chrono::steady_clock::now();
       last_train = {{"step", state.step}, {"split", "train"}, {"epoch", order.epoch_of(step)}, {"loss", total}, {"nll", nll},
-                    {"nlogdet", nlogdet}, {"reference_nll", stats[2].item<double>()}, {"lr", lr}, {"grad_norm", grad_norm},
+                    {"nlogdet", nlogdet}, {"reference_nll", stats[2].item<double>()}, {"lr", step_lr}, {"grad_norm", grad_norm},
                     {"items_per_s", secs > 0 ? items_since_log / secs : 0.0}};
       items_since_log = 0;
       metrics->write(last_train);
