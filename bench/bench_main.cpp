@@ -26,6 +26,7 @@
 #include "net2net/extract/extract.h"
 #include "net2net/config/cinn_config.h"
 #include "net2net/inn/flow.h"
+#include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
 #include "net2net/metrics/fid.h"
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
       dst.copy_(src);
       cp.push_back(seconds_since(t0));
     }
-    std::cout << nlohmann::json{{"bench", "machine"}, {"threads", n_threads},
+    std::cout << nlohmann::json{{"bench", "machine"}, {"threads", n_threads}, {"cpu_kernels", kernels::cpu::capability()},
                                 {"sgemm_gflops", 2.0 * n * n * n / median(mm) / 1e9},
                                 {"copy_gb_per_s", 2.0 * src.numel() * 4 / median(cp) / 1e9}}
                      .dump()

@@ -37,7 +37,7 @@ jq -rs '
   def cpp(b; c): map(select(.bench == b and (.impl // "cpp") == "cpp" and ((.config // "") == c))) | first;
   def py(b; c): map(select(.bench == b and .impl != "cpp" and (.impl // "") != "" and ((.config // "") == c))) | first;
   (map(select(.bench == "machine")) | first) as $m
-  | "Machine: \($m.threads) threads, sgemm \($m.sgemm_gflops | floor) GFLOP/s, copy \($m.copy_gb_per_s * 10 | floor / 10) GB/s\n",
+  | "Machine: \($m.threads) threads, CPU kernels \($m.cpu_kernels // "?"), sgemm \($m.sgemm_gflops | floor) GFLOP/s, copy \($m.copy_gb_per_s * 10 | floor / 10) GB/s\n",
     "| benchmark | ours (s) | reference (s) | time ratio ours/reference |",
     "|---|---:|---:|---:|",
     (["configs/fmnist_label2ae.json", "configs/text2biggan.json"][] as $c

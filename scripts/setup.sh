@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libhdf5-dev zlib1g-dev
   libssl-dev            # SHA-256 of expert files
   libstb-dev            # PNG/JPEG images
+  libsleef-dev          # vector exp for the AVX2 build of the fused CPU kernels
   libgtest-dev
   jq                    # the example report reads the tools' JSON
   dataset-fashion-mnist

@@ -393,29 +393,41 @@ TEST(Flow, ConvertFloatingKeepsIntegerBuffers) {
 
 // ------------------------------------------------------------------ fused coupling kernel
 #include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/cpu/kernels.h"
+
+// Every ISA variant of the CPU kernels built in and runnable here (baseline, AVX2).
+std::vector<std::string> capabilities() { return kernels::cpu::available_capabilities(); }
 
 TEST(FusedCoupling, ValuesAndGradientsEqualTheUnfusedOps) {
-  for (int64_t d : {1, 3, 7, 64, 131}) {  // below, at and past the vector width, odd tails
-    SCOPED_TRACE(d);
-    torch::manual_seed(d);
-    auto x = torch::randn({37, d}, f64()).requires_grad_(true);
-    auto s = (torch::randn({37, d}, f64()) * 0.7).requires_grad_(true);
-    auto t = torch::randn({37, d}, f64()).requires_grad_(true);
-    auto [y, ld] = kernels::affine_coupling(x, s, t);
-    auto [yr, ldr] = kernels::affine_coupling_unfused(x, s, t);
-    EXPECT_LT(max_abs(y - yr), 1e-12);
-    EXPECT_LT(max_abs(ld - ldr), 1e-12);
-    // A loss that uses both outputs, so both gradient paths are exercised.
-    auto w = torch::randn({37, d}, f64()), u = torch::randn({37}, f64());
-    auto g = torch::autograd::grad({(y * w).sum() + (ld * u).sum()}, {x, s, t}, {}, /*retain_graph=*/true);
-    auto gr = torch::autograd::grad({(yr * w).sum() + (ldr * u).sum()}, {x, s, t});
-    for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
-    // Only the log-det used: the y-gradient is absent.
-    auto g2 = torch::autograd::grad({ld.sum()}, {s});
-    EXPECT_LT(max_abs(g2[0] - torch::ones_like(s)), 1e-12);
-    torch::NoGradGuard ng;
-    EXPECT_LT(max_abs(kernels::affine_coupling_inverse(y, s, t) - x), 1e-12);
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    for (int64_t d : {1, 3, 7, 64, 131}) {  // below, at and past the vector width, odd tails
+      SCOPED_TRACE(isa + " " + std::to_string(d));
+      torch::manual_seed(d);
+      auto x = torch::randn({37, d}, f64()).requires_grad_(true);
+      auto s = (torch::randn({37, d}, f64()) * 0.7).requires_grad_(true);
+      auto t = torch::randn({37, d}, f64()).requires_grad_(true);
+      auto [y, ld] = kernels::affine_coupling(x, s, t);
+      auto [yr, ldr] = kernels::affine_coupling_unfused(x, s, t);
+      EXPECT_LT(max_abs(y - yr), 1e-12);
+      EXPECT_LT(max_abs(ld - ldr), 1e-12);
+      // A loss that uses both outputs, so both gradient paths are exercised.
+      auto w = torch::randn({37, d}, f64()), u = torch::randn({37}, f64());
+      auto g = torch::autograd::grad({(y * w).sum() + (ld * u).sum()}, {x, s, t}, {}, /*retain_graph=*/true);
+      auto gr = torch::autograd::grad({(yr * w).sum() + (ldr * u).sum()}, {x, s, t});
+      for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
+      // Only the log-det used: the y-gradient is absent.
+      auto g2 = torch::autograd::grad({ld.sum()}, {s});
+      EXPECT_LT(max_abs(g2[0] - torch::ones_like(s)), 1e-12);
+      torch::NoGradGuard ng;
+      EXPECT_LT(max_abs(kernels::affine_coupling_inverse(y, s, t) - x), 1e-12);
+      // float32 too (the training dtype): within float rounding of the float64 result.
+      auto [y32, ld32] = kernels::affine_coupling(x.to(torch::kFloat), s.to(torch::kFloat), t.to(torch::kFloat));
+      EXPECT_LT(max_abs(y32.to(torch::kFloat64) - yr) / (1 + max_abs(yr)), 1e-5);
+      EXPECT_LT(max_abs(ld32.to(torch::kFloat64) - ldr) / (1 + max_abs(ldr)), 1e-5);
+    }
   }
+  kernels::cpu::set_capability(capabilities().back());
 }
 
 TEST(FusedCoupling, FlowIsTheSameWithAndWithoutFusion) {
@@ -515,41 +527,46 @@ TEST(DoubleCoupling, InitialisedAsFourSeparateSubnetsAndSavedUnderTheirNames) {
 #include "net2net/kernels/fused_adam.h"
 
 TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
-  for (bool amsgrad : {true, false}) {
-    for (double wd : {0.0, 0.01}) {
-      SCOPED_TRACE(std::to_string(amsgrad) + " " + std::to_string(wd));
-      torch::manual_seed(3);
-      // Sizes below and past the vector width; float64 for a tight comparison.
-      std::vector<torch::Tensor> a = {torch::randn({37, 5}, f64()), torch::randn({3}, f64()), torch::randn({1000}, f64())};
-      std::vector<torch::Tensor> b;
-      for (auto& t : a) t.requires_grad_(true), b.push_back(t.detach().clone().requires_grad_(true));
-      auto opts = torch::optim::AdamOptions(1e-2).betas({0.5, 0.9}).amsgrad(amsgrad).weight_decay(wd);
-      kernels::FusedAdam fused(a, opts);
-      torch::optim::Adam reference(b, opts);
-      for (int step = 0; step < 6; ++step) {
-        auto loss = [&](const std::vector<torch::Tensor>& ps) {
-          return ps[0].pow(2).sum() + (ps[1] * 3).sin().sum() + ps[2].abs().sum() * 0.1 * (step + 1);
-        };
-        fused.zero_grad();
-        reference.zero_grad();
-        loss(a).backward();
-        loss(b).backward();
-        fused.step();
-        reference.step();
-        for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_abs(a[i] - b[i]), 1e-12) << "step " << step << " param " << i;
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    SCOPED_TRACE(isa);
+    for (bool amsgrad : {true, false}) {
+      for (double wd : {0.0, 0.01}) {
+        SCOPED_TRACE(std::to_string(amsgrad) + " " + std::to_string(wd));
+        torch::manual_seed(3);
+        // Sizes below and past the vector width; float64 for a tight comparison.
+        std::vector<torch::Tensor> a = {torch::randn({37, 5}, f64()), torch::randn({3}, f64()), torch::randn({1000}, f64())};
+        std::vector<torch::Tensor> b;
+        for (auto& t : a) t.requires_grad_(true), b.push_back(t.detach().clone().requires_grad_(true));
+        auto opts = torch::optim::AdamOptions(1e-2).betas({0.5, 0.9}).amsgrad(amsgrad).weight_decay(wd);
+        kernels::FusedAdam fused(a, opts);
+        torch::optim::Adam reference(b, opts);
+        for (int step = 0; step < 6; ++step) {
+          auto loss = [&](const std::vector<torch::Tensor>& ps) {
+            return ps[0].pow(2).sum() + (ps[1] * 3).sin().sum() + ps[2].abs().sum() * 0.1 * (step + 1);
+          };
+          fused.zero_grad();
+          reference.zero_grad();
+          loss(a).backward();
+          loss(b).backward();
+          fused.step();
+          reference.step();
+          for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_abs(a[i] - b[i]), 1e-12) << "step " << step << " param " << i;
+        }
+        // Its state saves in torch's Adam format and loads into torch's Adam.
+        std::stringstream buffer;
+        torch::serialize::OutputArchive out;
+        fused.save(out);
+        out.save_to(buffer);
+        torch::optim::Adam restored(a, opts);
+        torch::serialize::InputArchive in;
+        in.load_from(buffer);
+        restored.load(in);
+        auto& st = static_cast<torch::optim::AdamParamState&>(
+            *restored.state().at(c10::guts::to_string(a[0].unsafeGetTensorImpl())));
+        EXPECT_EQ(st.step(), 6);
       }
-      // Its state saves in torch's Adam format and loads into torch's Adam.
-      std::stringstream buffer;
-      torch::serialize::OutputArchive out;
-      fused.save(out);
-      out.save_to(buffer);
-      torch::optim::Adam restored(a, opts);
-      torch::serialize::InputArchive in;
-      in.load_from(buffer);
-      restored.load(in);
-      auto& st = static_cast<torch::optim::AdamParamState&>(
-          *restored.state().at(c10::guts::to_string(a[0].unsafeGetTensorImpl())));
-      EXPECT_EQ(st.step(), 6);
     }
   }
+  kernels::cpu::set_capability(capabilities().back());
 }

@@ -17,6 +17,7 @@
 #include "net2net/io/embedding_store.h"
 #include "net2net/train/distributed.h"
 #include "net2net/train/energy.h"
+#include "net2net/train/lr_schedule.h"
 #include "net2net/train/trainer.h"
 #include "test_util.h"
 
@@ -174,11 +175,36 @@ TEST(Train, ValFractionSplitsTheTrainCache) {
   EXPECT_NE(slurp(dir / "run/metrics.jsonl").find("\"split\":\"val\""), std::string::npos);
 }
 
+TEST(Train, CosineScheduleDecaysTheRateStepByStep) {
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(0.5, "constant", 7, 10), 0.5);
+  EXPECT_DOUBLE_EQ(train::scheduled_lr(0.5, "cosine", 0, 10), 0.5);
+  EXPECT_NEAR(train::scheduled_lr(0.5, "cosine", 5, 10), 0.25, 1e-15);
+  EXPECT_NEAR(train::scheduled_lr(0.5, "cosine", 10, 10), 0.0, 1e-15);
+  TempDir dir("train_cosine");
+  make_data(dir, 1000);
+  auto cfg = write_config(dir, "cos", {{"batch_size", 50}, {"steps", 12}, {"lr", 0.004}, {"log_every", 1}, {"lr_schedule", "cosine"}});
+  train::TrainOptions o;
+  o.config_path = cfg;
+  o.run_dir = dir / "run";
+  train::run_training(o);
+  std::ifstream in(dir / "run/metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line);
+    if (j["split"] != "train") continue;
+    const int64_t k = j["step"].get<int64_t>() - 1;  // the update that produced logged step k + 1
+    EXPECT_NEAR(j["lr"].get<double>(), 0.002 * (1 + std::cos(M_PI * k / 12.0)), 1e-12) << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 12);
+}
+
 TEST(TrainTool, SigkillThenResumeIsBitIdenticalInDeterministicMode) {
   TempDir dir("train_kill");
   make_data(dir, 4000);
+  // A cosine schedule too: the resumed run must recompute the rate from the step alone.
   auto cfg = write_config(dir, "kill", {{"batch_size", 64}, {"steps", 400}, {"lr", 0.002}, {"log_every", 10},
-                                        {"val_every", 100}, {"checkpoint_every", 37}},
+                                        {"val_every", 100}, {"checkpoint_every", 37}, {"lr_schedule", "cosine"}},
                           {{"hidden_dim", 128}});
   auto args = [&](const std::string& run) {
     return std::vector<std::string>{kTrain, "--config", cfg, "--run-dir", run, "--deterministic", "--threads", "1", "--log-level", "warn"};

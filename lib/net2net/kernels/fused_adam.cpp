@@ -1,52 +1,11 @@
 #include "net2net/kernels/fused_adam.h"
 
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
+#include "net2net/kernels/cpu/kernels.h"
 
 #include <cmath>
 
 namespace net2net::kernels {
 using torch::Tensor;
-
-namespace {
-// Torch's order of operations, element by element:
-//   g += wd p; m = m b1 + (1 - b1) g; v = v b2 + (1 - b2) g^2; vmax = max(vmax, v);
-//   p -= (lr / bc1) m / (sqrt(vmax) / sqrt(bc2) + eps)
-template <typename T>
-void adam_cpu(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, double b1, double b2, double eps, double wd,
-              double step_size, double sqrt_bc2) {
-  using Vec = at::vec::Vectorized<T>;
-  const T b1t = b1, b2t = b2, one_b1 = 1 - b1, one_b2 = 1 - b2, epst = eps, wdt = wd, ss = step_size, sb = sqrt_bc2;
-  at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-    int64_t i = begin;
-    const Vec vb1(b1t), vb2(b2t), v1b1(one_b1), v1b2(one_b2), veps(epst), vwd(wdt), vss(ss), vsb(sb);
-    for (; i + Vec::size() <= end; i += Vec::size()) {
-      Vec gi = Vec::loadu(g + i);
-      if (wd != 0) gi = gi + Vec::loadu(p + i) * vwd;
-      Vec mi = Vec::loadu(m + i) * vb1 + gi * v1b1;
-      Vec vi = Vec::loadu(v + i) * vb2 + gi * gi * v1b2;
-      mi.store(m + i);
-      vi.store(v + i);
-      Vec d = vi;
-      if (vmax) {
-        d = at::vec::maximum(Vec::loadu(vmax + i), vi);
-        d.store(vmax + i);
-      }
-      Vec denom = d.sqrt() / vsb + veps;
-      (Vec::loadu(p + i) - vss * mi / denom).store(p + i);
-    }
-    for (; i < end; ++i) {
-      T gi = g[i];
-      if (wd != 0) gi = gi + p[i] * wdt;
-      m[i] = m[i] * b1t + gi * one_b1;
-      v[i] = v[i] * b2t + gi * gi * one_b2;
-      T d = v[i];
-      if (vmax) d = vmax[i] = std::max(vmax[i], v[i]);
-      p[i] = p[i] - ss * m[i] / (std::sqrt(d) / sb + epst);
-    }
-  });
-}
-}  // namespace
 
 Tensor FusedAdam::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
@@ -79,7 +38,7 @@ Tensor FusedAdam::step(LossClosure closure) {
       const double step_size = o.lr() / bc1;
       if (fusable && st.exp_avg().is_contiguous() && st.exp_avg_sq().is_contiguous()) {
         AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "fused_adam", [&] {
-          adam_cpu<scalar_t>(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), st.exp_avg().data_ptr<scalar_t>(),
+          cpu::table<scalar_t>().adam(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), st.exp_avg().data_ptr<scalar_t>(),
                              st.exp_avg_sq().data_ptr<scalar_t>(),
                              o.amsgrad() ? st.max_exp_avg_sq().data_ptr<scalar_t>() : nullptr, p.numel(), b1, b2, o.eps(),
                              o.weight_decay(), step_size, std::sqrt(bc2));

@@ -1,0 +1,39 @@
+// Raw CPU kernels of the fused ops (coupling forward / backward / inverse, Adam step), compiled
+// twice: for the baseline x86-64 ISA (kernels_default.cpp) and with AVX2 + FMA
+// (kernels_avx2.cpp, where the compiler and SLEEF allow); table<T>() picks the best that this
+// CPU runs, once. NET2NET_CPU_CAPABILITY=default forces the baseline (tests compare the two).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace net2net::kernels::cpu {
+
+template <typename T>
+struct Table {
+  // y = x exp(s) + t, ld[r] = sum_j s[r, j]; row-major [n, d], contiguous.
+  void (*coupling_forward)(const T* x, const T* s, const T* t, T* y, T* ld, int64_t n, int64_t d);
+  // gx = gy exp(s); gs = gy x exp(s) + gld[r] (gld may be null: no log-det gradient).
+  void (*coupling_backward)(const T* x, const T* s, const T* gy, const T* gld, T* gx, T* gs, int64_t n, int64_t d);
+  // x = (y - t) exp(-s).
+  void (*coupling_inverse)(const T* y, const T* s, const T* t, T* x, int64_t n, int64_t d);
+  // One Adam / AMSGrad step in torch's order of operations (vmax null: no AMSGrad).
+  void (*adam)(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, double b1, double b2, double eps, double wd,
+               double step_size, double sqrt_bc2);
+};
+
+template <typename T>
+const Table<T>& table();
+template <>
+const Table<float>& table<float>();
+template <>
+const Table<double>& table<double>();
+
+// "avx2" or "default": the variant table() returns.
+std::string capability();
+// Every variant built into this binary and runnable here ("default" first).
+std::vector<std::string> available_capabilities();
+// Selects a variant by name for the rest of the process (tests); false if not available.
+bool set_capability(const std::string& name);
+
+}  // namespace net2net::kernels::cpu
