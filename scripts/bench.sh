@@ -38,14 +38,19 @@ jq -rs '
   def py(b; c): map(select(.bench == b and .impl != "cpp" and (.impl // "") != "" and ((.config // "") == c))) | first;
   (map(select(.bench == "machine")) | first) as $m
   | "Machine: \($m.threads) threads, CPU kernels \($m.cpu_kernels // "?"), sgemm \($m.sgemm_gflops | floor) GFLOP/s, copy \($m.copy_gb_per_s * 10 | floor / 10) GB/s\n",
-    "| benchmark | ours (s) | reference (s) | time ratio ours/reference |",
-    "|---|---:|---:|---:|",
+    "Memory-traffic bound of a training step: 48 bytes per parameter (float32 weights read in the",
+    "forward and the backward pass, gradients written, AMSGrad reading p, g, m, v, vmax and writing",
+    "p, m, v, vmax) at the measured copy bandwidth. Phases of our step: forward / backward /",
+    "gradient norm / optimizer.\n",
+    "| benchmark | ours (s) | reference (s) | time ratio ours/reference | traffic bound (s) | ours/bound | phases (ms) |",
+    "|---|---:|---:|---:|---:|---:|---|",
     (["configs/fmnist_label2ae.json", "configs/text2biggan.json"][] as $c
       | (cpp("train"; $c)) as $a | (py("train"; $c)) as $b
-      | "| train step \($c) | \($a.seconds_per_step) | \($b.seconds_per_step) | \($a.seconds_per_step / $b.seconds_per_step * 100 | round / 100) |",
+      | ($a.parameters * 48 / ($m.copy_gb_per_s * 1e9)) as $bound
+      | "| train step \($c) | \($a.seconds_per_step) | \($b.seconds_per_step) | \($a.seconds_per_step / $b.seconds_per_step * 100 | round / 100) | \($bound * 1000 | round / 1000) | \($a.seconds_per_step / $bound * 100 | round / 100) | \([$a.forward_s, $a.backward_s, $a.grad_norm_s, $a.optimizer_s] | map(. * 10000 | round / 10 | tostring) | join(" / ")) |",
         ((cpp("sample"; $c)) as $a | (py("sample"; $c)) as $b
-      | "| sample 256 \($c) | \($a.seconds_per_batch) | \($b.seconds_per_batch) | \($a.seconds_per_batch / $b.seconds_per_batch * 100 | round / 100) |")),
-    (map(select(.bench == "extract")) | first | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) |"),
+      | "| sample 256 \($c) | \($a.seconds_per_batch) | \($b.seconds_per_batch) | \($a.seconds_per_batch / $b.seconds_per_batch * 100 | round / 100) | | | |")),
+    (map(select(.bench == "extract")) | first | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) | | | |"),
     ((map(select(.bench == "fid" and .impl == "cpp")) | first) as $a | (map(select(.bench == "fid" and .impl == "scipy-sqrtm")) | first) as $b
-      | "| FID 10000 x 2048 (vs scipy sqrtm) | \($a.seconds) | \($b.seconds) | \($a.seconds / $b.seconds * 100 | round / 100) |")
+      | "| FID 10000 x 2048 (vs scipy sqrtm) | \($a.seconds) | \($b.seconds) | \($a.seconds / $b.seconds * 100 | round / 100) | | | |")
 ' "$R"
