@@ -129,10 +129,11 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
   w_in_ = register_parameter("w_in", torch::cat({ls.front()->weight, lt.front()->weight}, 0));
   b_in_ = register_parameter("b_in", torch::cat({ls.front()->bias, lt.front()->bias}, 0));
   for (size_t k = 1; k + 1 < ls.size(); ++k) {
-    w_hidden_.push_back(register_parameter("w_hidden" + std::to_string(k), torch::stack({ls[k]->weight, lt[k]->weight})));
+    w_hidden_.push_back(register_parameter("w_hidden" + std::to_string(k),
+                                           torch::stack({ls[k]->weight.t(), lt[k]->weight.t()}).contiguous()));
     b_hidden_.push_back(register_parameter("b_hidden" + std::to_string(k), torch::stack({ls[k]->bias, lt[k]->bias})));
   }
-  w_out_ = register_parameter("w_out", torch::stack({ls.back()->weight, lt.back()->weight}));
+  w_out_ = register_parameter("w_out", torch::stack({ls.back()->weight.t(), lt.back()->weight.t()}).contiguous());
   b_out_ = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
 }
 
@@ -141,8 +142,8 @@ std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   auto h = torch::leaky_relu(torch::addmm(b_in_, x, w_in_.t()), 0.01);  // [N, 2H]
   auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
   for (size_t k = 0; k < w_hidden_.size(); ++k)
-    pair = torch::leaky_relu(torch::baddbmm(b_hidden_[k].unsqueeze(1), pair, w_hidden_[k].transpose(1, 2)), 0.01);
-  auto out = torch::baddbmm(b_out_.unsqueeze(1), pair, w_out_.transpose(1, 2));  // [2, N, out]
+    pair = torch::leaky_relu(torch::baddbmm(b_hidden_[k].unsqueeze(1), pair, w_hidden_[k]), 0.01);
+  auto out = torch::baddbmm(b_out_.unsqueeze(1), pair, w_out_);  // [2, N, out]
   return {torch::tanh(out.select(0, 0)), out.select(0, 1)};
 }
 
@@ -156,10 +157,10 @@ std::vector<std::pair<std::string, Tensor>> SubnetPairImpl::unbatched(const std:
     out.emplace_back(name(0, "weight"), w_in_.narrow(0, j * hidden_, hidden_));
     out.emplace_back(name(0, "bias"), b_in_.narrow(0, j * hidden_, hidden_));
     for (size_t k = 0; k < w_hidden_.size(); ++k) {
-      out.emplace_back(name(k + 1, "weight"), w_hidden_[k].select(0, j));
+      out.emplace_back(name(k + 1, "weight"), w_hidden_[k].select(0, j).t());
       out.emplace_back(name(k + 1, "bias"), b_hidden_[k].select(0, j));
     }
-    out.emplace_back(name(last, "weight"), w_out_.select(0, j));
+    out.emplace_back(name(last, "weight"), w_out_.select(0, j).t());
     out.emplace_back(name(last, "bias"), b_out_.select(0, j));
   }
   return out;
