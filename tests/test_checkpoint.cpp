@@ -92,6 +92,34 @@ TEST(Checkpoint, HoldsConfigAndStateAndRebuildsTheModel) {
   fs::remove_all(dir);
 }
 
+TEST(Checkpoint, OptimizerStateOfAnotherLayoutIsRefusedOnResume) {
+  auto dir = temp_dir("ckpt_layout");
+  auto cfg = test_config(7);
+  auto model = prepared_model(cfg);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
+  auto x = torch::randn({10, 7}), c = torch::randn({10, 3});
+  nll_loss(model->forward(x, c)).loss.backward();
+  adam.step();
+  auto path = (dir / "last.pt").string();
+  io::TrainingState state;
+  state.step = 1;
+  io::save_training_checkpoint(path, cfg, model, adam, state);
+  // Same module tree and tensor count, other shapes: its Adam moments must not be taken.
+  auto other_cfg = cfg;
+  other_cfg["model"]["hidden_dim"] = 24;
+  auto other = prepared_model(other_cfg);
+  torch::optim::Adam other_adam(other->parameters(), torch::optim::AdamOptions(1e-3));
+  try {
+    io::load_training_state(path, other_adam);
+    FAIL() << "loaded optimizer state of another layout";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another parameter layout"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(io::load_training_state(path, adam).step, 1);  // its own layout still loads
+  fs::remove_all(dir);
+}
+
 TEST(Checkpoint, Float64ModelsStayFloat64) {
   auto dir = temp_dir("ckpt64");
   auto cfg = test_config();
