@@ -1,5 +1,6 @@
 #include "net2net/inn/layers.h"
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <random>
@@ -208,19 +209,26 @@ std::vector<std::pair<std::string, Tensor>> DoubleCouplingImpl::unbatched_parame
   return out;
 }
 
+namespace {
+// "s0.linear1.weight" -> {"s0", "linear1", "weight"}: subnet, layer and leaf of a coupling weight.
+std::array<std::string, 3> split_weight_name(const std::string& name) {
+  auto dot = name.find('.'), dot2 = name.find('.', dot + 1);
+  return {name.substr(0, dot), name.substr(dot + 1, dot2 - dot - 1), name.substr(dot2 + 1)};
+}
+}  // namespace
+
 // Written as the module tree {s0, t0, s1, t1}.linear{k}.{weight, bias} (what four Mlp children
 // would write), read back into the packed pairs.
 void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
   std::map<std::string, std::map<std::string, torch::serialize::OutputArchive>> tree;
   std::vector<std::string> order;
   for (const auto& [name, value] : unbatched_parameters()) {
-    auto dot = name.find('.'), dot2 = name.find('.', dot + 1);
-    auto subnet = name.substr(0, dot), layer = name.substr(dot + 1, dot2 - dot - 1);
+    auto [subnet, layer, leaf] = split_weight_name(name);
     if (!tree.count(subnet)) order.push_back(subnet);
     auto& layers = tree[subnet];
     auto it = layers.find(layer);
     if (it == layers.end()) it = layers.emplace(layer, torch::serialize::OutputArchive(archive.compilation_unit())).first;
-    it->second.write(name.substr(dot2 + 1), value.contiguous());
+    it->second.write(leaf, value.contiguous());
   }
   for (const auto& subnet : order) {
     torch::serialize::OutputArchive sub(archive.compilation_unit());
@@ -231,19 +239,21 @@ void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
 
 void DoubleCouplingImpl::load(torch::serialize::InputArchive& archive) {
   torch::NoGradGuard no_grad;
-  std::map<std::string, torch::serialize::InputArchive> subnets;
+  std::map<std::string, torch::serialize::InputArchive> subnets, layers;  // each read once
   for (const auto& [name, target] : unbatched_parameters()) {
-    auto dot = name.find('.'), dot2 = name.find('.', dot + 1);
-    auto subnet = name.substr(0, dot), layer = name.substr(dot + 1, dot2 - dot - 1);
-    auto it = subnets.find(subnet);
-    if (it == subnets.end()) {
-      it = subnets.emplace(subnet, torch::serialize::InputArchive()).first;
-      archive.read(subnet, it->second);
+    auto [subnet, layer, leaf] = split_weight_name(name);
+    auto sub = subnets.find(subnet);
+    if (sub == subnets.end()) {
+      sub = subnets.emplace(subnet, torch::serialize::InputArchive()).first;
+      archive.read(subnet, sub->second);
     }
-    torch::serialize::InputArchive layer_archive;
-    it->second.read(layer, layer_archive);
+    auto lay = layers.find(subnet + "." + layer);
+    if (lay == layers.end()) {
+      lay = layers.emplace(subnet + "." + layer, torch::serialize::InputArchive()).first;
+      sub->second.read(layer, lay->second);
+    }
     Tensor value;
-    layer_archive.read(name.substr(dot2 + 1), value);
+    lay->second.read(leaf, value);
     TORCH_CHECK(value.sizes() == target.sizes(), "coupling weight ", name, ": expected ", target.sizes(), ", got ",
                 value.sizes());
     target.copy_(value);

@@ -26,8 +26,8 @@ struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
     auto y = torch::empty_like(x);
     auto ld = torch::empty({x.size(0)}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_forward", [&] {
-      cpu::table<scalar_t>().coupling_forward(x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                            ld.data_ptr<scalar_t>(), x.size(0), x.size(1));
+      cpu::table<scalar_t>().coupling_forward(x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+                                              y.data_ptr<scalar_t>(), ld.data_ptr<scalar_t>(), x.size(0), x.size(1));
     });
     ctx->save_for_backward({x, s});
     return {y, ld};
@@ -40,8 +40,8 @@ struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
     auto gx = torch::empty_like(x), gs = torch::empty_like(s);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_backward", [&] {
       cpu::table<scalar_t>().coupling_backward(x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                             gld.defined() ? gld.data_ptr<scalar_t>() : nullptr, gx.data_ptr<scalar_t>(),
-                             gs.data_ptr<scalar_t>(), x.size(0), x.size(1));
+                                               gld.defined() ? gld.data_ptr<scalar_t>() : nullptr, gx.data_ptr<scalar_t>(),
+                                               gs.data_ptr<scalar_t>(), x.size(0), x.size(1));
     });
     return {gx, gs, gy};
   }
@@ -67,8 +67,8 @@ Tensor affine_coupling_inverse(const Tensor& y, const Tensor& s, const Tensor& t
   auto yc = y.contiguous(), sc = s.contiguous(), tc = t.contiguous();
   auto x = torch::empty_like(yc);
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "affine_coupling_inverse", [&] {
-    cpu::table<scalar_t>().coupling_inverse(yc.data_ptr<scalar_t>(), sc.data_ptr<scalar_t>(), tc.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                          y.size(0), y.size(1));
+    cpu::table<scalar_t>().coupling_inverse(yc.data_ptr<scalar_t>(), sc.data_ptr<scalar_t>(), tc.data_ptr<scalar_t>(),
+                                            x.data_ptr<scalar_t>(), y.size(0), y.size(1));
   });
   return x;
 }

@@ -39,9 +39,9 @@ Tensor FusedAdam::step(LossClosure closure) {
       if (fusable && st.exp_avg().is_contiguous() && st.exp_avg_sq().is_contiguous()) {
         AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "fused_adam", [&] {
           cpu::table<scalar_t>().adam(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), st.exp_avg().data_ptr<scalar_t>(),
-                             st.exp_avg_sq().data_ptr<scalar_t>(),
-                             o.amsgrad() ? st.max_exp_avg_sq().data_ptr<scalar_t>() : nullptr, p.numel(), b1, b2, o.eps(),
-                             o.weight_decay(), step_size, std::sqrt(bc2));
+                                      st.exp_avg_sq().data_ptr<scalar_t>(),
+                                      o.amsgrad() ? st.max_exp_avg_sq().data_ptr<scalar_t>() : nullptr, p.numel(), b1,
+                                      b2, o.eps(), o.weight_decay(), step_size, std::sqrt(bc2));
         });
         continue;
       }

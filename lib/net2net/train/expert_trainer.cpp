@@ -79,6 +79,8 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
                 epochs = t["epochs"].get<int64_t>();
   const int64_t per_epoch = std::max<int64_t>(1, n / batch), steps = per_epoch * epochs;
   const bool l1 = ae && config["train"]["loss"] == "l1";
+  const double lr = t["lr"];
+  const std::string lr_schedule = t["lr_schedule"];
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::trunc);
   Progress progress(std::string("train ") + config["kind"].get<std::string>(), steps, "steps");
   spdlog::info("training the {} '{}' ({} images, {} epochs of {} steps)", config["kind"].get<std::string>(),
@@ -90,7 +92,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
     for (int64_t b = 0; b < per_epoch; ++b, ++step) {
       auto idx = perm.narrow(0, b * batch, batch);
       auto x = train.x.index_select(0, idx);
-      set_learning_rate(adam, scheduled_lr(t["lr"].get<double>(), t["lr_schedule"], step, steps));
+      set_learning_rate(adam, scheduled_lr(lr, lr_schedule, step, steps));
       Tensor loss;
       if (ae) {
         auto r = call(module, "forward", x);

@@ -270,6 +270,7 @@ json run_training(const TrainOptions& opt) {
   const int64_t steps = t["steps"], batch = t["batch_size"], log_every = t["log_every"], val_every = t["val_every"],
                 ckpt_every = t["checkpoint_every"];
   const uint64_t seed = t["seed"];
+  const std::string lr_schedule = t["lr_schedule"];
   if (lead) {
     fs::create_directories(dir / "checkpoints");
     if (!opt.resume && opt.force) fs::remove(best_path);
@@ -408,7 +409,7 @@ json run_training(const TrainOptions& opt) {
     }
     const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
-    const double step_lr = scheduled_lr(lr, t["lr_schedule"], step, steps);
+    const double step_lr = scheduled_lr(lr, lr_schedule, step, steps);
     if (finite) {
       set_learning_rate(adam, step_lr);
       adam.step();
