@@ -6,6 +6,8 @@
 //     seconds per optimizer step of the config's model on random data (the trainer's step:
 //     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side
 //   net2net-bench machine      sgemm GFLOP/s and copy GB/s of this machine (the roofline)
+//   net2net-bench gemm-nt [--rows 16]   g W^T for a short batch: our kernel (kernels::cpu
+//     matmul_nt) vs torch::mm(g, W.t()) on the layer shapes of text2biggan and the example
 //   net2net-bench sample --config F [--batch B]   seconds per batch of sampling T^-1(v | c)
 //   net2net-bench fid [--n 10000] [--dim 2048] --out FILE.h5
 //     statistics + Frechet distance of two random feature sets (written to FILE.h5 for the
@@ -17,6 +19,7 @@
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include "net2net/core/log.h"
@@ -77,6 +80,10 @@ int main(int argc, char** argv) {
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
   tr->add_option("--steps", steps, "steps per run");
+  auto* nt = app.add_subcommand("gemm-nt", "g W^T for a short batch: our kernel vs torch::mm");
+  int64_t nt_rows = 16;
+  nt->add_option("--rows", nt_rows, "rows of g (the batch)");
+  nt->add_option("--runs", runs, "runs (median)");
   CLI11_PARSE(app, argc, argv);
   setup_logging("warn");
   int n_threads = set_threads(threads);
@@ -118,6 +125,34 @@ int main(int argc, char** argv) {
                                 {"ratio_extract_over_expert_alone", a / w}}
                      .dump()
               << std::endl;
+  }
+  if (nt->parsed()) {
+    // [in, out] of the batched layers: text2biggan's hidden and output layers, the example's.
+    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{1024, 1024}, {1024, 134}, {128, 128}, {128, 32}}) {
+      auto g = torch::randn({nt_rows, out}), w = torch::randn({in, out}), c = torch::empty({nt_rows, in});
+      const auto& k = kernels::cpu::table<float>();
+      auto ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), nt_rows, in, out); };
+      auto theirs = [&] { torch::mm_out(c, g, w.t()); };
+      auto time = [&](const std::function<void()>& f) {
+        const int reps = std::max<int64_t>(1, 200000000 / (2 * nt_rows * in * out));
+        std::vector<double> t;
+        f();
+        for (int r = 0; r < runs; ++r) {
+          auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < reps; ++i) f();
+          t.push_back(seconds_since(t0) / reps);
+        }
+        return median(t);
+      };
+      // Interleaved pairs, so that drifts of a noisy machine hit both alike.
+      double a = time(ours), b = time(theirs);
+      const double flops = 2.0 * nt_rows * in * out;
+      std::cout << nlohmann::json{{"bench", "gemm-nt"}, {"rows", nt_rows}, {"in", in}, {"out", out}, {"threads", n_threads},
+                                  {"cpu_kernels", kernels::cpu::capability()}, {"ours_gflops", flops / a / 1e9},
+                                  {"torch_gflops", flops / b / 1e9}, {"ratio_ours_over_torch", a / b}}
+                       .dump()
+                << std::endl;
+    }
   }
   if (machine->parsed()) {
     const int64_t n = 2048;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -393,6 +394,7 @@ TEST(Flow, ConvertFloatingKeepsIntegerBuffers) {
 
 // ------------------------------------------------------------------ fused coupling kernel
 #include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/batched_linear.h"
 #include "net2net/kernels/cpu/kernels.h"
 
 // Every ISA variant of the CPU kernels built in and runnable here (baseline, AVX2).
@@ -425,6 +427,61 @@ TEST(FusedCoupling, ValuesAndGradientsEqualTheUnfusedOps) {
       auto [y32, ld32] = kernels::affine_coupling(x.to(torch::kFloat), s.to(torch::kFloat), t.to(torch::kFloat));
       EXPECT_LT(max_abs(y32.to(torch::kFloat64) - yr) / (1 + max_abs(yr)), 1e-5);
       EXPECT_LT(max_abs(ld32.to(torch::kFloat64) - ldr) / (1 + max_abs(ldr)), 1e-5);
+    }
+  }
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedKernels, ParallelLoopsUseTheThreads) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    EXPECT_EQ(kernels::cpu::table<float>().parallel_threads(), 2) << isa << ": built without OpenMP?";
+  }
+  at::set_num_threads(before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedKernels, MatmulNtEqualsTorchMm) {
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // Every remainder of the 4 x 3 blocks and of the vector width; one long reduction.
+    for (auto [m, n, len] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {3, 2, 7}, {4, 3, 8}, {5, 7, 9}, {16, 11, 33},
+                                                                {7, 5, 131}, {16, 64, 1030}}) {
+      SCOPED_TRACE(isa + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(len));
+      torch::manual_seed(m * 100 + n);
+      auto a = torch::randn({m, len}, f64()), b = torch::randn({n, len}, f64());
+      auto c = torch::full({m, n}, std::nan(""), f64());  // every element must be written
+      kernels::cpu::table<double>().matmul_nt(a.data_ptr<double>(), b.data_ptr<double>(), c.data_ptr<double>(), m, n, len);
+      auto ref = torch::mm(a, b.t());
+      EXPECT_LT(max_abs(c - ref) / (1 + max_abs(ref)), 1e-13);
+      auto a32 = a.to(torch::kFloat), b32 = b.to(torch::kFloat), c32 = torch::empty({m, n});
+      kernels::cpu::table<float>().matmul_nt(a32.data_ptr<float>(), b32.data_ptr<float>(), c32.data_ptr<float>(), m, n, len);
+      EXPECT_LT(max_abs(c32.to(torch::kFloat64) - ref) / (1 + max_abs(ref)), 1e-5);
+    }
+  }
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedKernels, BatchedLinearEqualsBaddbmmInValuesAndGradients) {
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // Short batches take the kernel's input gradient, long ones plain autograd: both must agree.
+    for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{16}, kernels::kShortBatchRows, kernels::kShortBatchRows + 3}) {
+      SCOPED_TRACE(isa + " rows " + std::to_string(n));
+      torch::manual_seed(n);
+      // x as SubnetPair passes it: a transposed view of one [N, 2H] activation.
+      auto h = torch::randn({n, 2 * 13}, f64()).requires_grad_(true);
+      auto x = h.view({n, 2, 13}).transpose(0, 1);
+      auto w = torch::randn({2, 13, 128}, f64()).requires_grad_(true), b = torch::randn({2, 128}, f64()).requires_grad_(true);
+      auto y = kernels::batched_linear(x, w, b);
+      auto yr = torch::baddbmm(b.unsqueeze(1), x, w);
+      EXPECT_LT(max_abs(y - yr), 1e-12);
+      auto u = torch::randn_like(yr);
+      auto g = torch::autograd::grad({(y * u).sum()}, {h, w, b});
+      auto gr = torch::autograd::grad({(yr * u).sum()}, {h, w, b});
+      for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
     }
   }
   kernels::cpu::set_capability(capabilities().back());

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/batched_linear.h"
 
 namespace net2net::inn {
 
@@ -143,8 +144,8 @@ std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   auto h = torch::leaky_relu(torch::addmm(b_in_, x, w_in_.t()), 0.01);  // [N, 2H]
   auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
   for (size_t k = 0; k < w_hidden_.size(); ++k)
-    pair = torch::leaky_relu(torch::baddbmm(b_hidden_[k].unsqueeze(1), pair, w_hidden_[k]), 0.01);
-  auto out = torch::baddbmm(b_out_.unsqueeze(1), pair, w_out_);  // [2, N, out]
+    pair = torch::leaky_relu(kernels::batched_linear(pair, w_hidden_[k], b_hidden_[k]), 0.01);
+  auto out = kernels::batched_linear(pair, w_out_, b_out_);  // [2, N, out]
   return {torch::tanh(out.select(0, 0)), out.select(0, 1)};
 }
 

@@ -20,6 +20,14 @@ struct Table {
   // One Adam / AMSGrad step in torch's order of operations (vmax null: no AMSGrad).
   void (*adam)(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, double b1, double b2, double eps, double wd,
                double step_size, double sqrt_bc2);
+  // c[r, q] = sum_l a[r, l] b[q, l]: a [m, len], b [n, len], c [m, n], row-major, contiguous.
+  // The input gradient of x @ W for a short batch (m <= ~32): both operands are read along
+  // their rows, where BLAS's transposed-B path is slow on such shapes (about 1/3 of its
+  // non-transposed rate at m = 16 here).
+  void (*matmul_nt)(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t len);
+  // Threads that this variant's parallel loops actually use (a build check: ATen's
+  // parallel_for is inline and runs serially in a file compiled without OpenMP).
+  int (*parallel_threads)();
 };
 
 template <typename T>
