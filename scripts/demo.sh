@@ -111,7 +111,7 @@ run_translate --checkpoint "$OUT/runs/label2ae" --mode transfer --exemplar "$TES
 declare -A cond=([label2ae]=onehot [text2ae]=text [stage12ae]=s1 [stage22ae]=s2 [stage32ae]=s3 [stage42ae]=s4)
 RUNS=(label2ae text2ae stage12ae stage22ae stage32ae stage42ae)
 score() {  # run: samples at T = 1 and 0.7, accuracy, FID, NLL, diversity (and the stage grids)
-  local run=$1 c="h5:$TEST:${cond[$1]}" LOG=("${LOG[@]}" --threads 1)  # two of these run side by side
+  local run=$1 c="h5:$TEST:${cond[$1]}" LOG=("${LOG[@]}" --threads "$JOB_THREADS")  # run side by side (pool)
   run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit "$EVAL_ROWS" --samples 1 --out "$S/$run.h5" > /dev/null
   run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit "$EVAL_ROWS" --samples 1 --temperature 0.7 --out "$S/$run.t07.h5" > /dev/null
   for t in "" .t07; do
@@ -124,17 +124,8 @@ score() {  # run: samples at T = 1 and 0.7, accuracy, FID, NLL, diversity (and t
   local png=(); [[ $run == stage* ]] && png=(--png "$OUT/$run.png" --grid-rows 8)
   run_translate --checkpoint "$OUT/runs/$run" --cond "$c" --limit 100 --samples 8 --out "$S/$run.div.h5" "${png[@]}" > "$S/$run.div.json"
 }
-# Two at a time: most of a small job is process start-up, which overlaps well on two cores.
-pids=()
-for run in "${RUNS[@]}"; do
-  score "$run" &
-  pids+=($!)
-  if (( ${#pids[@]} == 2 )); then
-    for p in "${pids[@]}"; do wait "$p"; done  # a failed score stops the demo (set -e)
-    pids=()
-  fi
-done
-for p in "${pids[@]}"; do wait "$p"; done
+# Side by side (pool): most of a small job is process start-up, which overlaps well.
+pool "${RUNS[@]/#/score }"
 "$EVAL" fid --real "h5:$S/real.h5:img" --fake "h5:$TEST:img" --features "ts:$JUDGE:features" --kid-subsets 0 "${LOG[@]}" \
   > "$S/reference.fid.json" 2>/dev/null || true
 "$EVAL" accuracy --data "h5:$S/real.h5:img" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.h5:label" "${LOG[@]}" \
