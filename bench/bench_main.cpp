@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   }
   if (nt->parsed()) {
     // [in, out] of the batched layers: text2biggan's hidden and output layers, the example's.
-    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{1024, 1024}, {1024, 134}, {128, 128}, {128, 32}}) {
+    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{1024, 1024}, {1024, 134}, {2048, 402}, {128, 128}, {128, 32}}) {
       auto g = torch::randn({nt_rows, out}), w = torch::randn({in, out}), c = torch::empty({nt_rows, in});
       const auto& k = kernels::cpu::table<float>();
       auto ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), nt_rows, in, out); };
