@@ -4,7 +4,9 @@
 //     whole extraction (source, experts, journal, HDF5) vs the expert alone on the same batches
 //   net2net-bench train --config F [--runs R] [--steps S]
 //     seconds per optimizer step of the config's model on random data (the trainer's step:
-//     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side
+//     forward, loss, backward, gradient norm, AMSGrad); bench/train_step.py is the Python side.
+//     NET2NET_BENCH_PROFILE=trace.json also writes one step's ops (torch's autograd profiler,
+//     chrome://tracing format)
 //   net2net-bench machine      sgemm GFLOP/s and copy GB/s of this machine (the roofline)
 //   net2net-bench gemm-nt [--rows 16]   g W^T for a short batch: our kernel (kernels::cpu
 //     matmul_nt) vs torch::mm(g, W.t()) on the layer shapes of text2biggan and the example
@@ -14,6 +16,7 @@
 //     scipy route, tests/python/fid_reference.py --time)
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <algorithm>
 #include <array>
@@ -255,6 +258,11 @@ int main(int argc, char** argv) {
       return std::sqrt(sq);
     };
     step();  // warm-up
+    if (const char* trace = std::getenv("NET2NET_BENCH_PROFILE")) {
+      // One step under torch's autograd profiler, as a chrome://tracing file (op counts and times).
+      torch::autograd::profiler::RecordProfile guard(trace);
+      step();
+    }
     std::vector<double> per_step;
     std::array<std::vector<double>, 4> per_phase;
     for (int r = 0; r < runs; ++r) {
