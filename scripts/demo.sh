@@ -31,15 +31,16 @@ t0=$(date +%s)
 step() { echo "[demo $(($(date +%s) - t0))s] $*" >&2; }
 
 # Runs each argument (a command line: a function and its arguments) as a background job, at most
-# JOBS at a time, each with JOB_THREADS threads. Small models gain little from a second thread
-# (1 thread: 40 ms a step, 2 threads: 33 ms) but two 1-thread jobs run side by side at full
-# speed, so two jobs of one thread each nearly halve the wall time. A failed job stops the demo
-# (set -e on `wait -n`); the trap ends the others.
+# JOBS at a time (fewer if there are fewer jobs), the cores split evenly between them
+# (JOB_THREADS). Small models gain little from a second thread (1 thread: 40 ms a step,
+# 2 threads: 33 ms) but two 1-thread jobs run side by side at full speed, so two jobs of one
+# thread each nearly halve the wall time. A failed job stops the demo (set -e on `wait -n`);
+# the trap ends the others.
 pool() {
-  local running=0 job
-  JOB_THREADS=$(( $(nproc) / JOBS )); (( JOB_THREADS >= 1 )) || JOB_THREADS=1
+  local running=0 job width=$(( JOBS < $# ? JOBS : $# ))
+  JOB_THREADS=$(( $(nproc) / width )); (( JOB_THREADS >= 1 )) || JOB_THREADS=1
   for job in "$@"; do
-    if (( running >= JOBS )); then wait -n; running=$((running - 1)); fi
+    if (( running >= width )); then wait -n; running=$((running - 1)); fi
     eval "$job" &
     running=$((running + 1))
   done
