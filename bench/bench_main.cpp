@@ -136,19 +136,17 @@ int main(int argc, char** argv) {
       const auto& k = kernels::cpu::table<float>();
       auto ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), nt_rows, in, out); };
       auto theirs = [&] { torch::mm_out(c, g, w.t()); };
-      auto time = [&](const std::function<void()>& f) {
-        const int reps = std::max<int64_t>(1, 200000000 / (2 * nt_rows * in * out));
-        std::vector<double> t;
-        f();
-        for (int r = 0; r < runs; ++r) {
-          auto t0 = std::chrono::steady_clock::now();
-          for (int i = 0; i < reps; ++i) f();
-          t.push_back(seconds_since(t0) / reps);
-        }
-        return median(t);
+      // Alternating runs of the two, so that drifts of a noisy machine hit both alike.
+      const int reps = std::max<int64_t>(1, 200000000 / (2 * nt_rows * in * out));
+      auto once = [&](const std::function<void()>& f) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; ++i) f();
+        return seconds_since(t0) / reps;
       };
-      // Interleaved pairs, so that drifts of a noisy machine hit both alike.
-      double a = time(ours), b = time(theirs);
+      ours(), theirs();
+      std::vector<double> ta, tb;
+      for (int r = 0; r < runs; ++r) ta.push_back(once(ours)), tb.push_back(once(theirs));
+      const double a = median(ta), b = median(tb);
       const double flops = 2.0 * nt_rows * in * out;
       std::cout << nlohmann::json{{"bench", "gemm-nt"}, {"rows", nt_rows}, {"in", in}, {"out", out}, {"threads", n_threads},
                                   {"cpu_kernels", kernels::cpu::capability()}, {"ours_gflops", flops / a / 1e9},

@@ -2,8 +2,8 @@
 // (inn::SubnetPair). x [J, N, in], W [J, in, out] (stored [in, out]), b [J, out]. The forward is
 // torch's baddbmm; the backward computes the input gradient g W^T with the raw CPU kernel
 // matmul_nt when the batch is short (N <= 32, out >= 128 and a multiple of 16, float or double
-// on the CPU), where BLAS's
-// transposed path reaches about a third of its usual rate (text2biggan trains at batch 16).
+// on the CPU), where BLAS's transposed path reaches about a third of its usual rate
+// (text2biggan trains at batch 16).
 // Otherwise, and with NET2NET_UNFUSED=1, it is plain baddbmm under autograd.
 #pragma once
 #include <torch/torch.h>
