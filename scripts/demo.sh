@@ -25,6 +25,7 @@ JUDGE_EPOCHS=${JUDGE_EPOCHS:-3}
 EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
 EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the scores
 JOBS=${JOBS:-$(nproc)}               # trainings run side by side, the cores split between them
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "demo: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2; }
 LOG=(--log-level "${LOG_LEVEL:-warn}")
 mkdir -p "$OUT"/{experts,cache,runs,samples}
 t0=$(date +%s)
