@@ -8,8 +8,9 @@
 //     NET2NET_BENCH_PROFILE=trace.json also writes one step's ops (torch's autograd profiler,
 //     chrome://tracing format)
 //   net2net-bench machine      sgemm GFLOP/s and copy GB/s of this machine (the roofline)
-//   net2net-bench gemm-nt [--rows 16]   g W^T for a short batch: our kernel (kernels::cpu
-//     matmul_nt) vs torch::mm(g, W.t()) on the layer shapes of text2biggan and the example
+//   net2net-bench gemm [--rows 16] [--kind nn nt tn]   the GEMMs of a short-batch linear layer
+//     (forward b + x W, input gradient g W^T, weight gradient x^T g): our kernels (kernels::cpu
+//     matmul_nn / nt / tn) vs torch on the layer shapes of text2biggan and the example
 //   net2net-bench sample --config F [--batch B]   seconds per batch of sampling T^-1(v | c)
 //   net2net-bench fid [--n 10000] [--dim 2048] --out FILE.h5
 //     statistics + Frechet distance of two random feature sets (written to FILE.h5 for the
@@ -83,13 +84,17 @@ int main(int argc, char** argv) {
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
   tr->add_option("--steps", steps, "steps per run");
-  auto* nt = app.add_subcommand("gemm-nt", "g W^T for a short batch: our kernel vs torch::mm");
-  int64_t nt_rows = 16;
-  nt->add_option("--rows", nt_rows, "rows of g (the batch)");
-  nt->add_option("--runs", runs, "runs (median)");
+  auto* gemm = app.add_subcommand("gemm", "short-batch GEMMs of a linear layer: our kernels vs torch");
+  int64_t gemm_rows = 16;
+  std::vector<std::string> gemm_kinds = {"nn", "nt", "tn"};
+  gemm->add_option("--rows", gemm_rows, "rows of x and g (the batch)");
+  gemm->add_option("--kind", gemm_kinds, "nn: b + x W (forward), nt: g W^T (input gradient), tn: x^T g (weight gradient)")
+      ->check(CLI::IsMember({"nn", "nt", "tn"}));
+  gemm->add_option("--runs", runs, "runs (median)");
   CLI11_PARSE(app, argc, argv);
   setup_logging("warn");
   int n_threads = set_threads(threads);
+  keep_freed_memory();
 
   if (ex->parsed()) {
     auto src = data::open_source(source);
@@ -129,31 +134,48 @@ int main(int argc, char** argv) {
                      .dump()
               << std::endl;
   }
-  if (nt->parsed()) {
+  if (gemm->parsed()) {
     // [in, out] of the batched layers: text2biggan's hidden and output layers, the example's.
-    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{1024, 1024}, {1024, 134}, {2048, 402}, {128, 128}, {128, 32}}) {
-      auto g = torch::randn({nt_rows, out}), w = torch::randn({in, out}), c = torch::empty({nt_rows, in});
-      const auto& k = kernels::cpu::table<float>();
-      auto ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), nt_rows, in, out); };
-      auto theirs = [&] { torch::mm_out(c, g, w.t()); };
-      // Alternating runs of the two, so that drifts of a noisy machine hit both alike.
-      const int reps = std::max<int64_t>(1, 200000000 / (2 * nt_rows * in * out));
-      auto once = [&](const std::function<void()>& f) {
-        auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) f();
-        return seconds_since(t0) / reps;
-      };
-      ours(), theirs();
-      std::vector<double> ta, tb;
-      for (int r = 0; r < runs; ++r) ta.push_back(once(ours)), tb.push_back(once(theirs));
-      const double a = median(ta), b = median(tb);
-      const double flops = 2.0 * nt_rows * in * out;
-      std::cout << nlohmann::json{{"bench", "gemm-nt"}, {"rows", nt_rows}, {"in", in}, {"out", out}, {"threads", n_threads},
-                                  {"cpu_kernels", kernels::cpu::capability()}, {"ours_gflops", flops / a / 1e9},
-                                  {"torch_gflops", flops / b / 1e9}, {"ratio_ours_over_torch", a / b}}
-                       .dump()
-                << std::endl;
-    }
+    const std::vector<std::array<int64_t, 2>> shapes = {{1024, 1024}, {1024, 134}, {2048, 402}, {128, 128}, {128, 32}};
+    const auto& k = kernels::cpu::table<float>();
+    for (const auto& kind : gemm_kinds)
+      for (auto [in, out] : shapes) {
+        auto w = torch::randn({in, out}), bias = torch::randn({out});
+        auto x = torch::randn({gemm_rows, in}), g = torch::randn({gemm_rows, out});
+        auto c = torch::empty(kind == "nt" ? std::vector<int64_t>{gemm_rows, in}
+                                           : kind == "nn" ? std::vector<int64_t>{gemm_rows, out} : std::vector<int64_t>{in, out});
+        std::function<void()> ours, theirs;
+        if (kind == "nt") {  // the input gradient g W^T
+          ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, in, out); };
+          theirs = [&] { torch::mm_out(c, g, w.t()); };
+        } else if (kind == "nn") {  // the forward b + x W
+          ours = [&] {
+            k.matmul_nn(x.data_ptr<float>(), in, w.data_ptr<float>(), bias.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, out, in);
+          };
+          theirs = [&] { torch::addmm_out(c, bias, x, w); };
+        } else {  // the weight gradient x^T g
+          ours = [&] { k.matmul_tn(x.data_ptr<float>(), in, g.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, out, in); };
+          theirs = [&] { torch::mm_out(c, x.t(), g); };
+        }
+        // Alternating runs of the two, so that drifts of a noisy machine hit both alike.
+        const int reps = std::max<int64_t>(1, 200000000 / (2 * gemm_rows * in * out));
+        auto once = [&](const std::function<void()>& f) {
+          auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < reps; ++i) f();
+          return seconds_since(t0) / reps;
+        };
+        ours(), theirs();
+        std::vector<double> ta, tb;
+        for (int r = 0; r < runs; ++r) ta.push_back(once(ours)), tb.push_back(once(theirs));
+        const double a = median(ta), b = median(tb);
+        const double flops = 2.0 * gemm_rows * in * out;
+        std::cout << nlohmann::json{{"bench", "gemm"}, {"kind", kind}, {"rows", gemm_rows}, {"in", in}, {"out", out},
+                                    {"threads", n_threads}, {"cpu_kernels", kernels::cpu::capability()},
+                                    {"ours_gflops", flops / a / 1e9}, {"torch_gflops", flops / b / 1e9},
+                                    {"ratio_ours_over_torch", a / b}}
+                         .dump()
+                  << std::endl;
+      }
   }
   if (machine->parsed()) {
     const int64_t n = 2048;
@@ -239,7 +261,7 @@ int main(int argc, char** argv) {
         phase[i] += seconds_since(t);
         t = std::chrono::steady_clock::now();
       };
-      adam.zero_grad();
+      adam.clear_grads();
       auto out = model->forward(x, c);
       auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
       lap(0);
@@ -255,7 +277,7 @@ int main(int argc, char** argv) {
       lap(3);
       return std::sqrt(sq);
     };
-    step();  // warm-up
+    step(), step();  // warm-up: the first steps allocate the gradients and the optimizer state
     if (const char* trace = std::getenv("NET2NET_BENCH_PROFILE")) {
       // One step under torch's autograd profiler, as a chrome://tracing file (op counts and times).
       torch::autograd::profiler::RecordProfile guard(trace);

@@ -25,8 +25,8 @@ for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
   run "$B" --threads "$threads" sample --config "$cfg" --batch 256 --runs $runs --steps $steps
   /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
 done
-# The short-batch input gradient g W^T: our kernel vs torch::mm on the same shapes, in one process.
-run "$B" --threads "$threads" gemm-nt --rows 16
+# The GEMMs of a short-batch linear layer: our kernels vs torch on the same shapes, in one process.
+run "$B" --threads "$threads" gemm --rows 16
 # Extraction vs the expert alone on the same batches.
 /usr/bin/python3 scripts/experts/export_torchvision.py --arch resnet18 --size 64 --pool-stages --out "$tmp/r18.pt"
 run "$B" --threads "$threads" extract --expert "ts:$tmp/r18.pt:stage3" --data fashion-mnist:test --limit 10000 --batch-size 64 --runs 3
@@ -55,5 +55,5 @@ jq -rs '
     (map(select(.bench == "extract")) | first | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) | | | |"),
     ((map(select(.bench == "fid" and .impl == "cpp")) | first) as $a | (map(select(.bench == "fid" and .impl == "scipy-sqrtm")) | first) as $b
       | "| FID 10000 x 2048 (vs scipy sqrtm) | \($a.seconds) | \($b.seconds) | \($a.seconds / $b.seconds * 100 | round / 100) | | | |"),
-    (map(select(.bench == "gemm-nt"))[] | "| g W^T, \(.rows) x \(.out) by \(.in) x \(.out) (vs torch::mm, GFLOP/s) | \(.ours_gflops | floor) | \(.torch_gflops | floor) | \(.ratio_ours_over_torch * 100 | round / 100) | | | |")
+    (map(select(.bench == "gemm"))[] | "| \({nn: "b + x W", nt: "g W^T", tn: "x^T g"}[.kind]) (\(.kind)), \(.rows) rows, W \(.in) x \(.out) (vs torch, GFLOP/s) | \(.ours_gflops | floor) | \(.torch_gflops | floor) | \(.ratio_ours_over_torch * 100 | round / 100) | | | |")
 ' "$R"

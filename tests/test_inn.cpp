@@ -464,17 +464,59 @@ TEST(FusedKernels, MatmulNtEqualsTorchMm) {
   kernels::cpu::set_capability(capabilities().back());
 }
 
+TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);  // nn splits k between the threads: the partial sums must add up
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // Row blocks of 4, strips of 3 vectors (a narrow last strip, padded), chunks of 64 along k
+    // for nn, a split of k between threads; a's rows strided (lda > k) as SubnetPair passes them.
+    for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {3, 2, 7}, {4, 24, 8}, {5, 7, 9}, {16, 11, 33},
+                                                              {7, 50, 131}, {16, 134, 1030}, {2, 1030, 70}}) {
+      SCOPED_TRACE(isa + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+      torch::manual_seed(m * 100 + n + k);
+      auto a_wide = torch::randn({m, k + 3}, f64());
+      auto a = a_wide.narrow(1, 1, k);  // row stride k + 3
+      auto b = torch::randn({k, n}, f64()), bias = torch::randn({n}, f64()), g = torch::randn({m, n}, f64());
+      auto c = torch::full({m, n}, std::nan(""), f64());  // every element must be written
+      kernels::cpu::table<double>().matmul_nn(a.data_ptr<double>(), k + 3, b.data_ptr<double>(), bias.data_ptr<double>(),
+                                              c.data_ptr<double>(), m, n, k);
+      auto ref = torch::addmm(bias, a, b);
+      EXPECT_LT(max_abs(c - ref) / (1 + max_abs(ref)), 1e-13) << "nn";
+      kernels::cpu::table<double>().matmul_nn(a.data_ptr<double>(), k + 3, b.data_ptr<double>(), nullptr,
+                                              c.data_ptr<double>(), m, n, k);
+      EXPECT_LT(max_abs(c - torch::mm(a, b)) / (1 + max_abs(ref)), 1e-13) << "nn without bias";
+      auto ct = torch::full({k, n}, std::nan(""), f64());
+      kernels::cpu::table<double>().matmul_tn(a.data_ptr<double>(), k + 3, g.data_ptr<double>(), ct.data_ptr<double>(), m, n, k);
+      auto ref_t = torch::mm(a.t(), g);
+      EXPECT_LT(max_abs(ct - ref_t) / (1 + max_abs(ref_t)), 1e-13) << "tn";
+      // float: the AVX2 variant's 8 lanes (different remainders than double's 4)
+      auto a32 = a_wide.to(torch::kFloat), b32 = b.to(torch::kFloat), bias32 = bias.to(torch::kFloat), g32 = g.to(torch::kFloat);
+      auto c32 = torch::empty({m, n}), ct32 = torch::empty({k, n});
+      kernels::cpu::table<float>().matmul_nn(a32.data_ptr<float>() + 1, k + 3, b32.data_ptr<float>(), bias32.data_ptr<float>(),
+                                             c32.data_ptr<float>(), m, n, k);
+      EXPECT_LT(max_abs(c32.to(torch::kFloat64) - ref) / (1 + max_abs(ref)), 1e-5) << "nn f32";
+      kernels::cpu::table<float>().matmul_tn(a32.data_ptr<float>() + 1, k + 3, g32.data_ptr<float>(), ct32.data_ptr<float>(), m, n, k);
+      EXPECT_LT(max_abs(ct32.to(torch::kFloat64) - ref_t) / (1 + max_abs(ref_t)), 1e-5) << "tn f32";
+    }
+  }
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
 TEST(FusedKernels, BatchedLinearEqualsBaddbmmInValuesAndGradients) {
   for (const auto& isa : capabilities()) {
     ASSERT_TRUE(kernels::cpu::set_capability(isa));
-    // Short batches take the kernel's input gradient, long ones plain autograd: both must agree.
+    // Short batches take the kernels (each GEMM where it wins: the shapes below reach all three
+    // and the fallbacks), long ones plain autograd: all must agree.
+    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{13, 128}, {520, 134}, {13, 40}})
     for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{16}, kernels::kShortBatchRows, kernels::kShortBatchRows + 3}) {
-      SCOPED_TRACE(isa + " rows " + std::to_string(n));
+      SCOPED_TRACE(isa + " rows " + std::to_string(n) + " in " + std::to_string(in) + " out " + std::to_string(out));
       torch::manual_seed(n);
       // x as SubnetPair passes it: a transposed view of one [N, 2H] activation.
-      auto h = torch::randn({n, 2 * 13}, f64()).requires_grad_(true);
-      auto x = h.view({n, 2, 13}).transpose(0, 1);
-      auto w = torch::randn({2, 13, 128}, f64()).requires_grad_(true), b = torch::randn({2, 128}, f64()).requires_grad_(true);
+      auto h = torch::randn({n, 2 * in}, f64()).requires_grad_(true);
+      auto x = h.view({n, 2, in}).transpose(0, 1);
+      auto w = torch::randn({2, in, out}, f64()).requires_grad_(true), b = torch::randn({2, out}, f64()).requires_grad_(true);
       auto y = kernels::batched_linear(x, w, b);
       auto yr = torch::baddbmm(b.unsqueeze(1), x, w);
       EXPECT_LT(max_abs(y - yr), 1e-12);

@@ -113,6 +113,7 @@ int run_tool(const std::string& name, int argc, char** argv) {
     setup_logging(g.log_level);
     g.device = check_device(g.device);
     int threads = set_threads(g.threads);
+    keep_freed_memory();
     seed_everything(g.seed);
     spdlog::debug("{}: {} threads, device {}, seed {}", name, threads, g.device, g.seed);
     return tool->run(g);

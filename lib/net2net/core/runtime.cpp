@@ -1,8 +1,12 @@
 #include "net2net/core/runtime.h"
 
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "net2net/core/error.h"
@@ -24,6 +28,14 @@ int set_threads(int threads) {
   int n = threads > 0 ? threads : available_cpus();
   torch::set_num_threads(n);
   return n;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  // 32 MB is glibc's largest mmap threshold on 64-bit; bigger blocks are still mapped and unmapped.
+  if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }

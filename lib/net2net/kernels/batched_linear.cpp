@@ -9,39 +9,76 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 namespace {
-// The kernel reduces over `out`: short or ragged reductions cost it more than BLAS (net2net-bench
-// gemm-nt, 16 rows, 2 threads: in x out 1024 x 1024 123 vs 55 GFLOP/s, 128 x 128 66 vs 48, but
-// 1024 x 134 56 vs 95 and 128 x 32 26 vs 30).
-bool use_kernel(const Tensor& x, const Tensor& w, const Tensor& b) {
+// Which of the three GEMMs our kernels take, from `net2net-bench gemm` (16 rows, 2 threads,
+// GFLOP/s ours vs torch; W [in, out]):
+//   forward b + x W (nn):   1024 x 1024 105 vs 94-105, 1024 x 134 106 vs 74, 128 x 128 81 vs 71,
+//                           128 x 32 33 vs 37
+//   input grad g W^T (nt):  1024 x 1024 119 vs 55, 128 x 128 71 vs 47, but 1024 x 134 56 vs 82
+//                           and 128 x 32 24 vs 29 (it reduces over `out`: short or ragged
+//                           reductions cost it horizontal sums and scalar tails)
+//   weight grad x^T g (tn): 1024 x 1024 123 vs 83, 1024 x 134 73 vs 49, but 128 x 128 57 vs 69
+bool kernel_forward(int64_t /*in*/, int64_t out) { return out >= 64; }
+bool kernel_input_grad(int64_t /*in*/, int64_t out) { return out >= 128 && out % 16 == 0; }
+bool kernel_weight_grad(int64_t in, int64_t /*out*/) { return in >= 512; }
+
+bool use_function(const Tensor& x, const Tensor& w, const Tensor& b) {
   const auto type = x.scalar_type();
-  return fused() && torch::GradMode::is_enabled() && x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu() &&
-         x.dim() == 3 && w.dim() == 3 && b.dim() == 2 && x.size(1) <= kShortBatchRows && w.size(2) >= 128 &&
-         w.size(2) % 16 == 0 && w.scalar_type() == type &&
-         b.scalar_type() == type && (type == torch::kFloat32 || type == torch::kFloat64);
+  return fused() && x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu() && x.dim() == 3 && w.dim() == 3 &&
+         b.dim() == 2 && x.size(1) <= kShortBatchRows && w.scalar_type() == type && b.scalar_type() == type &&
+         (type == torch::kFloat32 || type == torch::kFloat64);
 }
 
 struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor w, Tensor b) {
     ctx->save_for_backward({x, w});
-    return torch::baddbmm(b.unsqueeze(1), x, w);
+    const int64_t batch = x.size(0), n = x.size(1), in = w.size(1), out = w.size(2);
+    if (!kernel_forward(in, out)) return torch::baddbmm(b.unsqueeze(1), x, w);
+    // x may be a view with strided rows (SubnetPair's transposed [N, 2H]); its columns must be dense.
+    const Tensor xs = x.stride(2) == 1 ? x : x.contiguous();
+    const Tensor wc = w.contiguous(), bc = b.contiguous();
+    Tensor y = torch::empty({batch, n, out}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batched_linear_forward", [&] {
+      const auto& k = cpu::table<scalar_t>();
+      for (int64_t j = 0; j < batch; ++j)
+        k.matmul_nn(xs.data_ptr<scalar_t>() + j * xs.stride(0), xs.stride(1), wc.data_ptr<scalar_t>() + j * in * out,
+                    bc.data_ptr<scalar_t>() + j * out, y.data_ptr<scalar_t>() + j * n * out, n, out, in);
+    });
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &w = saved[1];
     const Tensor g = grads[0].contiguous();  // [J, N, out]
+    const int64_t batch = g.size(0), n = g.size(1), in = w.size(1), out = w.size(2);
     Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) {
-      const Tensor wc = w.contiguous();  // [J, in, out]: rows of W^T's columns, read along out
-      const int64_t batch = g.size(0), n = g.size(1), in = wc.size(1), out = wc.size(2);
-      gx = torch::empty({batch, n, in}, g.options());
-      AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "batched_linear_backward", [&] {
-        const auto& k = cpu::table<scalar_t>();
-        for (int64_t j = 0; j < batch; ++j)
-          k.matmul_nt(g.data_ptr<scalar_t>() + j * n * out, wc.data_ptr<scalar_t>() + j * in * out,
-                      gx.data_ptr<scalar_t>() + j * n * in, n, in, out);
-      });
+      if (kernel_input_grad(in, out)) {
+        const Tensor wc = w.contiguous();  // [J, in, out]: rows of W^T's columns, read along out
+        gx = torch::empty({batch, n, in}, g.options());
+        AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "batched_linear_input_grad", [&] {
+          const auto& k = cpu::table<scalar_t>();
+          for (int64_t j = 0; j < batch; ++j)
+            k.matmul_nt(g.data_ptr<scalar_t>() + j * n * out, wc.data_ptr<scalar_t>() + j * in * out,
+                        gx.data_ptr<scalar_t>() + j * n * in, n, in, out);
+        });
+      } else {
+        gx = torch::bmm(g, w.transpose(1, 2));
+      }
     }
-    if (ctx->needs_input_grad(1)) gw = torch::bmm(x.transpose(1, 2), g);
+    if (ctx->needs_input_grad(1)) {
+      if (kernel_weight_grad(in, out)) {
+        const Tensor xs = x.stride(2) == 1 ? x : x.contiguous();
+        gw = torch::empty({batch, in, out}, g.options());
+        AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "batched_linear_weight_grad", [&] {
+          const auto& k = cpu::table<scalar_t>();
+          for (int64_t j = 0; j < batch; ++j)
+            k.matmul_tn(xs.data_ptr<scalar_t>() + j * xs.stride(0), xs.stride(1), g.data_ptr<scalar_t>() + j * n * out,
+                        gw.data_ptr<scalar_t>() + j * in * out, n, out, in);
+        });
+      } else {
+        gw = torch::bmm(x.transpose(1, 2), g);
+      }
+    }
     if (ctx->needs_input_grad(2)) gb = g.sum(1);
     return {gx, gw, gb};
   }
@@ -49,7 +86,7 @@ struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
 }  // namespace
 
 Tensor batched_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  if (!use_kernel(x, w, b)) return torch::baddbmm(b.unsqueeze(1), x, w);
+  if (!use_function(x, w, b)) return torch::baddbmm(b.unsqueeze(1), x, w);
   return BatchedLinearFn::apply(x, w, b);
 }
 

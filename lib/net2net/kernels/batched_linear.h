@@ -1,10 +1,10 @@
 // y[j] = b[j] + x[j] W[j] over a leading batch j: the s and t subnets of a coupling as one chain
-// (inn::SubnetPair). x [J, N, in], W [J, in, out] (stored [in, out]), b [J, out]. The forward is
-// torch's baddbmm; the backward computes the input gradient g W^T with the raw CPU kernel
-// matmul_nt when the batch is short (N <= 32, out >= 128 and a multiple of 16, float or double
-// on the CPU), where BLAS's transposed path reaches about a third of its usual rate
-// (text2biggan trains at batch 16).
-// Otherwise, and with NET2NET_UNFUSED=1, it is plain baddbmm under autograd.
+// (inn::SubnetPair). x [J, N, in], W [J, in, out] (stored [in, out]), b [J, out]. For a short
+// batch (N <= 32, float or double on the CPU; text2biggan trains at batch 16) the forward, the
+// input gradient g W^T and the weight gradient x^T g run on the raw CPU kernels (matmul_nn / nt /
+// tn) on the shapes where they beat BLAS, which is slow on such shapes (it packs the whole W for
+// 16 rows, and its transposed paths are slower still); otherwise, and with NET2NET_UNFUSED=1,
+// it is plain baddbmm under autograd.
 #pragma once
 #include <torch/torch.h>
 

@@ -62,4 +62,9 @@ Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
+void FusedAdam::clear_grads() {
+  for (auto& group : param_groups_)
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 }  // namespace net2net::kernels

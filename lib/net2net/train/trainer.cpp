@@ -377,7 +377,7 @@ json run_training(const TrainOptions& opt) {
     const int64_t step = state.step;
     auto idx = order.indices(step).narrow(0, share_begin, share_end - share_begin).to(device);
     auto x = data.train.target.index_select(0, idx), c = data.train.cond.index_select(0, idx);
-    adam.zero_grad();
+    adam.clear_grads();
     auto out = model->forward(x, c);
     auto nll_i = 0.5 * out.v.pow(2).sum(1);
     // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.

@@ -25,6 +25,12 @@ struct Table {
   // their rows, where BLAS's transposed-B path is slow on such shapes (about 1/3 of its
   // non-transposed rate at m = 16 here).
   void (*matmul_nt)(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t len);
+  // c[r, q] = bias[q] + sum_l a[r, l] b[l, q]: a [m, k] (row stride lda), b [k, n], c [m, n]
+  // contiguous, bias [n] or null. The forward x W + b of a short batch against a large W.
+  void (*matmul_nn)(const T* a, int64_t lda, const T* b, const T* bias, T* c, int64_t m, int64_t n, int64_t k);
+  // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] (row stride lda), b [m, n], c [k, n] contiguous.
+  // The weight gradient x^T g of a short batch.
+  void (*matmul_tn)(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();

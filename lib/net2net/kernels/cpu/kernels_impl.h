@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "net2net/kernels/cpu/kernels.h"
 
@@ -182,6 +183,205 @@ void matmul_nt(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t len) 
   });
 }
 
+// One MR x NR-vector block of c = start + a b (nn): each step l broadcasts MR values of a's
+// column l and multiplies them with NR vectors of b's row l (b: a packed strip, row stride ldb).
+// start: `bias` (NR vectors, or zero when null) when `init`, else the block's current c. Only
+// whole vectors are loaded and stored (column tails are padded by the caller), which keeps the
+// 12 accumulators in registers.
+template <typename T, int MR, int NR>
+inline void nn_block(const T* a, int64_t lda, const T* b, int64_t ldb, const T* bias, T* c, int64_t ldc, int64_t k,
+                     bool init) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int V = Vec::size();
+  Vec acc[MR][NR];
+  for (int q = 0; q < NR; ++q)
+    for (int r = 0; r < MR; ++r)
+      acc[r][q] = init ? (bias ? Vec::loadu(bias + q * V) : Vec(T(0))) : Vec::loadu(c + r * ldc + q * V);
+  for (int64_t l = 0; l < k; ++l) {
+    Vec bv[NR];
+    for (int q = 0; q < NR; ++q) bv[q] = Vec::loadu(b + l * ldb + q * V);
+    for (int r = 0; r < MR; ++r) {
+      const Vec av(a[r * lda + l]);
+      for (int q = 0; q < NR; ++q) acc[r][q] = at::vec::fmadd(av, bv[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q) acc[r][q].store(c + r * ldc + q * V);
+}
+
+template <typename T, int MR>
+inline void nn_rows(const T* a, int64_t lda, const T* b, int64_t ldb, const T* bias, T* c, int64_t ldc, int64_t k,
+                    bool init, int nr) {
+  if (nr == 3) nn_block<T, MR, 3>(a, lda, b, ldb, bias, c, ldc, k, init);
+  else if (nr == 2) nn_block<T, MR, 2>(a, lda, b, ldb, bias, c, ldc, k, init);
+  else nn_block<T, MR, 1>(a, lda, b, ldb, bias, c, ldc, k, init);
+}
+
+// Copies rows [l0, l0 + kl) of b's columns [j0, j0 + cols) into `packed` strip by strip: strip
+// t (columns j0 + t * width ...) at packed + t * kl * width, row l at + l * width; columns past
+// `cols` in the last strip are zero.
+template <typename T>
+inline void pack_strips(const T* b, int64_t ldb, int64_t l0, int64_t kl, int64_t j0, int64_t cols, int64_t width,
+                        T* packed) {
+  const int64_t n_strips = (cols + width - 1) / width;
+  for (int64_t l = 0; l < kl; ++l) {
+    const T* row = b + (l0 + l) * ldb + j0;  // read along the row: one sequential stream
+    for (int64_t t = 0; t < n_strips; ++t) {
+      T* dst = packed + (t * kl + l) * width;
+      const int64_t w = std::min<int64_t>(width, cols - t * width);
+      for (int64_t q = 0; q < w; ++q) dst[q] = row[t * width + q];
+      for (int64_t q = w; q < width; ++q) dst[q] = T(0);
+    }
+  }
+}
+
+// acc[r, q] += sum_{l in [l0, l1)} a[r, l] b[l, q] over all n columns; acc [m, n] contiguous
+// (padded columns: acc's row stride is ldacc >= n). b's rows are walked in chunks of kc, each
+// chunk (one contiguous stretch of memory) copied strip by strip into `packed`, and every block
+// of MR rows of a runs over each strip.
+template <typename T>
+void nn_accumulate(const T* a, int64_t lda, const T* b, int64_t n, int64_t l0, int64_t l1, T* acc, int64_t ldacc,
+                   int64_t m, bool init, const T* bias_padded, T* packed) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int MR = 4, NR = 3, V = Vec::size();
+  constexpr int64_t width = NR * V, kc = 64;
+  const int64_t strips = (n + width - 1) / width;
+  for (int64_t c0 = l0; c0 < std::max(l1, l0 + 1); c0 += kc) {
+    const int64_t kl = std::max<int64_t>(0, std::min<int64_t>(kc, l1 - c0));
+    const bool first = init && c0 == l0;
+    pack_strips(b, n, c0, kl, 0, n, width, packed);
+    for (int64_t s = 0; s < strips; ++s) {
+      const int64_t j0 = s * width;
+      const int nr = static_cast<int>((std::min<int64_t>(width, n - j0) + V - 1) / V);
+      const T* bs = packed + s * kl * width;
+      const T* bi = bias_padded ? bias_padded + j0 : nullptr;
+      for (int64_t r0 = 0; r0 < m; r0 += MR) {
+        const T* ar = a + r0 * lda + c0;
+        T* cr = acc + r0 * ldacc + j0;
+        switch (std::min<int64_t>(MR, m - r0)) {
+          case 4: nn_rows<T, 4>(ar, lda, bs, width, bi, cr, ldacc, kl, first, nr); break;
+          case 3: nn_rows<T, 3>(ar, lda, bs, width, bi, cr, ldacc, kl, first, nr); break;
+          case 2: nn_rows<T, 2>(ar, lda, bs, width, bi, cr, ldacc, kl, first, nr); break;
+          default: nn_rows<T, 1>(ar, lda, bs, width, bi, cr, ldacc, kl, first, nr); break;
+        }
+      }
+    }
+  }
+}
+
+// c[r, q] = bias[q] + sum_l a[r, l] b[l, q]: a [m, k] with row stride lda, b [k, n] and c [m, n]
+// contiguous, bias [n] or null. For short batches (m <= ~32) times a large b, which is read
+// once, as a few long sequential streams: the threads split b's rows (k), each summing its part
+// into its own [m, n] buffer, added up at the end. (Split by columns, each thread reads short
+// pieces of every row, 4 KB apart at the usual widths: every piece a new page and a cache miss
+// the prefetcher does not see coming, 5 GB/s instead of 20+.) Columns are padded to whole
+// vectors in the buffers, so the kernels only load and store whole vectors.
+template <typename T>
+void matmul_nn(const T* a, int64_t lda, const T* b, const T* bias, T* c, int64_t m, int64_t n, int64_t k) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t width = 3 * Vec::size(), kc = 64;
+  const int64_t ldacc = (n + width - 1) / width * width;
+  std::vector<T> bias_padded;
+  if (bias) {
+    bias_padded.assign(ldacc, T(0));
+    std::copy_n(bias, n, bias_padded.data());
+  }
+  const int64_t chunks = (k + kc - 1) / kc;
+  const int threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
+  // One part per thread (few enough rows, one part); part 0 starts from the bias.
+  const int64_t parts = m * k * n < (int64_t{1} << 18) ? 1 : threads;
+  std::vector<std::vector<T>> acc(static_cast<size_t>(parts));
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> packed(static_cast<size_t>(kc * ldacc));
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t l0 = chunks * part / parts * kc, l1 = std::min(k, chunks * (part + 1) / parts * kc);
+      acc[part].assign(static_cast<size_t>(m * ldacc), T(0));
+      nn_accumulate(a, lda, b, n, l0, l1, acc[part].data(), ldacc, m, /*init=*/true,
+                    part == 0 && bias ? bias_padded.data() : nullptr, packed.data());
+    }
+  });
+  for (int64_t r = 0; r < m; ++r) {
+    T* cr = c + r * n;
+    std::copy_n(acc[0].data() + r * ldacc, n, cr);
+    for (int64_t part = 1; part < parts; ++part) {
+      const T* src = acc[part].data() + r * ldacc;
+      for (int64_t q = 0; q < n; ++q) cr[q] += src[q];
+    }
+  }
+}
+
+// One MR x NR-vector block of c = a^T b (tn), the reduction over the m rows of both: a holds
+// a^T's MR rows (row stride lda), b a packed strip (row stride ldb). Whole vectors only.
+template <typename T, int MR, int NR>
+inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int V = Vec::size();
+  Vec acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q) acc[r][q] = Vec(T(0));
+  for (int64_t i = 0; i < m; ++i) {
+    Vec bv[NR];
+    for (int q = 0; q < NR; ++q) bv[q] = Vec::loadu(b + i * ldb + q * V);
+    for (int r = 0; r < MR; ++r) {
+      const Vec av(a[r * lda + i]);
+      for (int q = 0; q < NR; ++q) acc[r][q] = at::vec::fmadd(av, bv[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q) acc[r][q].store(c + r * ldc + q * V);
+}
+
+template <typename T, int MR>
+inline void tn_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr) {
+  if (nr == 3) tn_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m);
+  else if (nr == 2) tn_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m);
+  else tn_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m);
+}
+
+// c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] with row stride lda, b [m, n] contiguous, c [k, n]
+// contiguous. The weight gradient x^T g of a short batch (m <= ~32): c is written once, a and b
+// stay in cache. a is transposed once to [k, m]; each thread packs b's part of its range of
+// columns strip by strip (pack_strips) and writes c block row by block row along the range
+// (written strip by strip down the rows instead, every store would open a new page). A narrower
+// last strip is computed into a scratch tile.
+template <typename T>
+void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int MR = 4, NR = 3, V = Vec::size();
+  constexpr int64_t width = NR * V;
+  const int64_t strips = (n + width - 1) / width;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(m * k * NR, 1));
+  std::vector<T> a_t(static_cast<size_t>(k * m));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p) a_t[p * m + i] = a[i * lda + p];
+  at::parallel_for(0, strips, grain, [&](int64_t begin, int64_t end) {
+    const int64_t j_begin = begin * width, cols = std::min<int64_t>(end * width, n) - j_begin;
+    std::vector<T> packed(static_cast<size_t>(m * (end - begin) * width));
+    pack_strips(b, n, 0, m, j_begin, cols, width, packed.data());
+    alignas(64) T tile[MR * width];
+    for (int64_t p0 = 0; p0 < k; p0 += MR) {
+      const T* ap = a_t.data() + p0 * m;
+      const int rows = static_cast<int>(std::min<int64_t>(MR, k - p0));
+      for (int64_t s = begin; s < end; ++s) {
+        const int64_t j0 = s * width, w = std::min<int64_t>(width, n - j0);
+        const int nr = static_cast<int>((w + V - 1) / V);
+        const bool narrow = w % V != 0;
+        const T* bs = packed.data() + (s - begin) * m * width;
+        T* cp = narrow ? tile : c + p0 * n + j0;
+        const int64_t ldc = narrow ? width : n;
+        switch (rows) {
+          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr); break;
+          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr); break;
+          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr); break;
+          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr); break;
+        }
+        if (narrow)
+          for (int r = 0; r < rows; ++r) std::copy_n(tile + r * width, w, c + (p0 + r) * n + j0);
+      }
+    }
+  });
+}
+
 inline int parallel_threads() {
   std::atomic<int> seen{0};
   at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) { seen.fetch_or(1 << std::min(at::get_thread_num(), 30)); });
@@ -190,7 +390,8 @@ inline int parallel_threads() {
 
 template <typename T>
 Table<T> make_table() {
-  return {&coupling_forward<T>, &coupling_backward<T>, &coupling_inverse<T>, &adam<T>, &matmul_nt<T>, &parallel_threads};
+  return {&coupling_forward<T>, &coupling_backward<T>, &coupling_inverse<T>, &adam<T>, &matmul_nt<T>, &matmul_nn<T>,
+          &matmul_tn<T>, &parallel_threads};
 }
 
 }  // namespace net2net::kernels::cpu::NET2NET_KERNEL_NS
