@@ -529,6 +529,31 @@ TEST(FusedKernels, BatchedLinearEqualsBaddbmmInValuesAndGradients) {
   kernels::cpu::set_capability(capabilities().back());
 }
 
+TEST(FusedKernels, LinearEqualsAddmmInValuesAndGradients) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // A W large enough for the kernels (out >= 512, in >= 128) with ragged widths, and one too small.
+    for (auto [in, out] : std::vector<std::array<int64_t, 2>>{{131, 515}, {13, 40}})
+      for (int64_t n : {int64_t{1}, int64_t{7}, kernels::kShortBatchRows, kernels::kShortBatchRows + 1}) {
+        SCOPED_TRACE(isa + " rows " + std::to_string(n) + " in " + std::to_string(in) + " out " + std::to_string(out));
+        torch::manual_seed(n + in);
+        auto x = torch::randn({n, in}, f64()).requires_grad_(true);
+        auto w = torch::randn({out, in}, f64()).requires_grad_(true), b = torch::randn({out}, f64()).requires_grad_(true);
+        auto y = kernels::linear(x, w, b);
+        auto yr = torch::addmm(b, x, w.t());
+        EXPECT_LT(max_abs(y - yr), 1e-12);
+        auto u = torch::randn_like(yr);
+        auto g = torch::autograd::grad({(y * u).sum()}, {x, w, b});
+        auto gr = torch::autograd::grad({(yr * u).sum()}, {x, w, b});
+        for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
+      }
+  }
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
 TEST(FusedCoupling, FlowIsTheSameWithAndWithoutFusion) {
   auto model = ready_flow(small_config(9, "lrelu", "parallel", "none"));
   auto x = batch(16, 9, torch::kFloat64, 5), c = batch(16, 3, torch::kFloat64, 6);

@@ -141,7 +141,7 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
 
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   const int64_t n = x.size(0);
-  auto h = torch::leaky_relu(torch::addmm(b_in_, x, w_in_.t()), 0.01);  // [N, 2H]
+  auto h = torch::leaky_relu(kernels::linear(x, w_in_, b_in_), 0.01);  // [N, 2H]
   auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
   for (size_t k = 0; k < w_hidden_.size(); ++k)
     pair = torch::leaky_relu(kernels::batched_linear(pair, w_hidden_[k], b_hidden_[k]), 0.01);

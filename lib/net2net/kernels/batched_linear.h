@@ -12,6 +12,10 @@ namespace net2net::kernels {
 
 torch::Tensor batched_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 
+// y = b + x W^T, W in Linear's layout [out, in], x [N, in]: for a short batch (N <= 32) and a
+// large W (out >= 512, in >= 128) on the raw CPU kernels, otherwise addmm.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
 // Batches up to this many rows take the kernel's input gradient.
 constexpr int64_t kShortBatchRows = 32;
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "net2net/kernels/cpu/kernels.h"
@@ -310,10 +311,24 @@ void matmul_nn(const T* a, int64_t lda, const T* b, const T* bias, T* c, int64_t
   }
 }
 
+// Stores v at p, bypassing the cache where the ISA allows and p is aligned: a large output
+// written once (a weight gradient: 1 GB a step on text2biggan) is then not first read from
+// memory (write-allocate) and does not evict what is reused.
+template <typename T>
+inline void store_streaming(const at::vec::Vectorized<T>& v, T* p) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if (reinterpret_cast<uintptr_t>(p) % 32 == 0) {
+    if constexpr (std::is_same_v<T, float>) return _mm256_stream_ps(p, v);
+    if constexpr (std::is_same_v<T, double>) return _mm256_stream_pd(p, v);
+  }
+#endif
+  v.store(p);
+}
+
 // One MR x NR-vector block of c = a^T b (tn), the reduction over the m rows of both: a holds
 // a^T's MR rows (row stride lda), b a packed strip (row stride ldb). Whole vectors only.
 template <typename T, int MR, int NR>
-inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m) {
+inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, bool stream) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int V = Vec::size();
   Vec acc[MR][NR];
@@ -328,14 +343,18 @@ inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NR; ++q) acc[r][q].store(c + r * ldc + q * V);
+    for (int q = 0; q < NR; ++q) {
+      if (stream) store_streaming(acc[r][q], c + r * ldc + q * V);
+      else acc[r][q].store(c + r * ldc + q * V);
+    }
 }
 
 template <typename T, int MR>
-inline void tn_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr) {
-  if (nr == 3) tn_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m);
-  else if (nr == 2) tn_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m);
-  else tn_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m);
+inline void tn_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr,
+                    bool stream) {
+  if (nr == 3) tn_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m, stream);
+  else if (nr == 2) tn_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m, stream);
+  else tn_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m, stream);
 }
 
 // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] with row stride lda, b [m, n] contiguous, c [k, n]
@@ -370,15 +389,18 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
         T* cp = narrow ? tile : c + p0 * n + j0;
         const int64_t ldc = narrow ? width : n;
         switch (rows) {
-          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr); break;
-          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr); break;
-          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr); break;
-          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr); break;
+          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
+          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
+          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
+          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
         }
         if (narrow)
           for (int r = 0; r < rows; ++r) std::copy_n(tile + r * width, w, c + (p0 + r) * n + j0);
       }
     }
+#if defined(CPU_CAPABILITY_AVX2)
+    _mm_sfence();  // streaming stores are weakly ordered: visible before the loop's end
+#endif
   });
 }
 
