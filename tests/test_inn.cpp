@@ -609,6 +609,39 @@ TEST(SubnetPair, SameValuesAndGradientsAsItsTwoMlps) {
   }
 }
 
+TEST(SubnetPair, FusedInferenceEqualsItsTwoMlps) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // Widths in whole vectors of both types (8 floats, 4 doubles); rows: one partial block of 32,
+    // several blocks and a remainder (the blocks run in parallel).
+    for (int64_t depth : {0, 1, 2})
+      for (int64_t rows : {3, 77}) {
+        SCOPED_TRACE(isa + " depth " + std::to_string(depth) + " rows " + std::to_string(rows));
+        torch::manual_seed(depth + rows);
+        Mlp s(13, 16, depth, 8, /*tanh_out=*/true), t(13, 16, depth, 8, /*tanh_out=*/false);
+        convert_floating(*s, torch::kFloat64);
+        convert_floating(*t, torch::kFloat64);
+        SubnetPair pair(*s, *t);
+        auto x = torch::randn({rows, 13}, f64());
+        torch::NoGradGuard no_grad;  // the fused path is for inference only
+        auto [ps, pt] = pair->forward(x);
+        EXPECT_LT(max_abs(ps - s->forward(x)), 1e-12);
+        EXPECT_LT(max_abs(pt - t->forward(x)), 1e-12);
+        convert_floating(*pair, torch::kFloat32);
+        convert_floating(*s, torch::kFloat32);
+        convert_floating(*t, torch::kFloat32);
+        auto x32 = x.to(torch::kFloat);
+        auto [ps32, pt32] = pair->forward(x32);
+        EXPECT_LT(max_abs(ps32 - s->forward(x32)), 1e-5);
+        EXPECT_LT(max_abs(pt32 - t->forward(x32)), 1e-5);
+      }
+  }
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
 TEST(DoubleCoupling, InitialisedAsFourSeparateSubnetsAndSavedUnderTheirNames) {
   torch::manual_seed(11);
   DoubleCoupling coupling(9, 4, 16, 1);

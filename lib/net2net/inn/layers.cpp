@@ -7,6 +7,7 @@
 
 #include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/batched_linear.h"
+#include "net2net/kernels/cpu/kernels.h"
 
 namespace net2net::inn {
 
@@ -139,8 +140,40 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
   b_out_ = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
 }
 
+namespace {
+// Inference through the fused kernel: no gradients wanted, CPU float / double, small weights
+// (each block of rows reads all of them: they must stay in cache), widths in whole vectors.
+bool fused_inference(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
+  const auto type = x.scalar_type();
+  if (!kernels::fused() || torch::GradMode::is_enabled() || !x.device().is_cpu() || !w_in.device().is_cpu() ||
+      x.dim() != 2 || w_in.scalar_type() != type || (type != torch::kFloat32 && type != torch::kFloat64))
+    return false;
+  const int64_t bytes = n_weights * static_cast<int64_t>(x.element_size());
+  const int width = type == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
+                                            : kernels::cpu::table<double>().vector_width;
+  return bytes <= (1 << 20) && hidden % width == 0 && out % width == 0;
+}
+}  // namespace
+
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   const int64_t n = x.size(0);
+  const int64_t out_dim = w_out_.size(2);
+  int64_t n_weights = w_in_.numel() + w_out_.numel();
+  for (const auto& w : w_hidden_) n_weights += w.numel();
+  if (fused_inference(x, w_in_, hidden_, out_dim, n_weights)) {
+    const Tensor xc = x.contiguous(), w_in_t = w_in_.t().contiguous();
+    Tensor s = torch::empty({n, out_dim}, x.options()), t = torch::empty({n, out_dim}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
+      std::vector<const scalar_t*> wh, bh;
+      for (size_t k = 0; k < w_hidden_.size(); ++k)
+        wh.push_back(w_hidden_[k].data_ptr<scalar_t>()), bh.push_back(b_hidden_[k].data_ptr<scalar_t>());
+      kernels::cpu::table<scalar_t>().subnet_pair_forward(
+          xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), b_in_.data_ptr<scalar_t>(), hidden_,
+          static_cast<int64_t>(w_hidden_.size()), wh.data(), bh.data(), w_out_.data_ptr<scalar_t>(),
+          b_out_.data_ptr<scalar_t>(), out_dim, s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>());
+    });
+    return {s, t};
+  }
   auto h = torch::leaky_relu(kernels::linear(x, w_in_, b_in_), 0.01);  // [N, 2H]
   auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
   for (size_t k = 0; k < w_hidden_.size(); ++k)

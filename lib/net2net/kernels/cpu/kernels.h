@@ -31,9 +31,19 @@ struct Table {
   // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] (row stride lda), b [m, n], c [k, n] contiguous.
   // The weight gradient x^T g of a short batch.
   void (*matmul_tn)(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k);
+  // The s and t subnets of a coupling half for inference (inn::SubnetPair, small weights): x [n,
+  // in]; w_in [in, 2H]; per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2,
+  // H, out], b_out [2, out] (all [in, out], contiguous); LeakyReLU(0.01) after every layer but
+  // the last; s = tanh(subnet 0's output), t = subnet 1's, each [n, out]. 2H, H, out: multiples
+  // of vector_width.
+  void (*subnet_pair_forward)(const T* x, int64_t n, int64_t in, const T* w_in, const T* b_in, int64_t hidden,
+                              int64_t depth, const T* const* w_hidden, const T* const* b_hidden, const T* w_out,
+                              const T* b_out, int64_t out, T* s, T* t);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();
+  // Elements of T per vector in this variant.
+  int vector_width;
 };
 
 template <typename T>
