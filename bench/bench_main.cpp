@@ -33,6 +33,7 @@
 #include "net2net/extract/extract.h"
 #include "net2net/config/cinn_config.h"
 #include "net2net/inn/flow.h"
+#include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
@@ -84,6 +85,10 @@ int main(int argc, char** argv) {
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
   tr->add_option("--steps", steps, "steps per run");
+  bool ab_unfused = false;
+  tr->add_flag("--ab-unfused", ab_unfused,
+               "after each run, the same steps with NET2NET_UNFUSED's switch on (plain torch ops, torch's "
+               "Adam order of ops): an A/B in one process");
   auto* gemm = app.add_subcommand("gemm", "short-batch GEMMs of a linear layer: our kernels vs torch");
   int64_t gemm_rows = 16;
   std::vector<std::string> gemm_kinds = {"nn", "nt", "tn"};
@@ -283,7 +288,7 @@ int main(int argc, char** argv) {
       torch::autograd::profiler::RecordProfile guard(trace);
       step();
     }
-    std::vector<double> per_step;
+    std::vector<double> per_step, per_step_unfused;
     std::array<std::vector<double>, 4> per_phase;
     for (int r = 0; r < runs; ++r) {
       phase.fill(0.0);
@@ -291,7 +296,20 @@ int main(int argc, char** argv) {
       for (int s = 0; s < steps; ++s) step();
       per_step.push_back(seconds_since(t0) / steps);
       for (int i = 0; i < 4; ++i) per_phase[i].push_back(phase[i] / steps);
+      if (ab_unfused) {  // the same steps without our fused ops, right after: drifts hit both alike
+        kernels::set_fused(false);
+        t0 = std::chrono::steady_clock::now();
+        for (int s = 0; s < steps; ++s) step();
+        per_step_unfused.push_back(seconds_since(t0) / steps);
+        kernels::set_fused(true);
+      }
     }
+    if (ab_unfused)
+      std::cout << nlohmann::json{{"bench", "train-unfused"}, {"impl", "cpp"}, {"config", config_path},
+                                  {"threads", n_threads}, {"seconds_per_step", median(per_step_unfused)},
+                                  {"ratio_fused_over_unfused", median(per_step) / median(per_step_unfused)}}
+                       .dump()
+                << std::endl;
     std::cout << nlohmann::json{{"bench", "train"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
                                 {"parameters", inn::count_parameters(*model)}, {"batch_size", batch},
                                 {"forward_s", median(per_phase[0])}, {"backward_s", median(per_phase[1])},

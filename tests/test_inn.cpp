@@ -609,7 +609,7 @@ TEST(SubnetPair, SameValuesAndGradientsAsItsTwoMlps) {
   }
 }
 
-TEST(SubnetPair, FusedInferenceEqualsItsTwoMlps) {
+TEST(SubnetPair, FusedKernelsEqualItsTwoMlpsInValuesAndGradients) {
   const int threads_before = at::get_num_threads();
   at::set_num_threads(2);
   for (const auto& isa : capabilities()) {
@@ -624,11 +624,26 @@ TEST(SubnetPair, FusedInferenceEqualsItsTwoMlps) {
         convert_floating(*s, torch::kFloat64);
         convert_floating(*t, torch::kFloat64);
         SubnetPair pair(*s, *t);
-        auto x = torch::randn({rows, 13}, f64());
-        torch::NoGradGuard no_grad;  // the fused path is for inference only
+        // Training: values, the input's gradient and every weight's, against the two Mlps.
+        auto x = torch::randn({rows, 13}, f64()).requires_grad_(true);
+        auto x2 = x.detach().clone().requires_grad_(true);
         auto [ps, pt] = pair->forward(x);
-        EXPECT_LT(max_abs(ps - s->forward(x)), 1e-12);
-        EXPECT_LT(max_abs(pt - t->forward(x)), 1e-12);
+        auto rs = s->forward(x2), rt = t->forward(x2);
+        EXPECT_LT(max_abs(ps - rs), 1e-12);
+        EXPECT_LT(max_abs(pt - rt), 1e-12);
+        auto w = torch::randn({rows, 8}, f64()), u = torch::randn({rows, 8}, f64());
+        ((ps * w).sum() + (pt * u).sum()).backward();
+        ((rs * w).sum() + (rt * u).sum()).backward();
+        EXPECT_LT(max_abs(x.grad() - x2.grad()), 1e-12);
+        auto grads = unbatched_grads(pair, s, t);
+        for (const auto& [prefix, mlp] : {std::pair{"s.", s}, std::pair{"t.", t}})
+          for (const auto& p : mlp->named_parameters())
+            EXPECT_LT(max_abs(grads[prefix + p.key()] - p.value().grad()), 1e-12) << prefix << p.key();
+        // Inference: the forward kernel alone, float64 and float32.
+        torch::NoGradGuard no_grad;
+        auto [is, it] = pair->forward(x);
+        EXPECT_LT(max_abs(is - rs), 1e-12);
+        EXPECT_LT(max_abs(it - rt), 1e-12);
         convert_floating(*pair, torch::kFloat32);
         convert_floating(*s, torch::kFloat32);
         convert_floating(*t, torch::kFloat32);

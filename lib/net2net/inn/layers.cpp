@@ -141,18 +141,107 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
 }
 
 namespace {
-// Inference through the fused kernel: no gradients wanted, CPU float / double, small weights
-// (each block of rows reads all of them: they must stay in cache), widths in whole vectors.
-bool fused_inference(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The fused kernels (cpu subnet_pair_forward / backward) for this pair: CPU float / double, small
+// weights (each block of rows reads all of them: they must stay in cache), widths in whole vectors.
+bool fused_pair(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
   const auto type = x.scalar_type();
-  if (!kernels::fused() || torch::GradMode::is_enabled() || !x.device().is_cpu() || !w_in.device().is_cpu() ||
-      x.dim() != 2 || w_in.scalar_type() != type || (type != torch::kFloat32 && type != torch::kFloat64))
+  if (!kernels::fused() || !x.device().is_cpu() || !w_in.device().is_cpu() || x.dim() != 2 ||
+      w_in.scalar_type() != type || (type != torch::kFloat32 && type != torch::kFloat64))
     return false;
   const int64_t bytes = n_weights * static_cast<int64_t>(x.element_size());
   const int width = type == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
                                             : kernels::cpu::table<double>().vector_width;
   return bytes <= (1 << 20) && hidden % width == 0 && out % width == 0;
 }
+
+template <typename T>
+std::vector<const T*> pointers(const std::vector<Tensor>& ts) {
+  std::vector<const T*> out;
+  for (const auto& t : ts) out.push_back(t.data_ptr<T>());
+  return out;
+}
+template <typename T>
+std::vector<T*> mutable_pointers(const std::vector<Tensor>& ts) {
+  std::vector<T*> out;
+  for (const auto& t : ts) out.push_back(t.data_ptr<T>());
+  return out;
+}
+
+// params: w_in [2H, in], b_in [2H], then per hidden layer w [2, H, H], b [2, H], then w_out [2, H,
+// out], b_out [2, out] (SubnetPair's parameters). Runs the forward kernel, saving x, the
+// activations after every LeakyReLU and s; the backward kernel gives the gradients at every
+// pre-activation, from which each layer's weight gradient is one GEMM over the batch.
+struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
+  static variable_list forward(AutogradContext* ctx, Tensor x, at::TensorList params, int64_t hidden) {
+    const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2, n = x.size(0), out = params.back().size(1);
+    const Tensor xc = x.contiguous(), w_in = params[0].contiguous(), w_in_t = params[0].t().contiguous();
+    std::vector<Tensor> wh, bh, acts;
+    for (int64_t k = 0; k < depth; ++k) {
+      wh.push_back(params[2 + 2 * k].contiguous()), bh.push_back(params[3 + 2 * k].contiguous());
+      acts.push_back(torch::empty({2, n, hidden}, x.options()));
+    }
+    const Tensor w_out = params[2 + 2 * depth].contiguous(), b_out = params[3 + 2 * depth].contiguous();
+    Tensor s = torch::empty({n, out}, x.options()), t = torch::empty({n, out}, x.options());
+    Tensor a0 = torch::empty({n, 2 * hidden}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
+      auto wp = pointers<scalar_t>(wh), bp = pointers<scalar_t>(bh);
+      auto ap = mutable_pointers<scalar_t>(acts);
+      kernels::cpu::table<scalar_t>().subnet_pair_forward(
+          xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), params[1].contiguous().data_ptr<scalar_t>(),
+          hidden, depth, wp.data(), bp.data(), w_out.data_ptr<scalar_t>(), b_out.data_ptr<scalar_t>(), out,
+          s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), a0.data_ptr<scalar_t>(), ap.data());
+    });
+    std::vector<Tensor> saved = {xc, w_in, w_out, s, a0};
+    for (auto& a : acts) saved.push_back(a);
+    for (auto& w : wh) saved.push_back(w);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["hidden"] = hidden;
+    ctx->saved_data["depth"] = depth;
+    return {s, t};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const int64_t hidden = ctx->saved_data["hidden"].toInt(), depth = ctx->saved_data["depth"].toInt();
+    const Tensor &x = saved[0], &w_in = saved[1], &w_out = saved[2], &s = saved[3], &a0 = saved[4];
+    const std::vector<Tensor> acts(saved.begin() + 5, saved.begin() + 5 + depth),
+        wh(saved.begin() + 5 + depth, saved.begin() + 5 + 2 * depth);
+    const int64_t n = x.size(0), out = s.size(1);
+    const Tensor gs = grads[0].contiguous(), gt = grads[1].contiguous();
+    Tensor g_out = torch::empty({2, n, out}, x.options()), g_a0 = torch::empty({n, 2 * hidden}, x.options());
+    std::vector<Tensor> g_hidden;
+    for (int64_t k = 0; k < depth; ++k) g_hidden.push_back(torch::empty({2, n, hidden}, x.options()));
+    // The weights as [out, in]: the products with them are then the nn kernel's (small: copied).
+    std::vector<Tensor> wh_t;
+    for (const auto& w : wh) wh_t.push_back(w.transpose(1, 2).contiguous());
+    const Tensor w_out_t = w_out.transpose(1, 2).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_backward", [&] {
+      auto wp = pointers<scalar_t>(wh_t), ap = pointers<scalar_t>(acts);
+      auto gp = mutable_pointers<scalar_t>(g_hidden);
+      kernels::cpu::table<scalar_t>().subnet_pair_backward(
+          n, hidden, depth, wp.data(), w_out_t.data_ptr<scalar_t>(), out, s.data_ptr<scalar_t>(), a0.data_ptr<scalar_t>(),
+          ap.data(), gs.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), gp.data(),
+          g_a0.data_ptr<scalar_t>());
+    });
+    // Each layer's input: a0 as the pair [2, n, H] (a view), then the hidden activations.
+    auto input_of = [&](int64_t layer) { return layer == 0 ? a0.view({n, 2, hidden}).transpose(0, 1) : acts[layer - 1]; };
+    variable_list result;
+    result.push_back(ctx->needs_input_grad(0) ? torch::mm(g_a0, w_in) : Tensor());
+    result.push_back(torch::mm(g_a0.t(), x));
+    result.push_back(g_a0.sum(0));
+    for (int64_t k = 0; k < depth; ++k) {
+      result.push_back(torch::bmm(input_of(k).transpose(1, 2), g_hidden[k]));
+      result.push_back(g_hidden[k].sum(1));
+    }
+    result.push_back(torch::bmm(input_of(depth).transpose(1, 2), g_out));
+    result.push_back(g_out.sum(1));
+    result.push_back(Tensor());  // hidden (not a tensor)
+    return result;
+  }
+};
 }  // namespace
 
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
@@ -160,17 +249,23 @@ std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   const int64_t out_dim = w_out_.size(2);
   int64_t n_weights = w_in_.numel() + w_out_.numel();
   for (const auto& w : w_hidden_) n_weights += w.numel();
-  if (fused_inference(x, w_in_, hidden_, out_dim, n_weights)) {
+  if (fused_pair(x, w_in_, hidden_, out_dim, n_weights)) {
+    std::vector<Tensor> params = {w_in_, b_in_};
+    for (size_t k = 0; k < w_hidden_.size(); ++k) params.push_back(w_hidden_[k]), params.push_back(b_hidden_[k]);
+    params.push_back(w_out_), params.push_back(b_out_);
+    if (torch::GradMode::is_enabled()) {
+      auto st = SubnetPairFn::apply(x, at::TensorList(params), hidden_);
+      return {st[0], st[1]};
+    }
+    // Inference: the forward kernel alone, no activations kept.
     const Tensor xc = x.contiguous(), w_in_t = w_in_.t().contiguous();
     Tensor s = torch::empty({n, out_dim}, x.options()), t = torch::empty({n, out_dim}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
-      std::vector<const scalar_t*> wh, bh;
-      for (size_t k = 0; k < w_hidden_.size(); ++k)
-        wh.push_back(w_hidden_[k].data_ptr<scalar_t>()), bh.push_back(b_hidden_[k].data_ptr<scalar_t>());
+      auto wh = pointers<scalar_t>(w_hidden_), bh = pointers<scalar_t>(b_hidden_);
       kernels::cpu::table<scalar_t>().subnet_pair_forward(
           xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), b_in_.data_ptr<scalar_t>(), hidden_,
           static_cast<int64_t>(w_hidden_.size()), wh.data(), bh.data(), w_out_.data_ptr<scalar_t>(),
-          b_out_.data_ptr<scalar_t>(), out_dim, s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>());
+          b_out_.data_ptr<scalar_t>(), out_dim, s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), nullptr, nullptr);
     });
     return {s, t};
   }

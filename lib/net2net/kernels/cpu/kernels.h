@@ -31,14 +31,20 @@ struct Table {
   // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] (row stride lda), b [m, n], c [k, n] contiguous.
   // The weight gradient x^T g of a short batch.
   void (*matmul_tn)(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k);
-  // The s and t subnets of a coupling half for inference (inn::SubnetPair, small weights): x [n,
-  // in]; w_in [in, 2H]; per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2,
-  // H, out], b_out [2, out] (all [in, out], contiguous); LeakyReLU(0.01) after every layer but
-  // the last; s = tanh(subnet 0's output), t = subnet 1's, each [n, out]. 2H, H, out: multiples
-  // of vector_width.
+  // The s and t subnets of a coupling half (inn::SubnetPair, small weights): x [n, in]; w_in
+  // [in, 2H]; per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2, H, out],
+  // b_out [2, out] (all [in, out], contiguous); LeakyReLU(0.01) after every layer but the last;
+  // s = tanh(subnet 0's output), t = subnet 1's, each [n, out]. a0 [n, 2H] and acts[k] [2, n, H]
+  // receive the activations when non-null (training). 2H, H, out: multiples of vector_width.
   void (*subnet_pair_forward)(const T* x, int64_t n, int64_t in, const T* w_in, const T* b_in, int64_t hidden,
                               int64_t depth, const T* const* w_hidden, const T* const* b_hidden, const T* w_out,
-                              const T* b_out, int64_t out, T* s, T* t);
+                              const T* b_out, int64_t out, T* s, T* t, T* a0, T* const* acts);
+  // Its backward pass along the rows: the gradients at each layer's pre-activation, g_out [2, n,
+  // out], g_hidden[k] [2, n, H], g_a0 [n, 2H], from gs, gt [n, out] and the saved s, a0, acts;
+  // the weights transposed ([out, in]: w_hidden_t[k] [2, H, H], w_out_t [2, out, H]).
+  void (*subnet_pair_backward)(int64_t n, int64_t hidden, int64_t depth, const T* const* w_hidden_t, const T* w_out_t,
+                               int64_t out, const T* s, const T* a0, const T* const* acts, const T* gs, const T* gt,
+                               T* g_out, T* const* g_hidden, T* g_a0);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();
