@@ -410,7 +410,8 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
 }
 
 // c[r, :] = bias + a[r, :] W for `rows` rows: W [k, n] row-major and small (read from cache, no
-// packing), n a multiple of the vector width; LeakyReLU(0.01) applied in registers when LRELU.
+// packing), n a multiple of the vector width, bias [n] or null; LeakyReLU(0.01) applied in
+// registers when LRELU.
 template <typename T, bool LRELU>
 inline void dense_rows(const T* a, int64_t lda, const T* w, const T* bias, T* c, int64_t ldc, int64_t rows, int64_t k,
                        int64_t n) {
@@ -419,14 +420,15 @@ inline void dense_rows(const T* a, int64_t lda, const T* w, const T* bias, T* c,
   constexpr int64_t width = NR * V;
   for (int64_t j0 = 0; j0 < n; j0 += width) {
     const int nr = static_cast<int>(std::min<int64_t>(width, n - j0) / V);
+    const T* bi = bias ? bias + j0 : nullptr;
     for (int64_t r0 = 0; r0 < rows; r0 += MR) {
       const T* ar = a + r0 * lda;
       T* cr = c + r0 * ldc + j0;
       switch (std::min<int64_t>(MR, rows - r0)) {
-        case 4: nn_rows<T, 4, LRELU>(ar, lda, w + j0, n, bias + j0, cr, ldc, k, true, nr); break;
-        case 3: nn_rows<T, 3, LRELU>(ar, lda, w + j0, n, bias + j0, cr, ldc, k, true, nr); break;
-        case 2: nn_rows<T, 2, LRELU>(ar, lda, w + j0, n, bias + j0, cr, ldc, k, true, nr); break;
-        default: nn_rows<T, 1, LRELU>(ar, lda, w + j0, n, bias + j0, cr, ldc, k, true, nr); break;
+        case 4: nn_rows<T, 4, LRELU>(ar, lda, w + j0, n, bi, cr, ldc, k, true, nr); break;
+        case 3: nn_rows<T, 3, LRELU>(ar, lda, w + j0, n, bi, cr, ldc, k, true, nr); break;
+        case 2: nn_rows<T, 2, LRELU>(ar, lda, w + j0, n, bi, cr, ldc, k, true, nr); break;
+        default: nn_rows<T, 1, LRELU>(ar, lda, w + j0, n, bi, cr, ldc, k, true, nr); break;
       }
     }
   }
@@ -479,21 +481,8 @@ template <typename T>
 inline void back_through(const T* g, const T* w_t, T* c, int64_t ldc, const T* act, int64_t rows, int64_t n,
                          int64_t len) {
   using Vec = at::vec::Vectorized<T>;
-  constexpr int MR = 4, NR = 3, V = Vec::size();
-  constexpr int64_t width = NR * V;
-  for (int64_t j0 = 0; j0 < n; j0 += width) {
-    const int nr = static_cast<int>(std::min<int64_t>(width, n - j0) / V);
-    for (int64_t r0 = 0; r0 < rows; r0 += MR) {
-      const T* ar = g + r0 * len;
-      T* cr = c + r0 * ldc + j0;
-      switch (std::min<int64_t>(MR, rows - r0)) {
-        case 4: nn_rows<T, 4>(ar, len, w_t + j0, n, nullptr, cr, ldc, len, true, nr); break;
-        case 3: nn_rows<T, 3>(ar, len, w_t + j0, n, nullptr, cr, ldc, len, true, nr); break;
-        case 2: nn_rows<T, 2>(ar, len, w_t + j0, n, nullptr, cr, ldc, len, true, nr); break;
-        default: nn_rows<T, 1>(ar, len, w_t + j0, n, nullptr, cr, ldc, len, true, nr); break;
-      }
-    }
-  }
+  constexpr int V = Vec::size();
+  dense_rows<T, false>(g, len, w_t, nullptr, c, ldc, rows, len, n);
   const Vec zero(T(0)), slope(T(0.01)), one(T(1));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t q = 0; q < n; q += V) {
