@@ -9,15 +9,18 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 namespace {
-// Which of the three GEMMs our kernels take, from `net2net-bench gemm` (16 rows, 2 threads,
-// GFLOP/s ours vs torch; W [in, out]):
-//   forward b + x W (nn):   1024 x 1024 105 vs 94-105, 1024 x 134 106 vs 74, 128 x 128 81 vs 71,
-//                           128 x 32 33 vs 37
-//   input grad g W^T (nt):  1024 x 1024 119 vs 55, 128 x 128 71 vs 47, but 1024 x 134 56 vs 82
-//                           and 128 x 32 24 vs 29 (it reduces over `out`: short or ragged
-//                           reductions cost it horizontal sums and scalar tails)
-//   weight grad x^T g (tn): 1024 x 1024 123 vs 83, 1024 x 134 73 vs 49, but 128 x 128 57 vs 69
-bool kernel_forward(int64_t /*in*/, int64_t out) { return out >= 64; }
+// Which of the three GEMMs our kernels take, from `net2net-bench gemm` (16 rows, 2 threads, W in
+// cache; GFLOP/s ours vs torch, two runs on a noisy machine; W [in, out]):
+//   forward b + x W (nn):   1024 x 1024 91-98 vs 75-95, 1024 x 134 64-94 vs 56-74, but
+//                           128 x 128 44-62 vs 69 and 128 x 32 34 vs 37
+//   input grad g W^T (nt):  1024 x 1024 96-119 vs 45-55, 128 x 128 66-71 vs 47-57, but
+//                           1024 x 134 44-56 vs 74-82 and 128 x 32 23 vs 29-41 (it reduces over
+//                           `out`: short or ragged reductions cost it horizontal sums and tails)
+//   weight grad x^T g (tn): 1024 x 1024 77-103 vs 70-75, 1024 x 134 55-58 vs 46-47, but
+//                           128 x 128 40-47 vs 66
+// With W streaming from memory, as in a text2biggan step (1 GB of weights), ours lead by more
+// (16 x 1024 x 1024: nn 51-69 vs 43-50, nt 72 vs 51, tn 83-101 vs 46-51).
+bool kernel_forward(int64_t in, int64_t /*out*/) { return in >= 512; }
 bool kernel_input_grad(int64_t /*in*/, int64_t out) { return out >= 128 && out % 16 == 0; }
 bool kernel_weight_grad(int64_t in, int64_t /*out*/) { return in >= 512; }
 
@@ -85,9 +88,9 @@ struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
 };
 // y = b + x W^T with W in Linear's layout [out, in] (SubnetPair's first layer, 402 -> 2048 on
 // text2biggan): the forward is the nt kernel (rows of x against rows of W), the input gradient
-// g W the nn kernel, the weight gradient g^T x the tn kernel. net2net-bench gemm, 16 rows: nt
-// at W 2048 x 402 ties BLAS in cache (103 vs 97 GFLOP/s) and wins when W streams from memory as
-// it does in a step; nn and tn 106 vs 95 and 107 vs 93.
+// g W the nn kernel, the weight gradient g^T x BLAS. net2net-bench gemm, 16 rows, W 2048 x 402
+// in cache: nt 91-103 vs 83-97 GFLOP/s (and ahead when W streams from memory, as in a step), nn
+// 74-104 vs 69-99; tn 83-85 vs 89-91 (its 402-wide rows are ragged), so BLAS keeps that one.
 struct LinearFn : public torch::autograd::Function<LinearFn> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor w, Tensor b) {
     const Tensor xc = x.contiguous(), wc = w.contiguous();
@@ -111,11 +114,8 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
         gx = torch::empty({n, in}, g.options());
         k.matmul_nn(g.data_ptr<scalar_t>(), out, w.data_ptr<scalar_t>(), nullptr, gx.data_ptr<scalar_t>(), n, in, out);
       }
-      if (ctx->needs_input_grad(1)) {
-        gw = torch::empty({out, in}, g.options());
-        k.matmul_tn(g.data_ptr<scalar_t>(), out, x.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), n, in, out);
-      }
     });
+    if (ctx->needs_input_grad(1)) gw = torch::mm(g.t(), x);
     if (ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};
   }

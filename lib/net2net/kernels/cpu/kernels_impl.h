@@ -378,6 +378,9 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
   std::vector<T> a_t(static_cast<size_t>(k * m));
   for (int64_t i = 0; i < m; ++i)
     for (int64_t p = 0; p < k; ++p) a_t[p * m + i] = a[i * lda + p];
+  // Streaming stores only where c's rows are whole cache lines: a line written partly by them
+  // and partly by ordinary stores (ragged rows) is read back from memory, slower than without.
+  const bool stream_rows = (n * static_cast<int64_t>(sizeof(T))) % 64 == 0 && reinterpret_cast<uintptr_t>(c) % 64 == 0;
   at::parallel_for(0, strips, grain, [&](int64_t begin, int64_t end) {
     const int64_t j_begin = begin * width, cols = std::min<int64_t>(end * width, n) - j_begin;
     std::vector<T> packed(static_cast<size_t>(m * (end - begin) * width));
@@ -394,10 +397,10 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
         T* cp = narrow ? tile : c + p0 * n + j0;
         const int64_t ldc = narrow ? width : n;
         switch (rows) {
-          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
-          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
-          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
-          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr, !narrow); break;
+          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
         }
         if (narrow)
           for (int r = 0; r < rows; ++r) std::copy_n(tile + r * width, w, c + (p0 + r) * n + j0);
