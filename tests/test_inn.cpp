@@ -396,6 +396,7 @@ TEST(Flow, ConvertFloatingKeepsIntegerBuffers) {
 #include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/batched_linear.h"
 #include "net2net/kernels/cpu/kernels.h"
+#include "net2net/kernels/norm_activation.h"
 
 // Every ISA variant of the CPU kernels built in and runnable here (baseline, AVX2).
 std::vector<std::string> capabilities() { return kernels::cpu::available_capabilities(); }
@@ -551,6 +552,40 @@ TEST(FusedKernels, LinearEqualsAddmmInValuesAndGradients) {
       }
   }
   at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedKernels, NormLeakyReluEqualsActNormThenLeakyRelu) {
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    for (int64_t d : {3, 8, 13}) {  // below, at and past the vector width
+      SCOPED_TRACE(isa + " d " + std::to_string(d));
+      torch::manual_seed(d);
+      ActNorm norm(d);
+      InvLeakyRelu act(0.9);
+      convert_floating(*norm, torch::kFloat64);
+      {
+        torch::NoGradGuard g;
+        norm->loc.copy_(torch::randn({d}, f64()));
+        norm->scale.copy_(torch::randn({d}, f64()));  // both signs: log|scale|
+        norm->initialized_flag.fill_(1);
+      }
+      auto x = torch::randn({37, d}, f64()).requires_grad_(true);
+      auto x2 = x.detach().clone().requires_grad_(true);
+      auto [y, ld] = kernels::norm_leaky_relu(x, norm->loc, norm->scale, 0.9);
+      auto [h, ld_norm] = norm->forward(x2);
+      auto [yr, ld_act] = act->forward(h);
+      auto ldr = ld_norm + ld_act;
+      EXPECT_LT(max_abs(y - yr), 1e-12);
+      EXPECT_LT(max_abs(ld - ldr), 1e-12);
+      auto u = torch::randn_like(yr), w = torch::randn_like(ldr);
+      auto g = torch::autograd::grad({(y * u).sum() + (ld * w).sum()}, {x, norm->loc, norm->scale});
+      auto gr = torch::autograd::grad({(yr * u).sum() + (ldr * w).sum()}, {x2, norm->loc, norm->scale});
+      for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
+      torch::NoGradGuard no_grad;
+      EXPECT_LT(max_abs(kernels::norm_leaky_relu_inverse(yr, norm->loc, norm->scale, 0.9) - x2), 1e-12);
+    }
+  }
   kernels::cpu::set_capability(capabilities().back());
 }
 

@@ -1,6 +1,9 @@
 #include "net2net/inn/flow.h"
 
 #include <cmath>
+#include <tuple>
+
+#include "net2net/kernels/norm_activation.h"
 
 namespace net2net::inn {
 
@@ -14,12 +17,25 @@ FlowBlockImpl::FlowBlockImpl(const config::FlowConfig& cfg, int64_t index) {
   shuffle = register_module("shuffle", Shuffle(cfg.in_dim, seed));
 }
 
+namespace {
+// ActNorm + LeakyReLU as one fused op (kernels/norm_activation) once ActNorm is initialised
+// (its data-dependent initialisation runs in its own forward).
+bool fuse_norm_activation(const ActNorm& norm, const InvLeakyRelu& activation, const Tensor& x) {
+  return activation && norm->initialized() && kernels::norm_leaky_relu_fusable(x, norm->loc, norm->scale);
+}
+}  // namespace
+
 LayerOutput FlowBlockImpl::forward(const Tensor& x, const Tensor& cond) {
-  auto [h, logdet] = norm->forward(x);
-  if (activation) {
-    auto [h2, ld] = activation->forward(h);
-    h = h2;
-    logdet = logdet + ld;
+  Tensor h, logdet;
+  if (fuse_norm_activation(norm, activation, x)) {
+    std::tie(h, logdet) = kernels::norm_leaky_relu(x, norm->loc, norm->scale, activation->alpha());
+  } else {
+    std::tie(h, logdet) = norm->forward(x);
+    if (activation) {
+      auto [h2, ld] = activation->forward(h);
+      h = h2;
+      logdet = logdet + ld;
+    }
   }
   auto [h3, ld3] = coupling->forward(h, cond);
   auto [h4, ld4] = shuffle->forward(h3);
@@ -29,6 +45,8 @@ LayerOutput FlowBlockImpl::forward(const Tensor& x, const Tensor& cond) {
 Tensor FlowBlockImpl::inverse(const Tensor& y, const Tensor& cond) {
   auto h = shuffle->inverse(y);
   h = coupling->inverse(h, cond);
+  if (fuse_norm_activation(norm, activation, h))
+    return kernels::norm_leaky_relu_inverse(h, norm->loc, norm->scale, activation->alpha());
   if (activation) h = activation->inverse(h);
   return norm->inverse(h);
 }

@@ -45,6 +45,14 @@ struct Table {
   void (*subnet_pair_backward)(int64_t n, int64_t hidden, int64_t depth, const T* const* w_hidden_t, const T* w_out_t,
                                int64_t out, const T* s, const T* a0, const T* const* acts, const T* gs, const T* gt,
                                T* g_out, T* const* g_hidden, T* g_a0);
+  // ActNorm then the invertible LeakyReLU (inn::FlowBlock): u = scale (x + loc), y = u >= 0 ? u
+  // : alpha u, negatives[r] = count of u < 0 in row r. x, y [n, d] contiguous; loc, scale [d].
+  void (*norm_act_forward)(const T* x, const T* loc, const T* scale, T alpha, T* y, T* negatives, int64_t n, int64_t d);
+  // gx, and the column sums g_loc = sum_r gu scale, g_scale = sum_r gu (x + loc), gu = gy f'(u).
+  void (*norm_act_backward)(const T* x, const T* loc, const T* scale, T alpha, const T* gy, T* gx, T* g_loc, T* g_scale,
+                            int64_t n, int64_t d);
+  // x = (y >= 0 ? y : y / alpha) / scale - loc.
+  void (*norm_act_inverse)(const T* y, const T* loc, const T* scale, T alpha, T* x, int64_t n, int64_t d);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();

@@ -533,6 +533,92 @@ void subnet_pair_backward(int64_t n, int64_t hidden, int64_t depth, const T* con
   });
 }
 
+// ActNorm then the invertible LeakyReLU of a flow block (inn::FlowBlock), fused: u = scale (x +
+// loc), y = u >= 0 ? u : alpha u (torch's where(u < 0, u alpha, u)), negatives[r] = the number of
+// u < 0 in row r (the LeakyReLU's log-det is that times log alpha). x, y [n, d]; loc, scale [d].
+template <typename T>
+void norm_act_forward(const T* x, const T* loc, const T* scale, T alpha, T* y, T* negatives, int64_t n, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  at::parallel_for(0, n, row_grain(d), [&](int64_t begin, int64_t end) {
+    const Vec zero(T(0)), va(alpha), one(T(1));
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * d;
+      T* yr = y + r * d;
+      Vec count(T(0));
+      int64_t j = 0;
+      for (; j + Vec::size() <= d; j += Vec::size()) {
+        const Vec u = Vec::loadu(scale + j) * (Vec::loadu(xr + j) + Vec::loadu(loc + j));
+        const Vec neg = u < zero;  // all-ones lanes where negative
+        Vec::blendv(u, u * va, neg).store(yr + j);
+        count = count + Vec::blendv(zero, one, neg);
+      }
+      T lanes[Vec::size()];
+      count.store(lanes);
+      T c = 0;
+      for (int k = 0; k < Vec::size(); ++k) c += lanes[k];
+      for (; j < d; ++j) {
+        const T u = scale[j] * (xr[j] + loc[j]);
+        yr[j] = u < 0 ? u * alpha : u;
+        c += u < 0 ? T(1) : T(0);
+      }
+      negatives[r] = c;
+    }
+  });
+}
+
+// Its backward: gu = gy (1 or alpha where u < 0), gx = gu scale, g_loc[j] = sum_r gu scale,
+// g_scale[j] = sum_r gu (x + loc) (the log-det's share, sum_r gld / scale, is the caller's). The
+// column sums run on this thread over the rows (d is small: the flow's width).
+template <typename T>
+void norm_act_backward(const T* x, const T* loc, const T* scale, T alpha, const T* gy, T* gx, T* g_loc, T* g_scale,
+                       int64_t n, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0)), va(alpha);
+  std::fill_n(g_loc, d, T(0));
+  std::fill_n(g_scale, d, T(0));
+  for (int64_t r = 0; r < n; ++r) {
+    const T *xr = x + r * d, *gyr = gy + r * d;
+    T* gxr = gx + r * d;
+    int64_t j = 0;
+    for (; j + Vec::size() <= d; j += Vec::size()) {
+      const Vec sc = Vec::loadu(scale + j), xl = Vec::loadu(xr + j) + Vec::loadu(loc + j), g = Vec::loadu(gyr + j);
+      const Vec gu = Vec::blendv(g, g * va, sc * xl < zero);
+      (gu * sc).store(gxr + j);
+      (Vec::loadu(g_loc + j) + gu * sc).store(g_loc + j);
+      (Vec::loadu(g_scale + j) + gu * xl).store(g_scale + j);
+    }
+    for (; j < d; ++j) {
+      const T xl = xr[j] + loc[j];
+      const T gu = scale[j] * xl < 0 ? gyr[j] * alpha : gyr[j];
+      gxr[j] = gu * scale[j];
+      g_loc[j] += gu * scale[j];
+      g_scale[j] += gu * xl;
+    }
+  }
+}
+
+// The inverse: u = y >= 0 ? y : y / alpha, x = u / scale - loc.
+template <typename T>
+void norm_act_inverse(const T* y, const T* loc, const T* scale, T alpha, T* x, int64_t n, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  at::parallel_for(0, n, row_grain(d), [&](int64_t begin, int64_t end) {
+    const Vec zero(T(0)), va(alpha);
+    for (int64_t r = begin; r < end; ++r) {
+      const T* yr = y + r * d;
+      T* xr = x + r * d;
+      int64_t j = 0;
+      for (; j + Vec::size() <= d; j += Vec::size()) {
+        const Vec v = Vec::loadu(yr + j);
+        (Vec::blendv(v, v / va, v < zero) / Vec::loadu(scale + j) - Vec::loadu(loc + j)).store(xr + j);
+      }
+      for (; j < d; ++j) {
+        const T u = yr[j] < 0 ? yr[j] / alpha : yr[j];
+        xr[j] = u / scale[j] - loc[j];
+      }
+    }
+  });
+}
+
 inline int parallel_threads() {
   std::atomic<int> seen{0};
   at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) { seen.fetch_or(1 << std::min(at::get_thread_num(), 30)); });
@@ -543,7 +629,7 @@ template <typename T>
 Table<T> make_table() {
   return {&coupling_forward<T>, &coupling_backward<T>, &coupling_inverse<T>, &adam<T>, &matmul_nt<T>, &matmul_nn<T>,
           &matmul_tn<T>, &subnet_pair_forward<T>, &subnet_pair_backward<T>,
-          &parallel_threads,
+          &norm_act_forward<T>, &norm_act_backward<T>, &norm_act_inverse<T>, &parallel_threads,
           static_cast<int>(at::vec::Vectorized<T>::size())};
 }
 
