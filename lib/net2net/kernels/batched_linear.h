@@ -16,7 +16,7 @@ torch::Tensor batched_linear(const torch::Tensor& x, const torch::Tensor& w, con
 // large W (out >= 512, in >= 128) on the raw CPU kernels, otherwise addmm.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 
-// Batches up to this many rows take the kernel's input gradient.
+// Batches up to this many rows take the short-batch kernels (batched_linear, linear).
 constexpr int64_t kShortBatchRows = 32;
 
 }  // namespace net2net::kernels
