@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
   tr->add_option("--steps", steps, "steps per run");
   bool ab_unfused = false;
   tr->add_flag("--ab-unfused", ab_unfused,
-               "after each run, the same steps with NET2NET_UNFUSED's switch on (plain torch ops, torch's "
-               "Adam order of ops): an A/B in one process");
+               "after each run, the same steps with the fused coupling and layer kernels off (as "
+               "NET2NET_UNFUSED=1; the fused Adam stays): an A/B in one process");
   auto* gemm = app.add_subcommand("gemm", "short-batch GEMMs of a linear layer: our kernels vs torch");
   int64_t gemm_rows = 16;
   std::vector<std::string> gemm_kinds = {"nn", "nt", "tn"};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <type_traits>
 
 #include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/batched_linear.h"
@@ -147,56 +148,59 @@ using torch::autograd::variable_list;
 // The fused kernels (cpu subnet_pair_forward / backward) for this pair: CPU float / double, small
 // weights (each block of rows reads all of them: they must stay in cache), widths in whole vectors.
 bool fused_pair(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
-  const auto type = x.scalar_type();
-  if (!kernels::fused() || !x.device().is_cpu() || !w_in.device().is_cpu() || x.dim() != 2 ||
-      w_in.scalar_type() != type || (type != torch::kFloat32 && type != torch::kFloat64))
-    return false;
+  if (!kernels::fused_cpu({x, w_in}) || x.dim() != 2) return false;
   const int64_t bytes = n_weights * static_cast<int64_t>(x.element_size());
-  const int width = type == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
-                                            : kernels::cpu::table<double>().vector_width;
+  const int width = x.scalar_type() == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
+                                                       : kernels::cpu::table<double>().vector_width;
   return bytes <= (1 << 20) && hidden % width == 0 && out % width == 0;
 }
 
+// The data pointers of `ts` (T const for inputs).
 template <typename T>
-std::vector<const T*> pointers(const std::vector<Tensor>& ts) {
-  std::vector<const T*> out;
-  for (const auto& t : ts) out.push_back(t.data_ptr<T>());
-  return out;
-}
-template <typename T>
-std::vector<T*> mutable_pointers(const std::vector<Tensor>& ts) {
+std::vector<T*> pointers(const std::vector<Tensor>& ts) {
   std::vector<T*> out;
-  for (const auto& t : ts) out.push_back(t.data_ptr<T>());
+  for (const auto& t : ts) out.push_back(t.data_ptr<std::remove_const_t<T>>());
   return out;
 }
 
 // params: w_in [2H, in], b_in [2H], then per hidden layer w [2, H, H], b [2, H], then w_out [2, H,
-// out], b_out [2, out] (SubnetPair's parameters). Runs the forward kernel, saving x, the
-// activations after every LeakyReLU and s; the backward kernel gives the gradients at every
-// pre-activation, from which each layer's weight gradient is one GEMM over the batch.
+// out], b_out [2, out] (SubnetPair's parameters). (s, t) through the forward kernel; with `acts`
+// (training) a0 [N, 2H] and the hidden activations [2, N, H] are kept there (after each LeakyReLU).
+std::pair<Tensor, Tensor> pair_forward(const Tensor& x, at::TensorList params, int64_t hidden,
+                                       std::vector<Tensor>* acts) {
+  const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2, n = x.size(0), out = params.back().size(1);
+  const Tensor xc = x.contiguous(), w_in_t = params[0].t().contiguous(), b_in = params[1].contiguous();
+  std::vector<Tensor> wh, bh;
+  for (int64_t k = 0; k < depth; ++k) wh.push_back(params[2 + 2 * k].contiguous()), bh.push_back(params[3 + 2 * k].contiguous());
+  const Tensor w_out = params[2 + 2 * depth].contiguous(), b_out = params[3 + 2 * depth].contiguous();
+  if (acts) {
+    acts->assign({torch::empty({n, 2 * hidden}, x.options())});
+    for (int64_t k = 0; k < depth; ++k) acts->push_back(torch::empty({2, n, hidden}, x.options()));
+  }
+  Tensor s = torch::empty({n, out}, x.options()), t = torch::empty({n, out}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
+    auto wp = pointers<const scalar_t>(wh), bp = pointers<const scalar_t>(bh);
+    std::vector<scalar_t*> ap;
+    if (acts) ap = pointers<scalar_t>(std::vector<Tensor>(acts->begin() + 1, acts->end()));
+    kernels::cpu::table<scalar_t>().subnet_pair_forward(
+        xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), b_in.data_ptr<scalar_t>(), hidden, depth,
+        wp.data(), bp.data(), w_out.data_ptr<scalar_t>(), b_out.data_ptr<scalar_t>(), out, s.data_ptr<scalar_t>(),
+        t.data_ptr<scalar_t>(), acts ? (*acts)[0].data_ptr<scalar_t>() : nullptr, acts ? ap.data() : nullptr);
+  });
+  return {s, t};
+}
+
+// Training through the fused kernels: the forward keeps x, the activations and s; the backward
+// kernel gives the gradients at every pre-activation, from which each layer's weight gradient is
+// one GEMM over the batch.
 struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
   static variable_list forward(AutogradContext* ctx, Tensor x, at::TensorList params, int64_t hidden) {
-    const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2, n = x.size(0), out = params.back().size(1);
-    const Tensor xc = x.contiguous(), w_in = params[0].contiguous(), w_in_t = params[0].t().contiguous();
-    std::vector<Tensor> wh, bh, acts;
-    for (int64_t k = 0; k < depth; ++k) {
-      wh.push_back(params[2 + 2 * k].contiguous()), bh.push_back(params[3 + 2 * k].contiguous());
-      acts.push_back(torch::empty({2, n, hidden}, x.options()));
-    }
-    const Tensor w_out = params[2 + 2 * depth].contiguous(), b_out = params[3 + 2 * depth].contiguous();
-    Tensor s = torch::empty({n, out}, x.options()), t = torch::empty({n, out}, x.options());
-    Tensor a0 = torch::empty({n, 2 * hidden}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
-      auto wp = pointers<scalar_t>(wh), bp = pointers<scalar_t>(bh);
-      auto ap = mutable_pointers<scalar_t>(acts);
-      kernels::cpu::table<scalar_t>().subnet_pair_forward(
-          xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), params[1].contiguous().data_ptr<scalar_t>(),
-          hidden, depth, wp.data(), bp.data(), w_out.data_ptr<scalar_t>(), b_out.data_ptr<scalar_t>(), out,
-          s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), a0.data_ptr<scalar_t>(), ap.data());
-    });
-    std::vector<Tensor> saved = {xc, w_in, w_out, s, a0};
+    const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2;
+    std::vector<Tensor> acts;  // a0, then the hidden activations
+    auto [s, t] = pair_forward(x, params, hidden, &acts);
+    std::vector<Tensor> saved = {x.contiguous(), params[0].contiguous(), params[2 + 2 * depth].contiguous(), s};
     for (auto& a : acts) saved.push_back(a);
-    for (auto& w : wh) saved.push_back(w);
+    for (int64_t k = 0; k < depth; ++k) saved.push_back(params[2 + 2 * k].contiguous());
     ctx->save_for_backward(saved);
     ctx->saved_data["hidden"] = hidden;
     ctx->saved_data["depth"] = depth;
@@ -219,8 +223,8 @@ struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
     for (const auto& w : wh) wh_t.push_back(w.transpose(1, 2).contiguous());
     const Tensor w_out_t = w_out.transpose(1, 2).contiguous();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_backward", [&] {
-      auto wp = pointers<scalar_t>(wh_t), ap = pointers<scalar_t>(acts);
-      auto gp = mutable_pointers<scalar_t>(g_hidden);
+      auto wp = pointers<const scalar_t>(wh_t), ap = pointers<const scalar_t>(acts);
+      auto gp = pointers<scalar_t>(g_hidden);
       kernels::cpu::table<scalar_t>().subnet_pair_backward(
           n, hidden, depth, wp.data(), w_out_t.data_ptr<scalar_t>(), out, s.data_ptr<scalar_t>(), a0.data_ptr<scalar_t>(),
           ap.data(), gs.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), gp.data(),
@@ -246,10 +250,9 @@ struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
 
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   const int64_t n = x.size(0);
-  const int64_t out_dim = w_out_.size(2);
   int64_t n_weights = w_in_.numel() + w_out_.numel();
   for (const auto& w : w_hidden_) n_weights += w.numel();
-  if (fused_pair(x, w_in_, hidden_, out_dim, n_weights)) {
+  if (fused_pair(x, w_in_, hidden_, w_out_.size(2), n_weights)) {
     std::vector<Tensor> params = {w_in_, b_in_};
     for (size_t k = 0; k < w_hidden_.size(); ++k) params.push_back(w_hidden_[k]), params.push_back(b_hidden_[k]);
     params.push_back(w_out_), params.push_back(b_out_);
@@ -257,17 +260,7 @@ std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
       auto st = SubnetPairFn::apply(x, at::TensorList(params), hidden_);
       return {st[0], st[1]};
     }
-    // Inference: the forward kernel alone, no activations kept.
-    const Tensor xc = x.contiguous(), w_in_t = w_in_.t().contiguous();
-    Tensor s = torch::empty({n, out_dim}, x.options()), t = torch::empty({n, out_dim}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
-      auto wh = pointers<scalar_t>(w_hidden_), bh = pointers<scalar_t>(b_hidden_);
-      kernels::cpu::table<scalar_t>().subnet_pair_forward(
-          xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), b_in_.data_ptr<scalar_t>(), hidden_,
-          static_cast<int64_t>(w_hidden_.size()), wh.data(), bh.data(), w_out_.data_ptr<scalar_t>(),
-          b_out_.data_ptr<scalar_t>(), out_dim, s.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), nullptr, nullptr);
-    });
-    return {s, t};
+    return pair_forward(x, params, hidden_, nullptr);  // inference: no activations kept
   }
   auto h = torch::leaky_relu(kernels::linear(x, w_in_, b_in_), 0.01);  // [N, 2H]
   auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view

@@ -15,9 +15,7 @@ namespace {
 std::atomic<bool> g_fused{std::getenv("NET2NET_UNFUSED") == nullptr};
 
 bool fusable(const Tensor& a, const Tensor& b, const Tensor& c) {
-  return g_fused.load() && a.device().is_cpu() && b.device().is_cpu() && c.device().is_cpu() && a.dim() == 2 &&
-         a.sizes() == b.sizes() && a.sizes() == c.sizes() && a.scalar_type() == b.scalar_type() &&
-         a.scalar_type() == c.scalar_type() && (a.scalar_type() == torch::kFloat32 || a.scalar_type() == torch::kFloat64);
+  return fused_cpu({a, b, c}) && a.dim() == 2 && a.sizes() == b.sizes() && a.sizes() == c.sizes();
 }
 
 struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
@@ -50,6 +48,15 @@ struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
 
 void set_fused(bool on) { g_fused = on; }
 bool fused() { return g_fused.load(); }
+
+bool fused_cpu(at::TensorList tensors) {
+  if (!fused() || tensors.empty()) return false;
+  const auto type = tensors[0].scalar_type();
+  if (type != torch::kFloat32 && type != torch::kFloat64) return false;
+  for (const auto& t : tensors)
+    if (!t.device().is_cpu() || t.scalar_type() != type) return false;
+  return true;
+}
 
 std::pair<Tensor, Tensor> affine_coupling_unfused(const Tensor& x, const Tensor& s, const Tensor& t) {
   return {x * torch::exp(s) + t, s.sum(1)};

@@ -25,10 +25,7 @@ bool kernel_input_grad(int64_t /*in*/, int64_t out) { return out >= 128 && out %
 bool kernel_weight_grad(int64_t in, int64_t /*out*/) { return in >= 512; }
 
 bool use_function(const Tensor& x, const Tensor& w, const Tensor& b) {
-  const auto type = x.scalar_type();
-  return fused() && x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu() && x.dim() == 3 && w.dim() == 3 &&
-         b.dim() == 2 && x.size(1) <= kShortBatchRows && w.scalar_type() == type && b.scalar_type() == type &&
-         (type == torch::kFloat32 || type == torch::kFloat64);
+  return fused_cpu({x, w, b}) && x.dim() == 3 && w.dim() == 3 && b.dim() == 2 && x.size(1) <= kShortBatchRows;
 }
 
 struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
@@ -108,13 +105,13 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     const Tensor g = grads[0].contiguous();  // [N, out]
     const int64_t n = g.size(0), in = w.size(1), out = w.size(0);
     Tensor gx, gw, gb;
-    AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "linear_backward", [&] {
-      const auto& k = cpu::table<scalar_t>();
-      if (ctx->needs_input_grad(0)) {
-        gx = torch::empty({n, in}, g.options());
-        k.matmul_nn(g.data_ptr<scalar_t>(), out, w.data_ptr<scalar_t>(), nullptr, gx.data_ptr<scalar_t>(), n, in, out);
-      }
-    });
+    if (ctx->needs_input_grad(0)) {
+      gx = torch::empty({n, in}, g.options());
+      AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "linear_input_grad", [&] {
+        cpu::table<scalar_t>().matmul_nn(g.data_ptr<scalar_t>(), out, w.data_ptr<scalar_t>(), nullptr,
+                                         gx.data_ptr<scalar_t>(), n, in, out);
+      });
+    }
     if (ctx->needs_input_grad(1)) gw = torch::mm(g.t(), x);
     if (ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};
@@ -122,10 +119,8 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
 };
 
 bool use_linear_function(const Tensor& x, const Tensor& w, const Tensor& b) {
-  const auto type = x.scalar_type();
-  return fused() && x.device().is_cpu() && w.device().is_cpu() && b.device().is_cpu() && x.dim() == 2 && w.dim() == 2 &&
-         b.dim() == 1 && x.size(0) <= kShortBatchRows && w.size(0) >= 512 && w.size(1) >= 128 && w.scalar_type() == type &&
-         b.scalar_type() == type && (type == torch::kFloat32 || type == torch::kFloat64);
+  return fused_cpu({x, w, b}) && x.dim() == 2 && w.dim() == 2 && b.dim() == 1 && x.size(0) <= kShortBatchRows &&
+         w.size(0) >= 512 && w.size(1) >= 128;
 }
 }  // namespace
 

@@ -48,10 +48,8 @@ struct NormLeakyReluFn : public torch::autograd::Function<NormLeakyReluFn> {
 }  // namespace
 
 bool norm_leaky_relu_fusable(const Tensor& x, const Tensor& loc, const Tensor& scale) {
-  const auto type = x.scalar_type();
-  return fused() && x.device().is_cpu() && loc.device().is_cpu() && scale.device().is_cpu() && x.dim() == 2 &&
-         loc.dim() == 1 && scale.dim() == 1 && loc.size(0) == x.size(1) && scale.size(0) == x.size(1) &&
-         loc.scalar_type() == type && scale.scalar_type() == type && (type == torch::kFloat32 || type == torch::kFloat64);
+  return fused_cpu({x, loc, scale}) && x.dim() == 2 && loc.dim() == 1 && scale.dim() == 1 && loc.size(0) == x.size(1) &&
+         scale.size(0) == x.size(1);
 }
 
 std::pair<Tensor, Tensor> norm_leaky_relu(const Tensor& x, const Tensor& loc, const Tensor& scale, double alpha) {
