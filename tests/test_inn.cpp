@@ -777,3 +777,41 @@ TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
   }
   kernels::cpu::set_capability(capabilities().back());
 }
+
+TEST(ConditionalFlow, FusedInverseEqualsTheBlockByBlockInverse) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);  // two stretches of rows
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    for (const std::string activation : {"lrelu", "none"})
+      for (int64_t depth : {0, 2})
+        for (int64_t rows : {5, 77}) {
+          SCOPED_TRACE(isa + " " + activation + " depth " + std::to_string(depth) + " rows " + std::to_string(rows));
+          auto cfg = small_config(16, activation);  // halves of 8 and hidden 16: whole vectors
+          cfg.hidden_depth = depth;
+          auto model = ready_flow(cfg);
+          auto v = batch(rows, 16, torch::kFloat64, 7), c = batch(rows, cfg.cond_dim, torch::kFloat64, 8);
+          torch::NoGradGuard no_grad;
+          ASSERT_TRUE(model->inverse_is_fused(v, c));
+          auto fused = model->inverse(v, c);
+          kernels::set_fused(false);
+          EXPECT_FALSE(model->inverse_is_fused(v, c));
+          auto unfused = model->inverse(v, c);
+          kernels::set_fused(true);
+          EXPECT_LT(max_abs(fused - unfused), 1e-12);
+          EXPECT_LT(max_abs(model->forward(fused, c).v - v), 1e-9);  // and it is the inverse
+          convert_floating(*model, torch::kFloat32);
+          auto v32 = v.to(torch::kFloat32), c32 = c.to(torch::kFloat32);
+          ASSERT_TRUE(model->inverse_is_fused(v32, c32));
+          EXPECT_LT(max_abs(model->inverse(v32, c32) - unfused.to(torch::kFloat32)), 1e-4);
+        }
+  }
+  // Gradients wanted, or widths that are not whole vectors: the block-by-block path.
+  auto model = ready_flow(small_config(16));
+  auto v = batch(4, 16), c = batch(4, 3, torch::kFloat64, 9);
+  EXPECT_FALSE(model->inverse_is_fused(v, c));
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(ready_flow(small_config(6))->inverse_is_fused(batch(4, 6), c));
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}

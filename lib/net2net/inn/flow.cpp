@@ -1,8 +1,11 @@
 #include "net2net/inn/flow.h"
 
 #include <cmath>
+#include <deque>
 #include <tuple>
 
+#include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/norm_activation.h"
 
 namespace net2net::inn {
@@ -97,9 +100,72 @@ FlowOutput ConditionalFlowImpl::forward(const Tensor& x, const Tensor& cond) {
   return {h, logdet};
 }
 
+namespace {
+// Inference through the whole flow as one kernel (cpu flow_inverse) where every coupling takes the
+// fused subnet kernels: no gradients wanted, CPU float / double.
+bool fused_inverse_possible(const std::vector<FlowBlock>& blocks, const Tensor& v, const std::vector<Tensor>& conds) {
+  if (torch::GradMode::is_enabled() || !kernels::fused_cpu({v}) || blocks.empty()) return false;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    if (!kernels::fused_cpu({v, conds[i], blocks[i]->norm->loc, blocks[i]->norm->scale}) ||
+        !blocks[i]->coupling->st0()->fusable(v) || !blocks[i]->coupling->st1()->fusable(v))
+      return false;
+  return true;
+}
+
+template <typename T>
+struct KernelWeights {
+  std::vector<Tensor> keep;                  // contiguous copies the kernel reads
+  std::deque<std::vector<const T*>> layers;  // per pair: w_hidden then b_hidden pointers
+  std::vector<kernels::cpu::FlowBlockWeights<T>> blocks;
+
+  const T* hold(const Tensor& t) {
+    keep.push_back(t.contiguous());
+    return keep.back().data_ptr<T>();
+  }
+  const int64_t* index(const Tensor& t) {
+    keep.push_back(t.contiguous());
+    return keep.back().data_ptr<int64_t>();
+  }
+  kernels::cpu::PairWeights<T> pair(const SubnetPair& st) {
+    const auto params = st->kernel_params();
+    const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2;
+    auto& ptrs = layers.emplace_back();
+    for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[2 + 2 * k]));
+    for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[3 + 2 * k]));
+    return {hold(params[0].t()), hold(params[1]), ptrs.data(), ptrs.data() + depth, hold(params[2 + 2 * depth]),
+            hold(params[3 + 2 * depth]), params[0].size(1), st->hidden(), depth, params.back().size(1)};
+  }
+};
+
+template <typename T>
+Tensor fused_inverse(const std::vector<FlowBlock>& blocks, const Tensor& v, const std::vector<Tensor>& conds) {
+  KernelWeights<T> w;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const auto& blk = blocks[i];
+    const Tensor& c = conds[i];
+    w.blocks.push_back({w.hold(blk->norm->loc), w.hold(blk->norm->scale),
+                        blk->activation ? static_cast<T>(blk->activation->alpha()) : T(0),
+                        w.index(blk->shuffle->backward_index), w.pair(blk->coupling->st0()),
+                        w.pair(blk->coupling->st1()), w.hold(c), c.size(1)});
+  }
+  const Tensor vc = v.contiguous();
+  Tensor x = torch::empty_like(vc);
+  kernels::cpu::table<T>().flow_inverse(vc.data_ptr<T>(), vc.size(0), vc.size(1), blocks.front()->coupling->first_half(),
+                                        w.blocks.data(), static_cast<int64_t>(w.blocks.size()), x.data_ptr<T>());
+  return x;
+}
+}  // namespace
+
+bool ConditionalFlowImpl::inverse_is_fused(const Tensor& v, const Tensor& cond) {
+  return !torch::GradMode::is_enabled() && fused_inverse_possible(blocks_, v, block_conditions(cond));
+}
+
 Tensor ConditionalFlowImpl::inverse(const Tensor& v, const Tensor& cond) {
   TORCH_CHECK(v.dim() == 2 && v.size(1) == cfg_.in_dim, "residual: expected [N, ", cfg_.in_dim, "], got ", v.sizes());
   auto conds = block_conditions(cond);
+  if (fused_inverse_possible(blocks_, v, conds))
+    return v.scalar_type() == torch::kFloat32 ? fused_inverse<float>(blocks_, v, conds)
+                                              : fused_inverse<double>(blocks_, v, conds);
   Tensor h = v;
   for (size_t i = blocks_.size(); i-- > 0;) h = blocks_[i]->inverse(h, conds[i]);
   return h;

@@ -39,6 +39,10 @@ class ConditionalFlowImpl : public torch::nn::Module {
   Tensor sample(const Tensor& cond, double temperature,
                 c10::optional<torch::Generator> generator = c10::nullopt);
 
+  // Whether inverse(v, cond) runs as one kernel (cpu flow_inverse): no gradients wanted, CPU
+  // float / double, every coupling on the fused subnet kernels.
+  bool inverse_is_fused(const Tensor& v, const Tensor& cond);
+
   // The embedding of the condition and the per-block conditions derived from it.
   Tensor embed(const Tensor& cond);
   std::vector<Tensor> block_conditions(const Tensor& cond);

@@ -139,6 +139,8 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
   }
   w_out_ = register_parameter("w_out", torch::stack({ls.back()->weight.t(), lt.back()->weight.t()}).contiguous());
   b_out_ = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
+  n_weights_ = w_in_.numel() + w_out_.numel();
+  for (const auto& w : w_hidden_) n_weights_ += w.numel();
 }
 
 namespace {
@@ -248,14 +250,19 @@ struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
 };
 }  // namespace
 
+bool SubnetPairImpl::fusable(const Tensor& x) const { return fused_pair(x, w_in_, hidden_, w_out_.size(2), n_weights_); }
+
+std::vector<Tensor> SubnetPairImpl::kernel_params() const {
+  std::vector<Tensor> params = {w_in_, b_in_};
+  for (size_t k = 0; k < w_hidden_.size(); ++k) params.push_back(w_hidden_[k]), params.push_back(b_hidden_[k]);
+  params.push_back(w_out_), params.push_back(b_out_);
+  return params;
+}
+
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
   const int64_t n = x.size(0);
-  int64_t n_weights = w_in_.numel() + w_out_.numel();
-  for (const auto& w : w_hidden_) n_weights += w.numel();
-  if (fused_pair(x, w_in_, hidden_, w_out_.size(2), n_weights)) {
-    std::vector<Tensor> params = {w_in_, b_in_};
-    for (size_t k = 0; k < w_hidden_.size(); ++k) params.push_back(w_hidden_[k]), params.push_back(b_hidden_[k]);
-    params.push_back(w_out_), params.push_back(b_out_);
+  if (fusable(x)) {
+    const auto params = kernel_params();
     if (torch::GradMode::is_enabled()) {
       auto st = SubnetPairFn::apply(x, at::TensorList(params), hidden_);
       return {st[0], st[1]};

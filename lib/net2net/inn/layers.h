@@ -90,9 +90,15 @@ class SubnetPairImpl : public torch::nn::Module {
   // The weights as the two Mlps would hold them: {name, view} with names "s.linear{k}.weight",
   // "s.linear{k}.bias", ... where s / t are the given prefixes. Views share storage.
   std::vector<std::pair<std::string, Tensor>> unbatched(const std::string& s_name, const std::string& t_name) const;
+  // Whether x takes the fused CPU kernels (cpu subnet_pair_forward): CPU float / double, weights
+  // small enough to stay in cache, widths in whole vectors.
+  bool fusable(const Tensor& x) const;
+  // The parameters in the kernels' order: w_in, b_in, (w_hidden{k}, b_hidden{k})..., w_out, b_out.
+  std::vector<Tensor> kernel_params() const;
+  int64_t hidden() const { return hidden_; }
 
  private:
-  int64_t hidden_;
+  int64_t hidden_, n_weights_;
   Tensor w_in_, b_in_, w_out_, b_out_;
   std::vector<Tensor> w_hidden_, b_hidden_;
 };
@@ -110,6 +116,8 @@ class DoubleCouplingImpl : public torch::nn::Module {
   LayerOutput forward(const Tensor& x, const Tensor& cond);
   Tensor inverse(const Tensor& y, const Tensor& cond);
   int64_t first_half() const { return a_; }
+  const SubnetPair& st0() const { return st0_; }  // on [x1, c]: (s0, t0) for x2
+  const SubnetPair& st1() const { return st1_; }  // on [x2', c]: (s1, t1) for x1
   // {"s0.linear0.weight", view}, ...: the subnet weights under their per-subnet names.
   std::vector<std::pair<std::string, Tensor>> unbatched_parameters() const;
   void save(torch::serialize::OutputArchive& archive) const override;

@@ -9,6 +9,31 @@
 
 namespace net2net::kernels::cpu {
 
+// One inn::SubnetPair's weights in the layouts of subnet_pair_forward: w_in [in, 2H], b_in [2H];
+// per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2, H, out], b_out [2, out].
+template <typename T>
+struct PairWeights {
+  const T *w_in, *b_in;
+  const T* const* w_hidden;
+  const T* const* b_hidden;
+  const T *w_out, *b_out;
+  int64_t in, hidden, depth, out;
+};
+
+// One inn::FlowBlock for flow_inverse: ActNorm (loc, scale [d]), the invertible LeakyReLU (alpha;
+// 0 when the block has none), the coupling's pairs st0 (input a + e wide, output d - a) and st1
+// (input d - a + e, output a), the shuffle's inverse (column j of the coupling's output is column
+// unshuffle[j] of the block's output), and the block's condition cond [n, e] contiguous.
+template <typename T>
+struct FlowBlockWeights {
+  const T *loc, *scale;
+  T alpha;
+  const int64_t* unshuffle;
+  PairWeights<T> st0, st1;
+  const T* cond;
+  int64_t cond_dim;
+};
+
 template <typename T>
 struct Table {
   // y = x exp(s) + t, ld[r] = sum_j s[r, j]; row-major [n, d], contiguous.
@@ -53,6 +78,13 @@ struct Table {
                             int64_t n, int64_t d);
   // x = (y >= 0 ? y : y / alpha) / scale - loc.
   void (*norm_act_inverse)(const T* y, const T* loc, const T* scale, T alpha, T* x, int64_t n, int64_t d);
+  // x = the flow's inverse of v (inn::ConditionalFlow::inverse for inference): blocks[count - 1]
+  // down to blocks[0], each undoing its shuffle, its coupling (a: the coupling's first half) and
+  // its ActNorm + LeakyReLU. v, x [n, d] contiguous. Every row runs through all blocks on one
+  // thread (blocks of 32 rows in parallel): no synchronisation and no intermediate tensors
+  // between the ~10 steps of each block. Pair widths (2H, H, out) in whole vectors.
+  void (*flow_inverse)(const T* v, int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count,
+                       T* x);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();
