@@ -42,6 +42,10 @@ class ConditionalFlowImpl : public torch::nn::Module {
   // Whether inverse(v, cond) runs as one kernel (cpu flow_inverse): no gradients wanted, CPU
   // float / double, every coupling on the fused subnet kernels.
   bool inverse_is_fused(const Tensor& v, const Tensor& cond);
+  // Whether forward(x, cond) does (cpu flow_forward, and flow_backward for its gradients; one
+  // autograd node for the whole flow): the same conditions, ActNorm initialised when training
+  // and, with gradients, each subnet's input width in whole vectors.
+  bool forward_is_fused(const Tensor& x, const Tensor& cond);
 
   // The embedding of the condition and the per-block conditions derived from it.
   Tensor embed(const Tensor& cond);

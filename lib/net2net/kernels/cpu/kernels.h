@@ -11,6 +11,8 @@ namespace net2net::kernels::cpu {
 
 // One inn::SubnetPair's weights in the layouts of subnet_pair_forward: w_in [in, 2H], b_in [2H];
 // per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2, H, out], b_out [2, out].
+// For flow_backward also transposed: w_in_t [2H, in] (Linear's layout), w_hidden_t[k] [2, H, H]
+// and w_out_t [2, out, H] (each [out, in]).
 template <typename T>
 struct PairWeights {
   const T *w_in, *b_in;
@@ -18,6 +20,19 @@ struct PairWeights {
   const T* const* b_hidden;
   const T *w_out, *b_out;
   int64_t in, hidden, depth, out;
+  const T* w_in_t = nullptr;
+  const T* const* w_hidden_t = nullptr;
+  const T* w_out_t = nullptr;
+};
+
+// Gradients of a pair's parameters, in the parameters' own layouts (w_in [2H, in], as
+// inn::SubnetPair holds it).
+template <typename T>
+struct PairGrads {
+  T *w_in, *b_in;
+  T* const* w_hidden;
+  T* const* b_hidden;
+  T *w_out, *b_out;
 };
 
 // One inn::FlowBlock for flow_inverse: ActNorm (loc, scale [d]), the invertible LeakyReLU (alpha;
@@ -32,7 +47,34 @@ struct FlowBlockWeights {
   PairWeights<T> st0, st1;
   const T* cond;
   int64_t cond_dim;
+  const int64_t* shuffle = nullptr;  // forward: column j of the block's output is the coupling's shuffle[j]
 };
+
+// Gradients of one flow block's parameters (ActNorm's loc and scale [d], the pairs) and of its
+// condition, cond [n, e].
+template <typename T>
+struct FlowBlockGrads {
+  T *loc, *scale;
+  PairGrads<T> st0, st1;
+  T* cond;
+};
+
+// Elements that flow_forward keeps per flow block for flow_backward (n rows): the block's input
+// and its ActNorm + LeakyReLU output [n, d], and per pair its input [n, in], first activations
+// [n, 2H], hidden activations [2, n, H] per layer and s [n, out].
+template <typename T>
+inline int64_t flow_saved_elements(int64_t n, int64_t d, const FlowBlockWeights<T>& b) {
+  auto pair = [n](const PairWeights<T>& p) { return n * (p.in + 2 * p.hidden * (1 + p.depth) + p.out); };
+  return 2 * n * d + pair(b.st0) + pair(b.st1);
+}
+// Elements of flow_backward's workspace per flow block: the gradient at the ActNorm + LeakyReLU
+// output [n, d] and per pair the gradients at every pre-activation ([n, 2H], [2, n, H] per hidden
+// layer, [2, n, out]).
+template <typename T>
+inline int64_t flow_work_elements(int64_t n, int64_t d, const FlowBlockWeights<T>& b) {
+  auto pair = [n](const PairWeights<T>& p) { return n * 2 * (p.hidden * (1 + p.depth) + p.out); };
+  return n * d + pair(b.st0) + pair(b.st1);
+}
 
 template <typename T>
 struct Table {
@@ -85,6 +127,18 @@ struct Table {
   // between the ~10 steps of each block. Pair widths (2H, H, out) in whole vectors.
   void (*flow_inverse)(const T* v, int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count,
                        T* x);
+  // The flow's forward pass (inn::ConditionalFlow::forward): v [n, d] and logdet [n] from x [n, d]
+  // through blocks[0] .. blocks[count - 1], every row through all blocks on one thread. With
+  // `saved` (training: sum of flow_saved_elements over the blocks, in block order) it keeps what
+  // flow_backward needs. Pair widths (2H, H, out) in whole vectors.
+  void (*flow_forward)(const T* x, int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count,
+                       T* v, T* logdet, T* saved);
+  // Its backward pass from gv [n, d] and gld [n]: gx [n, d], and per block the gradients of its
+  // parameters and its condition (grads[i]); work: sum of flow_work_elements. Needs the pairs'
+  // transposed weights and their inputs in whole vectors (in % vector_width == 0). First along
+  // the rows (each thread its own), then every weight gradient as a sum over all rows.
+  void (*flow_backward)(int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count,
+                        const T* saved, const T* gv, const T* gld, T* work, T* gx, const FlowBlockGrads<T>* grads);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();

@@ -19,54 +19,58 @@ namespace net2net::kernels::cpu::NET2NET_KERNEL_NS {
 // Rows per parallel task: about 16k elements each.
 inline int64_t row_grain(int64_t d) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(d, 1)); }
 
+// One row of the coupling, y = x exp(s) + t, d wide; returns sum_j s[j] (its log-det).
+template <typename T>
+inline T coupling_forward_row(const T* xr, const T* sr, const T* tr, T* yr, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  Vec acc(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= d; j += Vec::size()) {
+    Vec sv = Vec::loadu(sr + j);
+    (Vec::loadu(xr + j) * sv.exp() + Vec::loadu(tr + j)).store(yr + j);
+    acc = acc + sv;
+  }
+  T lanes[Vec::size()];
+  acc.store(lanes);
+  T sum = 0;
+  for (int k = 0; k < Vec::size(); ++k) sum += lanes[k];
+  for (; j < d; ++j) {
+    yr[j] = xr[j] * std::exp(sr[j]) + tr[j];
+    sum += sr[j];
+  }
+  return sum;
+}
+
 template <typename T>
 void coupling_forward(const T* x, const T* s, const T* t, T* y, T* ld, int64_t n, int64_t d) {
-  using Vec = at::vec::Vectorized<T>;
   at::parallel_for(0, n, row_grain(d), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T *xr = x + r * d, *sr = s + r * d, *tr = t + r * d;
-      T* yr = y + r * d;
-      Vec acc(T(0));
-      int64_t j = 0;
-      for (; j + Vec::size() <= d; j += Vec::size()) {
-        Vec sv = Vec::loadu(sr + j);
-        (Vec::loadu(xr + j) * sv.exp() + Vec::loadu(tr + j)).store(yr + j);
-        acc = acc + sv;
-      }
-      T lanes[Vec::size()];
-      acc.store(lanes);
-      T sum = 0;
-      for (int k = 0; k < Vec::size(); ++k) sum += lanes[k];
-      for (; j < d; ++j) {
-        yr[j] = xr[j] * std::exp(sr[j]) + tr[j];
-        sum += sr[j];
-      }
-      ld[r] = sum;
-    }
+    for (int64_t r = begin; r < end; ++r) ld[r] = coupling_forward_row(x + r * d, s + r * d, t + r * d, y + r * d, d);
   });
+}
+
+// One row of its backward: gx = gy exp(s), gs = gx x + g (g: the row's log-det gradient).
+template <typename T>
+inline void coupling_backward_row(const T* xr, const T* sr, const T* gyr, T g, T* gxr, T* gsr, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec gv(g);
+  int64_t j = 0;
+  for (; j + Vec::size() <= d; j += Vec::size()) {
+    Vec gxv = Vec::loadu(gyr + j) * Vec::loadu(sr + j).exp();
+    gxv.store(gxr + j);
+    (gxv * Vec::loadu(xr + j) + gv).store(gsr + j);
+  }
+  for (; j < d; ++j) {
+    T gxv = gyr[j] * std::exp(sr[j]);
+    gxr[j] = gxv;
+    gsr[j] = gxv * xr[j] + g;
+  }
 }
 
 template <typename T>
 void coupling_backward(const T* x, const T* s, const T* gy, const T* gld, T* gx, T* gs, int64_t n, int64_t d) {
-  using Vec = at::vec::Vectorized<T>;
   at::parallel_for(0, n, row_grain(d), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T *xr = x + r * d, *sr = s + r * d, *gyr = gy + r * d;
-      T *gxr = gx + r * d, *gsr = gs + r * d;
-      const T g = gld ? gld[r] : T(0);
-      const Vec gv(g);
-      int64_t j = 0;
-      for (; j + Vec::size() <= d; j += Vec::size()) {
-        Vec gxv = Vec::loadu(gyr + j) * Vec::loadu(sr + j).exp();
-        gxv.store(gxr + j);
-        (gxv * Vec::loadu(xr + j) + gv).store(gsr + j);
-      }
-      for (; j < d; ++j) {
-        T gxv = gyr[j] * std::exp(sr[j]);
-        gxr[j] = gxv;
-        gsr[j] = gxv * xr[j] + g;
-      }
-    }
+    for (int64_t r = begin; r < end; ++r)
+      coupling_backward_row(x + r * d, s + r * d, gy + r * d, gld ? gld[r] : T(0), gx + r * d, gs + r * d, d);
   });
 }
 
@@ -523,36 +527,51 @@ inline void back_through(const T* g, const T* w_t, T* c, int64_t ldc, const T* a
 // g_out [2, n, out] (s's through tanh), g_hidden[k] [2, n, H], g_a0 [n, 2H]. The weights come
 // transposed ([2, out, H], [2, H, H] as [out, in]), so that every product is the nn kernel's.
 // Blocks of rows in parallel. The weight gradients (sums over all rows) are then one GEMM each.
+// One block of rows [r0, r0 + rows) of that pass, on this thread: s, a0, acts and the outputs
+// g_out, g_hidden, g_a0 in their whole-batch layouts (n rows); gs, gt: this block's rows [rows, out].
+template <typename T>
+inline void pair_backward_rows(int64_t n, int64_t r0, int64_t rows, int64_t hidden, int64_t depth,
+                               const T* const* w_hidden_t, const T* w_out_t, int64_t out, const T* s, const T* a0,
+                               const T* const* acts, const T* gs, const T* gt, T* g_out, T* const* g_hidden, T* g_a0) {
+  using Vec = at::vec::Vectorized<T>;
+  // tanh' = 1 - s^2 for s; t's gradient as it is.
+  for (int64_t i = 0; i < rows * out; i += Vec::size()) {
+    const Vec sv = Vec::loadu(s + r0 * out + i);
+    (Vec::loadu(gs + i) * (Vec(T(1)) - sv * sv)).store(g_out + r0 * out + i);
+    Vec::loadu(gt + i).store(g_out + (n + r0) * out + i);
+  }
+  for (int64_t j = 0; j < 2; ++j) {
+    // Layer by layer down: the gradient g at a layer's pre-activation [rows, width] times its
+    // weight W[j] [in, width] gives the gradient at its input, through the LeakyReLU below.
+    const T* g = g_out + (j * n + r0) * out;
+    int64_t width = out;
+    const T* w = w_out_t + j * hidden * out;
+    for (int64_t k = depth; k >= 0; --k) {
+      T* dst = k > 0 ? g_hidden[k - 1] + (j * n + r0) * hidden : g_a0 + r0 * 2 * hidden + j * hidden;
+      const T* act = k > 0 ? acts[k - 1] + (j * n + r0) * hidden : a0 + r0 * 2 * hidden + j * hidden;
+      const int64_t ld = k > 0 ? hidden : 2 * hidden;
+      back_through(g, w, dst, ld, act, rows, hidden, width);
+      if (k > 0) g = dst, width = hidden, w = w_hidden_t[k - 1] + j * hidden * hidden;
+    }
+  }
+}
+
+// The backward pass of subnet_pair_forward (training), the part that runs along the rows: from
+// gs, gt [n, out] and the saved s, a0, acts, the gradients at every layer's pre-activation:
+// g_out [2, n, out] (s's through tanh), g_hidden[k] [2, n, H], g_a0 [n, 2H]. The weights come
+// transposed ([2, out, H], [2, H, H] as [out, in]), so that every product is the nn kernel's.
+// Blocks of rows in parallel. The weight gradients (sums over all rows) are then one GEMM each.
 template <typename T>
 void subnet_pair_backward(int64_t n, int64_t hidden, int64_t depth, const T* const* w_hidden_t, const T* w_out_t,
                           int64_t out, const T* s, const T* a0, const T* const* acts, const T* gs, const T* gt, T* g_out,
                           T* const* g_hidden, T* g_a0) {
-  using Vec = at::vec::Vectorized<T>;
   constexpr int64_t rb = 32;
   const int64_t blocks = (n + rb - 1) / rb;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t r0 = blk * rb, rows = std::min(rb, n - r0);
-      // tanh' = 1 - s^2 for s; t's gradient as it is.
-      for (int64_t i = r0 * out; i < (r0 + rows) * out; i += Vec::size()) {
-        const Vec sv = Vec::loadu(s + i);
-        (Vec::loadu(gs + i) * (Vec(T(1)) - sv * sv)).store(g_out + i);
-        Vec::loadu(gt + i).store(g_out + n * out + i);
-      }
-      for (int64_t j = 0; j < 2; ++j) {
-        // Layer by layer down: the gradient g at a layer's pre-activation [rows, width] times its
-        // weight W[j] [in, width] gives the gradient at its input, through the LeakyReLU below.
-        const T* g = g_out + (j * n + r0) * out;
-        int64_t width = out;
-        const T* w = w_out_t + j * hidden * out;
-        for (int64_t k = depth; k >= 0; --k) {
-          T* dst = k > 0 ? g_hidden[k - 1] + (j * n + r0) * hidden : g_a0 + r0 * 2 * hidden + j * hidden;
-          const T* act = k > 0 ? acts[k - 1] + (j * n + r0) * hidden : a0 + r0 * 2 * hidden + j * hidden;
-          const int64_t ld = k > 0 ? hidden : 2 * hidden;
-          back_through(g, w, dst, ld, act, rows, hidden, width);
-          if (k > 0) g = dst, width = hidden, w = w_hidden_t[k - 1] + j * hidden * hidden;
-        }
-      }
+      pair_backward_rows(n, r0, rows, hidden, depth, w_hidden_t, w_out_t, out, s, a0, acts, gs + r0 * out, gt + r0 * out,
+                         g_out, g_hidden, g_a0);
     }
   });
 }
@@ -560,33 +579,41 @@ void subnet_pair_backward(int64_t n, int64_t hidden, int64_t depth, const T* con
 // ActNorm then the invertible LeakyReLU of a flow block (inn::FlowBlock), fused: u = scale (x +
 // loc), y = u >= 0 ? u : alpha u (torch's where(u < 0, u alpha, u)), negatives[r] = the number of
 // u < 0 in row r (the LeakyReLU's log-det is that times log alpha). x, y [n, d]; loc, scale [d].
+// One row of it (alpha 0: no LeakyReLU, y = u); returns the count of u < 0 (0 without LeakyReLU).
+template <typename T>
+inline T norm_act_forward_row(const T* xr, const T* loc, const T* scale, T alpha, T* yr, int64_t d) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0)), va(alpha), one(T(1));
+  const bool act = alpha != T(0);
+  Vec count(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= d; j += Vec::size()) {
+    const Vec u = Vec::loadu(scale + j) * (Vec::loadu(xr + j) + Vec::loadu(loc + j));
+    if (!act) {
+      u.store(yr + j);
+      continue;
+    }
+    const Vec neg = u < zero;  // all-ones lanes where negative
+    Vec::blendv(u, u * va, neg).store(yr + j);
+    count = count + Vec::blendv(zero, one, neg);
+  }
+  T lanes[Vec::size()];
+  count.store(lanes);
+  T c = 0;
+  for (int k = 0; k < Vec::size(); ++k) c += lanes[k];
+  for (; j < d; ++j) {
+    const T u = scale[j] * (xr[j] + loc[j]);
+    const bool neg = act && u < 0;
+    yr[j] = neg ? u * alpha : u;
+    c += neg ? T(1) : T(0);
+  }
+  return c;
+}
+
 template <typename T>
 void norm_act_forward(const T* x, const T* loc, const T* scale, T alpha, T* y, T* negatives, int64_t n, int64_t d) {
-  using Vec = at::vec::Vectorized<T>;
   at::parallel_for(0, n, row_grain(d), [&](int64_t begin, int64_t end) {
-    const Vec zero(T(0)), va(alpha), one(T(1));
-    for (int64_t r = begin; r < end; ++r) {
-      const T* xr = x + r * d;
-      T* yr = y + r * d;
-      Vec count(T(0));
-      int64_t j = 0;
-      for (; j + Vec::size() <= d; j += Vec::size()) {
-        const Vec u = Vec::loadu(scale + j) * (Vec::loadu(xr + j) + Vec::loadu(loc + j));
-        const Vec neg = u < zero;  // all-ones lanes where negative
-        Vec::blendv(u, u * va, neg).store(yr + j);
-        count = count + Vec::blendv(zero, one, neg);
-      }
-      T lanes[Vec::size()];
-      count.store(lanes);
-      T c = 0;
-      for (int k = 0; k < Vec::size(); ++k) c += lanes[k];
-      for (; j < d; ++j) {
-        const T u = scale[j] * (xr[j] + loc[j]);
-        yr[j] = u < 0 ? u * alpha : u;
-        c += u < 0 ? T(1) : T(0);
-      }
-      negatives[r] = c;
-    }
+    for (int64_t r = begin; r < end; ++r) negatives[r] = norm_act_forward_row(x + r * d, loc, scale, alpha, y + r * d, d);
   });
 }
 
@@ -698,6 +725,328 @@ void flow_inverse(const T* v, int64_t n, int64_t d, int64_t a, const FlowBlockWe
   });
 }
 
+// Where one pair's state lies in flow_forward's `saved` (in, a0, acts [depth][2, n, H], s) and
+// in flow_backward's `work` (g_a0, g_hidden [depth][2, n, H], g_out [2, n, out]).
+template <typename T>
+struct PairState {
+  T *in, *a0, *acts, *s;
+  T *g_a0 = nullptr, *g_hidden = nullptr, *g_out = nullptr;
+};
+template <typename T>
+struct BlockState {
+  T *x, *y, *gy = nullptr;
+  PairState<T> st0, st1;
+};
+
+// Carves saved / work for every block in the layout of flow_saved_elements / flow_work_elements.
+template <typename T>
+std::vector<BlockState<T>> block_states(int64_t n, int64_t d, const FlowBlockWeights<T>* blocks, int64_t count,
+                                        T* saved, T* work) {
+  std::vector<BlockState<T>> out(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    BlockState<T>& b = out[i];
+    b.x = saved, b.y = saved + n * d, saved += 2 * n * d;
+    if (work) b.gy = work, work += n * d;
+    for (int j = 0; j < 2; ++j) {
+      const PairWeights<T>& w = j == 0 ? blocks[i].st0 : blocks[i].st1;
+      PairState<T>& p = j == 0 ? b.st0 : b.st1;
+      const int64_t h2 = 2 * w.hidden;
+      p.in = saved, p.a0 = saved + n * w.in, p.acts = p.a0 + n * h2, p.s = p.acts + n * h2 * w.depth;
+      saved = p.s + n * w.out;
+      if (!work) continue;
+      p.g_a0 = work, p.g_hidden = work + n * h2, p.g_out = p.g_hidden + n * h2 * w.depth;
+      work = p.g_out + 2 * n * w.out;
+    }
+  }
+  return out;
+}
+
+// The flow's forward pass (Table::flow_forward), each thread one stretch of rows through every
+// block, each pair over all of the stretch's rows before the next (its weights stay in L2).
+template <typename T>
+void flow_forward(const T* x, int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count, T* v,
+                  T* logdet, T* saved) {
+  constexpr int64_t rb = 32;
+  const int64_t b = d - a;
+  int64_t max_in = 0, max_hidden = 0, max_out = 0;
+  for (int64_t i = 0; i < count; ++i)
+    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
+      max_in = std::max(max_in, p->in), max_hidden = std::max(max_hidden, p->hidden), max_out = std::max(max_out, p->out);
+  const auto states = saved ? block_states<T>(n, d, blocks, count, saved, nullptr) : std::vector<BlockState<T>>();
+  const int64_t row_blocks = (n + rb - 1) / rb;
+  at::parallel_for(0, row_blocks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t first_row = begin * rb, rows_here = std::min(end * rb, n) - first_row;
+    std::vector<T> h(rows_here * d), o(rows_here * d), ld(rows_here, T(0)), y_local(saved ? 0 : rows_here * d),
+        in(rb * max_in), first(rb * 2 * max_hidden), h1(rb * max_hidden), h2(rb * max_hidden), s(rb * max_out),
+        t(rb * max_out);
+    // One coupling half over the stretch: (s, t) = pair([src (w wide), c]), dst = y exp(s) + t
+    // (out wide); src, y, dst: row stride d. With st (training) the pair's state is kept there.
+    auto half = [&](const FlowBlockWeights<T>& blk, const PairWeights<T>& pair, const PairState<T>* st, const T* src,
+                    int64_t w, const T* y, T* dst) {
+      const int64_t e = blk.cond_dim, out = pair.out, hidden = pair.hidden;
+      for (int64_t r0 = 0; r0 < rows_here; r0 += rb) {
+        const int64_t rows = std::min(rb, rows_here - r0), g0 = first_row + r0;
+        T* inp = st ? st->in + g0 * (w + e) : in.data();
+        for (int64_t r = 0; r < rows; ++r) {
+          std::copy_n(src + (r0 + r) * d, w, inp + r * (w + e));
+          std::copy_n(blk.cond + (g0 + r) * e, e, inp + r * (w + e) + w);
+        }
+        auto hidden_out = [&](int64_t k, int64_t j) {
+          return st ? st->acts + (k * 2 * n + j * n + g0) * hidden : (k % 2 == 0 ? h1 : h2).data();
+        };
+        T* sp = st ? st->s + g0 * out : s.data();
+        pair_rows(inp, w + e, rows, pair, st ? st->a0 + g0 * 2 * hidden : first.data(), hidden_out, sp, t.data(), out);
+        for (int64_t r = 0; r < rows; ++r)
+          ld[r0 + r] += coupling_forward_row(y + (r0 + r) * d, sp + r * out, t.data() + r * out, dst + (r0 + r) * d, out);
+      }
+    };
+    std::copy_n(x + first_row * d, rows_here * d, h.data());
+    for (int64_t i = 0; i < count; ++i) {
+      const FlowBlockWeights<T>& blk = blocks[i];
+      const BlockState<T>* st = saved ? &states[i] : nullptr;
+      T log_scale = 0;
+      for (int64_t j = 0; j < d; ++j) log_scale += std::log(std::abs(blk.scale[j]));
+      const T log_alpha = blk.alpha != T(0) ? std::log(blk.alpha) : T(0);
+      T* y = st ? st->y + first_row * d : y_local.data();
+      if (st) std::copy_n(h.data(), rows_here * d, st->x + first_row * d);
+      for (int64_t r = 0; r < rows_here; ++r)
+        ld[r] += log_scale + log_alpha * norm_act_forward_row(h.data() + r * d, blk.loc, blk.scale, blk.alpha, y + r * d, d);
+      half(blk, blk.st0, st ? &st->st0 : nullptr, y, a, y + a, o.data());      // x2' into o[:, :b]
+      half(blk, blk.st1, st ? &st->st1 : nullptr, o.data(), b, y, o.data() + b);  // x1' into o[:, b:]
+      for (int64_t r = 0; r < rows_here; ++r)
+        for (int64_t j = 0; j < d; ++j) h[r * d + j] = o[r * d + blk.shuffle[j]];
+    }
+    std::copy_n(h.data(), rows_here * d, v + first_row * d);
+    std::copy_n(ld.data(), rows_here, logdet + first_row);
+  });
+}
+
+// c[p, q] = sum_{i < m} a[i, p] b[i, q] for an MR x NR-vector block (a: row stride lda, b: row
+// stride ldb, c: row stride ldc): the weight gradient of a layer, summed over the rows.
+template <typename T, int MR, int NR>
+inline void tn_sum_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int V = Vec::size();
+  Vec acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q) acc[r][q] = Vec(T(0));
+  for (int64_t i = 0; i < m; ++i) {
+    Vec bv[NR];
+    for (int q = 0; q < NR; ++q) bv[q] = Vec::loadu(b + i * ldb + q * V);
+    for (int r = 0; r < MR; ++r) {
+      const Vec av(a[i * lda + r]);
+      for (int q = 0; q < NR; ++q) acc[r][q] = at::vec::fmadd(av, bv[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NR; ++q) acc[r][q].store(c + r * ldc + q * V);
+}
+
+template <typename T, int MR>
+inline void tn_sum_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr) {
+  if (nr == 3) tn_sum_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m);
+  else if (nr == 2) tn_sum_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m);
+  else tn_sum_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m);
+}
+
+// Rows [p0, p1) of c = a^T b over m rows (a [m, P] row stride lda, b [m, Q] row stride ldb, Q in
+// whole vectors); c [P, Q] row stride ldc, or with `transposed` c^T: c[q * ldc + p].
+template <typename T>
+void tn_sum(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t p0, int64_t p1,
+            int64_t q_total, bool transposed) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int MR = 4, NR = 3, V = Vec::size();
+  T tile[MR * NR * V];
+  for (int64_t q0 = 0; q0 < q_total; q0 += NR * V) {
+    const int nr = static_cast<int>(std::min<int64_t>(NR * V, q_total - q0) / V);
+    for (int64_t p = p0; p < p1; p += MR) {
+      const int rows = static_cast<int>(std::min<int64_t>(MR, p1 - p));
+      T* cp = transposed ? tile : c + p * ldc + q0;
+      const int64_t ldt = transposed ? NR * V : ldc;
+      switch (rows) {
+        case 4: tn_sum_rows<T, 4>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
+        case 3: tn_sum_rows<T, 3>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
+        case 2: tn_sum_rows<T, 2>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
+        default: tn_sum_rows<T, 1>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
+      }
+      if (transposed)
+        for (int r = 0; r < rows; ++r)
+          for (int64_t q = 0; q < nr * V; ++q) c[(q0 + q) * ldc + p + r] = tile[r * NR * V + q];
+    }
+  }
+}
+
+// c[q] = sum_{i < m} b[i, q] (a bias gradient), Q in whole vectors.
+template <typename T>
+void column_sums(const T* b, int64_t ldb, T* c, int64_t m, int64_t q_total) {
+  using Vec = at::vec::Vectorized<T>;
+  for (int64_t q = 0; q < q_total; q += Vec::size()) {
+    Vec acc(T(0));
+    for (int64_t i = 0; i < m; ++i) acc = acc + Vec::loadu(b + i * ldb + q);
+    acc.store(c + q);
+  }
+}
+
+// The flow's backward pass (Table::flow_backward). Along the rows, each thread its stretch, block
+// by block down: the shuffle's gradient; each coupling half as y = x exp(s) + t (gx, gs), the
+// pair's pre-activation gradients (pair_backward_rows) and its input's gradient g_a0 W_in, split
+// into the coupled half's and the condition's; then ActNorm + LeakyReLU. Then every parameter's
+// gradient (sums over all rows) as independent tasks in parallel.
+template <typename T>
+void flow_backward(int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count, const T* saved,
+                   const T* gv, const T* gld, T* work, T* gx, const FlowBlockGrads<T>* grads) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t rb = 32;
+  const int64_t b = d - a;
+  int64_t max_in = 0, max_out = 0, max_depth = 0;
+  for (int64_t i = 0; i < count; ++i)
+    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
+      max_in = std::max(max_in, p->in), max_out = std::max(max_out, p->out), max_depth = std::max(max_depth, p->depth);
+  const auto states = block_states<T>(n, d, blocks, count, const_cast<T*>(saved), work);
+  const int64_t row_blocks = (n + rb - 1) / rb;
+  at::parallel_for(0, row_blocks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t first_row = begin * rb, rows_here = std::min(end * rb, n) - first_row;
+    std::vector<T> g(rows_here * d), go(rows_here * d), g_in(rb * max_in), gs(rb * max_out), gt(rb * max_out);
+    std::vector<const T*> acts(static_cast<size_t>(max_depth));
+    std::vector<T*> g_hidden(static_cast<size_t>(max_depth));
+    // One coupling half, dst' = x exp(s) + t with x = xs (row stride d): from gy (the gradient at
+    // dst', row stride d) the gradient at x into gxs (row stride d); the pair's input gradient
+    // then goes to gsrc (its first w columns; row stride d, added) and the condition's gradient
+    // (written when `first_cond`, else added).
+    auto half = [&](const FlowBlockWeights<T>& blk, const FlowBlockGrads<T>& grd, const PairWeights<T>& pair,
+                    const PairState<T>& st, const T* xs, const T* gy, T* gxs, T* gsrc, int64_t w, bool first_cond) {
+      const int64_t e = blk.cond_dim, out = pair.out, hidden = pair.hidden, in = pair.in;
+      for (int64_t k = 0; k < pair.depth; ++k)
+        acts[k] = st.acts + k * 2 * n * hidden, g_hidden[k] = st.g_hidden + k * 2 * n * hidden;
+      for (int64_t r0 = 0; r0 < rows_here; r0 += rb) {
+        const int64_t rows = std::min(rb, rows_here - r0), g0 = first_row + r0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = r0 + r;
+          coupling_backward_row(xs + i * d, st.s + (g0 + r) * out, gy + i * d, gld[g0 + r], gxs + i * d,
+                                gs.data() + r * out, out);
+          std::copy_n(gy + i * d, out, gt.data() + r * out);
+        }
+        pair_backward_rows(n, g0, rows, hidden, pair.depth, pair.w_hidden_t, pair.w_out_t, out, st.s, st.a0, acts.data(),
+                           gs.data(), gt.data(), st.g_out, g_hidden.data(), st.g_a0);
+        dense_rows<T, false>(st.g_a0 + g0 * 2 * hidden, 2 * hidden, pair.w_in_t, nullptr, g_in.data(), in, rows,
+                             2 * hidden, in);
+        for (int64_t r = 0; r < rows; ++r) {
+          T* dst = gsrc + (r0 + r) * d;
+          const T* src = g_in.data() + r * in;
+          for (int64_t j = 0; j < w; ++j) dst[j] += src[j];
+          T* gc = grd.cond + (g0 + r) * e;
+          if (first_cond) std::copy_n(src + w, e, gc);
+          else
+            for (int64_t j = 0; j < e; ++j) gc[j] += src[w + j];
+        }
+      }
+    };
+    std::copy_n(gv + first_row * d, rows_here * d, g.data());
+    for (int64_t i = count - 1; i >= 0; --i) {
+      const FlowBlockWeights<T>& blk = blocks[i];
+      const BlockState<T>& st = states[i];
+      for (int64_t r = 0; r < rows_here; ++r)
+        for (int64_t j = 0; j < d; ++j) go[r * d + blk.shuffle[j]] = g[r * d + j];
+      const T* y = st.y + first_row * d;
+      T* gy = st.gy + first_row * d;
+      // x1' = x1 exp(s1) + t1 (go[:, b:]): x1's gradient into gy[:, :a]; st1's input [x2', c]
+      // adds to x2''s gradient go[:, :b].
+      half(blk, grads[i], blk.st1, st.st1, y, go.data() + b, gy, go.data(), b, true);
+      // x2' = x2 exp(s0) + t0 (go[:, :b]): x2's gradient into gy[:, a:]; st0's input [x1, c] adds
+      // to gy[:, :a].
+      half(blk, grads[i], blk.st0, st.st0, y + a, go.data(), gy + a, gy, a, false);
+      // ActNorm + LeakyReLU: gx = gy f'(u) scale, u = scale (x + loc).
+      const Vec zero(T(0)), va(blk.alpha);
+      for (int64_t r = 0; r < rows_here; ++r) {
+        const T *xr = st.x + (first_row + r) * d, *gyr = gy + r * d;
+        T* gr = g.data() + r * d;
+        int64_t j = 0;
+        for (; j + Vec::size() <= d; j += Vec::size()) {
+          const Vec sc = Vec::loadu(blk.scale + j), gyv = Vec::loadu(gyr + j);
+          const Vec gu = blk.alpha != T(0)
+                             ? Vec::blendv(gyv, gyv * va, sc * (Vec::loadu(xr + j) + Vec::loadu(blk.loc + j)) < zero)
+                             : gyv;
+          (gu * sc).store(gr + j);
+        }
+        for (; j < d; ++j) {
+          const T u = blk.scale[j] * (xr[j] + blk.loc[j]);
+          gr[j] = (blk.alpha != T(0) && u < 0 ? gyr[j] * blk.alpha : gyr[j]) * blk.scale[j];
+        }
+      }
+    }
+    std::copy_n(g.data(), rows_here * d, gx + first_row * d);
+  });
+
+  // Parameter gradients: sums over all n rows, as independent tasks.
+  T gld_sum = 0;
+  for (int64_t r = 0; r < n; ++r) gld_sum += gld[r];
+  struct Task {
+    const T *a, *b;
+    int64_t lda, ldb;
+    T* c;
+    int64_t ldc, p0, p1, q;
+    int kind;  // 0: tn_sum, 1: tn_sum transposed, 2: column_sums, 3: ActNorm of block p0
+  };
+  std::vector<Task> tasks;
+  auto gemm = [&](const T* a_, int64_t lda, const T* b_, int64_t ldb, T* c, int64_t ldc, int64_t p, int64_t q,
+                  bool transposed) {
+    constexpr int64_t chunk = 16;
+    for (int64_t p0 = 0; p0 < p; p0 += chunk)
+      tasks.push_back({a_, b_, lda, ldb, c, ldc, p0, std::min(p, p0 + chunk), q, transposed ? 1 : 0});
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      const PairWeights<T>& w = j == 0 ? blocks[i].st0 : blocks[i].st1;
+      const PairState<T>& st = j == 0 ? states[i].st0 : states[i].st1;
+      const PairGrads<T>& gr = j == 0 ? grads[i].st0 : grads[i].st1;
+      const int64_t hd = w.hidden;
+      gemm(st.in, w.in, st.g_a0, 2 * hd, gr.w_in, w.in, w.in, 2 * hd, true);  // [2H, in] = g_a0^T in
+      tasks.push_back({nullptr, st.g_a0, 0, 2 * hd, gr.b_in, 0, 0, 0, 2 * hd, 2});
+      for (int64_t sub = 0; sub < 2; ++sub) {
+        for (int64_t k = 0; k <= w.depth; ++k) {
+          // Layer k + 1's input: a0's half or hidden activation k - 1 ... as [n, H].
+          const T* act = k == 0 ? st.a0 + sub * hd : st.acts + ((k - 1) * 2 * n + sub * n) * hd;
+          const int64_t lda = k == 0 ? 2 * hd : hd;
+          if (k < w.depth) {
+            const T* gk = st.g_hidden + (k * 2 * n + sub * n) * hd;
+            gemm(act, lda, gk, hd, gr.w_hidden[k] + sub * hd * hd, hd, hd, hd, false);
+            tasks.push_back({nullptr, gk, 0, hd, gr.b_hidden[k] + sub * hd, 0, 0, 0, hd, 2});
+          } else {
+            const T* go = st.g_out + sub * n * w.out;
+            gemm(act, lda, go, w.out, gr.w_out + sub * hd * w.out, w.out, hd, w.out, false);
+            tasks.push_back({nullptr, go, 0, w.out, gr.b_out + sub * w.out, 0, 0, 0, w.out, 2});
+          }
+        }
+      }
+    }
+    tasks.push_back({nullptr, nullptr, 0, 0, nullptr, 0, i, 0, 0, 3});
+  }
+  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const Task& t = tasks[k];
+      if (t.kind <= 1) {
+        tn_sum(t.a, t.lda, t.b, t.ldb, t.c, t.ldc, n, t.p0, t.p1, t.q, t.kind == 1);
+      } else if (t.kind == 2) {
+        column_sums(t.b, t.ldb, t.c, n, t.q);
+      } else {  // ActNorm: g_loc = sum_r gu scale, g_scale = sum_r gu (x + loc) + sum_r gld / scale
+        const FlowBlockWeights<T>& blk = blocks[t.p0];
+        const BlockState<T>& st = states[t.p0];
+        T *g_loc = grads[t.p0].loc, *g_scale = grads[t.p0].scale;
+        std::fill_n(g_loc, d, T(0));
+        std::fill_n(g_scale, d, T(0));
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t j = 0; j < d; ++j) {
+            const T xl = st.x[r * d + j] + blk.loc[j], gyv = st.gy[r * d + j];
+            const T gu = blk.alpha != T(0) && blk.scale[j] * xl < 0 ? gyv * blk.alpha : gyv;
+            g_loc[j] += gu * blk.scale[j];
+            g_scale[j] += gu * xl;
+          }
+        for (int64_t j = 0; j < d; ++j) g_scale[j] += gld_sum / blk.scale[j];
+      }
+    }
+  });
+}
+
 inline int parallel_threads() {
   std::atomic<int> seen{0};
   at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) { seen.fetch_or(1 << std::min(at::get_thread_num(), 30)); });
@@ -708,7 +1057,8 @@ template <typename T>
 Table<T> make_table() {
   return {&coupling_forward<T>, &coupling_backward<T>, &coupling_inverse<T>, &adam<T>, &matmul_nt<T>, &matmul_nn<T>,
           &matmul_tn<T>, &subnet_pair_forward<T>, &subnet_pair_backward<T>,
-          &norm_act_forward<T>, &norm_act_backward<T>, &norm_act_inverse<T>, &flow_inverse<T>, &parallel_threads,
+          &norm_act_forward<T>, &norm_act_backward<T>, &norm_act_inverse<T>, &flow_inverse<T>, &flow_forward<T>,
+          &flow_backward<T>, &parallel_threads,
           static_cast<int>(at::vec::Vectorized<T>::size())};
 }
 
