@@ -878,3 +878,23 @@ TEST(ConditionalFlow, FusedForwardAndBackwardEqualTheBlockByBlockOps) {
   at::set_num_threads(threads_before);
   kernels::cpu::set_capability(capabilities().back());
 }
+
+TEST(FusedKernels, TransposeManyEqualsTorch) {
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    // Whole 8 x 8 tiles, edges in either dimension, matrices smaller than a tile.
+    std::vector<std::pair<int64_t, int64_t>> shapes = {{16, 24}, {13, 8}, {8, 21}, {3, 5}, {64, 256}};
+    std::vector<Tensor> src, dst;
+    std::vector<int64_t> rows, cols;
+    for (auto [m, n] : shapes) {
+      src.push_back(torch::randn({m, n})), dst.push_back(torch::full({n, m}, std::nanf("")));
+      rows.push_back(m), cols.push_back(n);
+    }
+    std::vector<const float*> sp;
+    std::vector<float*> dp;
+    for (size_t i = 0; i < src.size(); ++i) sp.push_back(src[i].data_ptr<float>()), dp.push_back(dst[i].data_ptr<float>());
+    kernels::cpu::table<float>().transpose_many(sp.data(), dp.data(), rows.data(), cols.data(), 5);
+    for (size_t i = 0; i < src.size(); ++i) EXPECT_TRUE(torch::equal(dst[i], src[i].t())) << isa << " shape " << i;
+  }
+  kernels::cpu::set_capability(capabilities().back());
+}

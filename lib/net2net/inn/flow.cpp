@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <deque>
+#include <memory>
 #include <tuple>
 
 #include "net2net/kernels/affine_coupling.h"
@@ -95,13 +96,36 @@ std::vector<Tensor> flat_parameters(const std::vector<FlowBlock>& blocks) {
 }
 int64_t per_block(int64_t depth) { return 2 + 2 * (4 + 2 * depth); }
 
-// What the kernels read, as raw pointers into contiguous tensors held here.
+// What the kernels read, as raw pointers into contiguous tensors held here; the transposed
+// weights go to one scratch tensor, filled by one parallel kernel call (finish()).
 template <typename T>
 struct KernelWeights {
-  std::vector<Tensor> keep;                  // contiguous copies the kernel reads
+  std::vector<Tensor> keep;                  // contiguous tensors the kernel reads
   std::deque<std::vector<const T*>> layers;  // per pair: w_hidden, b_hidden[, w_hidden_t] pointers
   std::vector<kernels::cpu::FlowBlockWeights<T>> blocks;
+  Tensor scratch;  // the transposed copies, carved in order
+  T* next = nullptr;
+  std::vector<const T*> t_src;
+  std::vector<T*> t_dst;
+  std::vector<int64_t> t_rows, t_cols;
 
+  // Elements of the transposed copies that add_block will want: w_in per pair and, for the
+  // backward pass, the hidden and output weights.
+  static int64_t scratch_elements(at::TensorList params, int64_t depth, bool transposes) {
+    int64_t total = 0;
+    for (size_t base = 0; base < params.size(); base += per_block(depth))
+      for (size_t pair = base + 2; pair < base + per_block(depth); pair += 4 + 2 * depth) {
+        total += params[pair].numel();
+        if (!transposes) continue;
+        for (int64_t k = 0; k < depth; ++k) total += params[pair + 2 + 2 * k].numel();
+        total += params[pair + 2 + 2 * depth].numel();
+      }
+    return total;
+  }
+  KernelWeights(at::TensorList params, int64_t depth, bool transposes) {
+    scratch = torch::empty({scratch_elements(params, depth, transposes)}, params[0].options());
+    next = scratch.data_ptr<T>();
+  }
   const T* hold(const Tensor& t) {
     keep.push_back(t.contiguous());
     return keep.back().data_ptr<T>();
@@ -110,20 +134,32 @@ struct KernelWeights {
     keep.push_back(t.contiguous());
     return keep.back().data_ptr<int64_t>();
   }
+  // m [.., rows, cols] (a batch of matrices) transposed into the scratch: [.., cols, rows].
+  const T* transposed(const Tensor& m) {
+    const T* src = hold(m);
+    T* dst = next;
+    const int64_t rows = m.size(-2), cols = m.size(-1);
+    for (int64_t i = 0; i < m.numel() / (rows * cols); ++i) {
+      t_src.push_back(src + i * rows * cols), t_dst.push_back(dst + i * rows * cols);
+      t_rows.push_back(rows), t_cols.push_back(cols);
+    }
+    next += m.numel();
+    return dst;
+  }
   // params: w_in [2H, in], b_in, (w_hidden{k}, b_hidden{k})..., w_out, b_out.
   kernels::cpu::PairWeights<T> pair(const Tensor* params, int64_t depth, bool transposes) {
     auto& ptrs = layers.emplace_back();
     for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[2 + 2 * k]));
     for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[3 + 2 * k]));
     if (transposes)
-      for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[2 + 2 * k].transpose(1, 2)));
-    kernels::cpu::PairWeights<T> p{hold(params[0].t()), hold(params[1]), ptrs.data(), ptrs.data() + depth,
+      for (int64_t k = 0; k < depth; ++k) ptrs.push_back(transposed(params[2 + 2 * k]));
+    kernels::cpu::PairWeights<T> p{transposed(params[0]), hold(params[1]), ptrs.data(), ptrs.data() + depth,
                                    hold(params[2 + 2 * depth]), hold(params[3 + 2 * depth]), params[0].size(1),
                                    params[0].size(0) / 2, depth, params[3 + 2 * depth].size(-1)};
     if (transposes) {
       p.w_in_t = hold(params[0]);
       p.w_hidden_t = ptrs.data() + 2 * depth;
-      p.w_out_t = hold(params[2 + 2 * depth].transpose(1, 2));
+      p.w_out_t = transposed(params[2 + 2 * depth]);
     }
     return p;
   }
@@ -135,6 +171,11 @@ struct KernelWeights {
                                         hold(cond), cond.size(1)};
     b.shuffle = index(shuffle);
     blocks.push_back(b);
+  }
+  void finish() {
+    TORCH_CHECK(next == scratch.data_ptr<T>() + scratch.numel(), "KernelWeights: scratch size mismatch");
+    kernels::cpu::table<T>().transpose_many(t_src.data(), t_dst.data(), t_rows.data(), t_cols.data(),
+                                            static_cast<int64_t>(t_src.size()));
   }
 };
 
@@ -156,11 +197,13 @@ FlowMeta flow_meta(const std::vector<FlowBlock>& blocks) {
 }
 
 template <typename T>
-KernelWeights<T> kernel_weights(const FlowMeta& m, at::TensorList params, at::TensorList conds, bool transposes) {
-  KernelWeights<T> w;
+std::unique_ptr<KernelWeights<T>> kernel_weights(const FlowMeta& m, at::TensorList params, at::TensorList conds,
+                                                 bool transposes) {
+  auto w = std::make_unique<KernelWeights<T>>(params, m.depth, transposes);
   const int64_t pb = per_block(m.depth);
   for (size_t i = 0; i < m.alphas.size(); ++i)
-    w.add_block(params.data() + i * pb, m.depth, m.alphas[i], m.shuffles[i], m.unshuffles[i], conds[i], transposes);
+    w->add_block(params.data() + i * pb, m.depth, m.alphas[i], m.shuffles[i], m.unshuffles[i], conds[i], transposes);
+  w->finish();
   return w;
 }
 
@@ -184,9 +227,9 @@ struct FlowFn : public torch::autograd::Function<FlowFn> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "flow_forward", [&] {
       auto w = kernel_weights<scalar_t>(m, inputs.slice(count, count * per_block(depth)), inputs.slice(0, count), false);
       int64_t total = 0;
-      for (const auto& b : w.blocks) total += kernels::cpu::flow_saved_elements(n, d, b);
+      for (const auto& b : w->blocks) total += kernels::cpu::flow_saved_elements(n, d, b);
       saved = torch::empty({total}, x.options());
-      kernels::cpu::table<scalar_t>().flow_forward(xc.data_ptr<scalar_t>(), n, d, first_half, w.blocks.data(), count,
+      kernels::cpu::table<scalar_t>().flow_forward(xc.data_ptr<scalar_t>(), n, d, first_half, w->blocks.data(), count,
                                                    v.data_ptr<scalar_t>(), logdet.data_ptr<scalar_t>(),
                                                    saved.data_ptr<scalar_t>());
     });
@@ -220,7 +263,7 @@ struct FlowFn : public torch::autograd::Function<FlowFn> {
       using T = scalar_t;
       auto w = kernel_weights<T>(m, params, conds, true);
       int64_t total = 0;
-      for (const auto& b : w.blocks) total += kernels::cpu::flow_work_elements(n, d, b);
+      for (const auto& b : w->blocks) total += kernels::cpu::flow_work_elements(n, d, b);
       Tensor work = torch::empty({total}, opts);
       std::deque<std::vector<T*>> layer_ptrs;
       auto pair_grads = [&](Tensor* g) {
@@ -236,7 +279,7 @@ struct FlowFn : public torch::autograd::Function<FlowFn> {
         bg.push_back({g[0].data_ptr<T>(), g[1].data_ptr<T>(), pair_grads(g + 2), pair_grads(g + 6 + 2 * depth),
                       g_conds[i].data_ptr<T>()});
       }
-      kernels::cpu::table<T>().flow_backward(n, d, first_half, w.blocks.data(), count, saved.data_ptr<T>(),
+      kernels::cpu::table<T>().flow_backward(n, d, first_half, w->blocks.data(), count, saved.data_ptr<T>(),
                                              gv.data_ptr<T>(), gld.data_ptr<T>(), work.data_ptr<T>(), gx.data_ptr<T>(),
                                              bg.data());
     });
@@ -265,7 +308,7 @@ FlowOutput fused_forward(const std::vector<FlowBlock>& blocks, const Tensor& x, 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "flow_forward", [&] {
     auto w = kernel_weights<scalar_t>(m, params, conds, false);
     kernels::cpu::table<scalar_t>().flow_forward(xc.data_ptr<scalar_t>(), x.size(0), x.size(1), m.first_half,
-                                                 w.blocks.data(), static_cast<int64_t>(w.blocks.size()),
+                                                 w->blocks.data(), static_cast<int64_t>(w->blocks.size()),
                                                  v.data_ptr<scalar_t>(), logdet.data_ptr<scalar_t>(), nullptr);
   });
   return {v, logdet};
@@ -279,7 +322,7 @@ Tensor fused_inverse(const std::vector<FlowBlock>& blocks, const Tensor& v, cons
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "flow_inverse", [&] {
     auto w = kernel_weights<scalar_t>(m, params, conds, false);
     kernels::cpu::table<scalar_t>().flow_inverse(vc.data_ptr<scalar_t>(), vc.size(0), vc.size(1), m.first_half,
-                                                 w.blocks.data(), static_cast<int64_t>(w.blocks.size()),
+                                                 w->blocks.data(), static_cast<int64_t>(w->blocks.size()),
                                                  x.data_ptr<scalar_t>());
   });
   return x;

@@ -139,6 +139,9 @@ struct Table {
   // the rows (each thread its own), then every weight gradient as a sum over all rows.
   void (*flow_backward)(int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* blocks, int64_t count,
                         const T* saved, const T* gv, const T* gld, T* work, T* gx, const FlowBlockGrads<T>* grads);
+  // dst[i] = src[i]^T for `count` row-major matrices src[i] [rows[i], cols[i]], in parallel: the
+  // transposed weights the flow kernels read, in one call instead of one copy op per matrix.
+  void (*transpose_many)(const T* const* src, T* const* dst, const int64_t* rows, const int64_t* cols, int64_t count);
   // Threads that this variant's parallel loops actually use (a build check: ATen's
   // parallel_for is inline and runs serially in a file compiled without OpenMP).
   int (*parallel_threads)();
