@@ -649,24 +649,25 @@ TEST(SubnetPair, FusedKernelsEqualItsTwoMlpsInValuesAndGradients) {
   at::set_num_threads(2);
   for (const auto& isa : capabilities()) {
     ASSERT_TRUE(kernels::cpu::set_capability(isa));
-    // Widths in whole vectors of both types (8 floats, 4 doubles); rows: one partial block of 32,
-    // several blocks and a remainder (the blocks run in parallel).
+    // Widths in whole vectors of both types (up to 16 floats, 8 doubles); rows: one partial block
+    // of 32, several blocks and a remainder (the blocks run in parallel).
     for (int64_t depth : {0, 1, 2})
       for (int64_t rows : {3, 77}) {
         SCOPED_TRACE(isa + " depth " + std::to_string(depth) + " rows " + std::to_string(rows));
         torch::manual_seed(depth + rows);
-        Mlp s(13, 16, depth, 8, /*tanh_out=*/true), t(13, 16, depth, 8, /*tanh_out=*/false);
+        Mlp s(13, 16, depth, 16, /*tanh_out=*/true), t(13, 16, depth, 16, /*tanh_out=*/false);
         convert_floating(*s, torch::kFloat64);
         convert_floating(*t, torch::kFloat64);
         SubnetPair pair(*s, *t);
         // Training: values, the input's gradient and every weight's, against the two Mlps.
         auto x = torch::randn({rows, 13}, f64()).requires_grad_(true);
+        ASSERT_TRUE(pair->fusable(x));
         auto x2 = x.detach().clone().requires_grad_(true);
         auto [ps, pt] = pair->forward(x);
         auto rs = s->forward(x2), rt = t->forward(x2);
         EXPECT_LT(max_abs(ps - rs), 1e-12);
         EXPECT_LT(max_abs(pt - rt), 1e-12);
-        auto w = torch::randn({rows, 8}, f64()), u = torch::randn({rows, 8}, f64());
+        auto w = torch::randn({rows, 16}, f64()), u = torch::randn({rows, 16}, f64());
         ((ps * w).sum() + (pt * u).sum()).backward();
         ((rs * w).sum() + (rt * u).sum()).backward();
         EXPECT_LT(max_abs(x.grad() - x2.grad()), 1e-12);
@@ -787,10 +788,10 @@ TEST(ConditionalFlow, FusedInverseEqualsTheBlockByBlockInverse) {
       for (int64_t depth : {0, 2})
         for (int64_t rows : {5, 77}) {
           SCOPED_TRACE(isa + " " + activation + " depth " + std::to_string(depth) + " rows " + std::to_string(rows));
-          auto cfg = small_config(16, activation);  // halves of 8 and hidden 16: whole vectors
+          auto cfg = small_config(32, activation);  // halves and hidden of 16: whole vectors
           cfg.hidden_depth = depth;
           auto model = ready_flow(cfg);
-          auto v = batch(rows, 16, torch::kFloat64, 7), c = batch(rows, cfg.cond_dim, torch::kFloat64, 8);
+          auto v = batch(rows, 32, torch::kFloat64, 7), c = batch(rows, cfg.cond_dim, torch::kFloat64, 8);
           torch::NoGradGuard no_grad;
           ASSERT_TRUE(model->inverse_is_fused(v, c));
           auto fused = model->inverse(v, c);
@@ -826,14 +827,14 @@ TEST(ConditionalFlow, FusedForwardAndBackwardEqualTheBlockByBlockOps) {
         for (int64_t rows : {5, 77}) {
           const std::string conditioning = depth == 2 ? "parallel" : "none";  // per-block conditions too
           SCOPED_TRACE(isa + " " + activation + " depth " + std::to_string(depth) + " rows " + std::to_string(rows));
-          auto cfg = small_config(16, activation, conditioning);
+          auto cfg = small_config(32, activation, conditioning);
           cfg.hidden_depth = depth;
-          cfg.embedding_dim = 8;  // subnet inputs 8 + 8: whole vectors
+          cfg.embedding_dim = 16;  // subnet inputs 16 + 16: whole vectors
           auto model = ready_flow(cfg);
           model->train();
-          auto x = batch(rows, 16, torch::kFloat64, 7).requires_grad_(true);
+          auto x = batch(rows, 32, torch::kFloat64, 7).requires_grad_(true);
           auto c = batch(rows, cfg.cond_dim, torch::kFloat64, 8);
-          auto wv = batch(rows, 16, torch::kFloat64, 9), wl = batch(rows, 1, torch::kFloat64, 10).squeeze(1);
+          auto wv = batch(rows, 32, torch::kFloat64, 9), wl = batch(rows, 1, torch::kFloat64, 10).squeeze(1);
           // Values and every gradient (x, each parameter, the embedder's through the conditions).
           auto run = [&] {
             model->zero_grad();
