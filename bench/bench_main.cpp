@@ -272,15 +272,11 @@ int main(int argc, char** argv) {
       lap(0);
       loss.backward();
       lap(1);
-      double sq = 0;
-      for (const auto& p : params) {
-        double n = p.grad().norm().item<double>();
-        sq += n * n;
-      }
+      const double norm = kernels::gradient_norm(params);  // as the trainer
       lap(2);
       adam.step();
       lap(3);
-      return std::sqrt(sq);
+      return norm;
     };
     step(), step();  // warm-up: the first steps allocate the gradients and the optimizer state
     if (const char* trace = std::getenv("NET2NET_BENCH_PROFILE")) {

@@ -735,6 +735,8 @@ TEST(DoubleCoupling, InitialisedAsFourSeparateSubnetsAndSavedUnderTheirNames) {
 #include "net2net/kernels/fused_adam.h"
 
 TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
   for (const auto& isa : capabilities()) {
     ASSERT_TRUE(kernels::cpu::set_capability(isa));
     SCOPED_TRACE(isa);
@@ -742,8 +744,10 @@ TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
       for (double wd : {0.0, 0.01}) {
         SCOPED_TRACE(std::to_string(amsgrad) + " " + std::to_string(wd));
         torch::manual_seed(3);
-        // Sizes below and past the vector width; float64 for a tight comparison.
-        std::vector<torch::Tensor> a = {torch::randn({37, 5}, f64()), torch::randn({3}, f64()), torch::randn({1000}, f64())};
+        // Sizes below and past the vector width, and one past a thread's share (the step is one
+        // loop over all tensors: a share then ends inside a tensor); float64 for a tight comparison.
+        std::vector<torch::Tensor> a = {torch::randn({37, 5}, f64()), torch::randn({3}, f64()), torch::randn({1000}, f64()),
+                                        torch::randn({40000}, f64())};
         std::vector<torch::Tensor> b;
         for (auto& t : a) t.requires_grad_(true), b.push_back(t.detach().clone().requires_grad_(true));
         auto opts = torch::optim::AdamOptions(1e-2).betas({0.5, 0.9}).amsgrad(amsgrad).weight_decay(wd);
@@ -751,7 +755,8 @@ TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
         torch::optim::Adam reference(b, opts);
         for (int step = 0; step < 6; ++step) {
           auto loss = [&](const std::vector<torch::Tensor>& ps) {
-            return ps[0].pow(2).sum() + (ps[1] * 3).sin().sum() + ps[2].abs().sum() * 0.1 * (step + 1);
+            return ps[0].pow(2).sum() + (ps[1] * 3).sin().sum() + ps[2].abs().sum() * 0.1 * (step + 1) +
+                   ps[3].tanh().sum();
           };
           fused.zero_grad();
           reference.zero_grad();
@@ -776,6 +781,34 @@ TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
       }
     }
   }
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedAdam, GradientNormEqualsTheNormOfAllGradients) {
+  const int threads_before = at::get_num_threads();
+  std::map<std::string, double> one_thread;
+  for (int threads : {1, 2})
+    for (const auto& isa : capabilities()) {
+      ASSERT_TRUE(kernels::cpu::set_capability(isa));
+      at::set_num_threads(threads);
+      torch::manual_seed(4);
+      // float and double, contiguous and not (torch's norm), one without a gradient, sizes across
+      // the fixed chunks of the sum.
+      std::vector<Tensor> ps = {torch::randn({3, 7}), torch::randn({20000}, f64()), torch::randn({5}),
+                                torch::randn({40001}), torch::randn({4, 6})};
+      std::vector<Tensor> all;
+      for (size_t i = 0; i < ps.size(); ++i) {
+        if (i == 2) continue;  // no gradient
+        ps[i].mutable_grad() = i == 4 ? torch::randn({6, 4}).t() : torch::randn_like(ps[i]);
+        all.push_back(ps[i].grad().flatten().to(torch::kFloat64));
+      }
+      const double expected = torch::cat(all).norm().item<double>(), got = kernels::gradient_norm(ps);
+      EXPECT_NEAR(got, expected, 1e-6 * expected) << isa << " threads " << threads;  // float sums
+      if (threads == 1) one_thread[isa] = got;
+      else EXPECT_EQ(got, one_thread[isa]) << isa << ": the same value for any thread count";
+    }
+  at::set_num_threads(threads_before);
   kernels::cpu::set_capability(capabilities().back());
 }
 

@@ -3,6 +3,8 @@
 #include "net2net/kernels/cpu/kernels.h"
 
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 namespace net2net::kernels {
 using torch::Tensor;
@@ -14,6 +16,9 @@ Tensor FusedAdam::step(LossClosure closure) {
     at::AutoGradMode enable(true);
     loss = closure();
   }
+  // The fused updates are collected and run as one parallel loop per type (cpu adam_many).
+  std::vector<cpu::AdamTensor<float>> f32;
+  std::vector<cpu::AdamTensor<double>> f64;
   for (auto& group : param_groups_) {
     auto& o = static_cast<torch::optim::AdamOptions&>(group.options());
     for (auto& p : group.params()) {
@@ -37,12 +42,14 @@ Tensor FusedAdam::step(LossClosure closure) {
       const double bc1 = 1 - std::pow(b1, st.step()), bc2 = 1 - std::pow(b2, st.step());
       const double step_size = o.lr() / bc1;
       if (fusable && st.exp_avg().is_contiguous() && st.exp_avg_sq().is_contiguous()) {
-        AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "fused_adam", [&] {
-          cpu::table<scalar_t>().adam(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), st.exp_avg().data_ptr<scalar_t>(),
-                                      st.exp_avg_sq().data_ptr<scalar_t>(),
-                                      o.amsgrad() ? st.max_exp_avg_sq().data_ptr<scalar_t>() : nullptr, p.numel(), b1,
-                                      b2, o.eps(), o.weight_decay(), step_size, std::sqrt(bc2));
-        });
+        auto job = [&](auto* type_tag) {
+          using T = std::remove_pointer_t<decltype(type_tag)>;
+          return cpu::AdamTensor<T>{p.data_ptr<T>(), grad.data_ptr<T>(), st.exp_avg().data_ptr<T>(),
+                                    st.exp_avg_sq().data_ptr<T>(), o.amsgrad() ? st.max_exp_avg_sq().data_ptr<T>() : nullptr,
+                                    p.numel(), b1, b2, o.eps(), o.weight_decay(), step_size, std::sqrt(bc2)};
+        };
+        if (p.scalar_type() == torch::kFloat32) f32.push_back(job(static_cast<float*>(nullptr)));
+        else f64.push_back(job(static_cast<double*>(nullptr)));
         continue;
       }
       // Other devices and layouts: torch's own sequence of ops.
@@ -59,7 +66,31 @@ Tensor FusedAdam::step(LossClosure closure) {
       p.addcdiv_(st.exp_avg(), denom, -step_size);
     }
   }
+  if (!f32.empty()) cpu::table<float>().adam_many(f32.data(), static_cast<int64_t>(f32.size()));
+  if (!f64.empty()) cpu::table<double>().adam_many(f64.data(), static_cast<int64_t>(f64.size()));
   return loss;
+}
+
+double gradient_norm(const std::vector<Tensor>& params) {
+  std::vector<const float*> f32;
+  std::vector<const double*> f64;
+  std::vector<int64_t> n32, n64;
+  double sq = 0;
+  for (const auto& p : params) {
+    const Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    if (g.device().is_cpu() && g.is_contiguous() && !g.is_sparse() && g.scalar_type() == torch::kFloat32) {
+      f32.push_back(g.data_ptr<float>()), n32.push_back(g.numel());
+    } else if (g.device().is_cpu() && g.is_contiguous() && !g.is_sparse() && g.scalar_type() == torch::kFloat64) {
+      f64.push_back(g.data_ptr<double>()), n64.push_back(g.numel());
+    } else {
+      const double n = g.norm().item<double>();  // a reduction, no squared copy of the gradient
+      sq += n * n;
+    }
+  }
+  if (!f32.empty()) sq += cpu::table<float>().sum_squares_many(f32.data(), n32.data(), static_cast<int64_t>(f32.size()));
+  if (!f64.empty()) sq += cpu::table<double>().sum_squares_many(f64.data(), n64.data(), static_cast<int64_t>(f64.size()));
+  return std::sqrt(sq);
 }
 
 void FusedAdam::clear_grads() {

@@ -399,13 +399,7 @@ json run_training(const TrainOptions& opt) {
     if (!t["grad_clip"].is_null()) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params, t["grad_clip"].get<double>());
     } else {
-      double sq = 0;
-      for (const auto& p : params)
-        if (p.grad().defined()) {
-          double n = p.grad().norm().item<double>();  // a reduction, no squared copy of the gradient
-          sq += n * n;
-        }
-      grad_norm = std::sqrt(sq);
+      grad_norm = kernels::gradient_norm(params);
     }
     const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);

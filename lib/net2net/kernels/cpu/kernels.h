@@ -76,6 +76,17 @@ inline int64_t flow_work_elements(int64_t n, int64_t d, const FlowBlockWeights<T
   return n * d + pair(b.st0) + pair(b.st1);
 }
 
+// One parameter tensor of an Adam / AMSGrad step (Table::adam_many): p, g, m, v [n] (vmax [n]
+// or null: no AMSGrad) and its constants (step_size = lr / bc1, sqrt_bc2 = sqrt(bc2)).
+template <typename T>
+struct AdamTensor {
+  T* p;
+  const T* g;
+  T *m, *v, *vmax;
+  int64_t n;
+  double b1, b2, eps, wd, step_size, sqrt_bc2;
+};
+
 template <typename T>
 struct Table {
   // y = x exp(s) + t, ld[r] = sum_j s[r, j]; row-major [n, d], contiguous.
@@ -87,6 +98,13 @@ struct Table {
   // One Adam / AMSGrad step in torch's order of operations (vmax null: no AMSGrad).
   void (*adam)(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, double b1, double b2, double eps, double wd,
                double step_size, double sqrt_bc2);
+  // The same step for `count` tensors in one parallel loop over all their elements: a small
+  // model's ~300 tensors are each below one thread's share, so one loop per tensor left the
+  // other threads idle.
+  void (*adam_many)(const AdamTensor<T>* tensors, int64_t count);
+  // sum_i sum_j data[i][j]^2 over `count` arrays of sizes[i] elements, in one parallel loop
+  // (partial sums over fixed chunks, added in order: the same value for any thread count).
+  double (*sum_squares_many)(const T* const* data, const int64_t* sizes, int64_t count);
   // c[r, q] = sum_l a[r, l] b[q, l]: a [m, len], b [n, len], c [m, n], row-major, contiguous.
   // The input gradient of x @ W for a short batch (m <= ~32): both operands are read along
   // their rows, where BLAS's transposed-B path is slow on such shapes (about 1/3 of its
