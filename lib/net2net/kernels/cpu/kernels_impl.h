@@ -395,10 +395,13 @@ inline void store_streaming(const at::vec::Vectorized<T>& v, T* p) {
   v.store(p);
 }
 
-// One MR x NR-vector block of c = a^T b (tn), the reduction over the m rows of both: a holds
-// a^T's MR rows (row stride lda), b a packed strip (row stride ldb). Whole vectors only.
+// One MR x NR-vector block of c = a^T b (tn), the reduction over the m rows of both: element (r,
+// i) of a^T's MR rows at a[r * a_r + i * a_i] (a transposed copy: a_r = its row stride, a_i = 1;
+// a itself: a_r = 1, a_i = its row stride), b's rows at stride ldb (a packed strip or b itself).
+// Whole vectors only; with `stream` c is written around the cache.
 template <typename T, int MR, int NR>
-inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, bool stream) {
+inline void tn_block(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m,
+                     bool stream) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int V = Vec::size();
   Vec acc[MR][NR];
@@ -408,7 +411,7 @@ inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int
     Vec bv[NR];
     for (int q = 0; q < NR; ++q) bv[q] = Vec::loadu(b + i * ldb + q * V);
     for (int r = 0; r < MR; ++r) {
-      const Vec av(a[r * lda + i]);
+      const Vec av(a[r * a_r + i * a_i]);
       for (int q = 0; q < NR; ++q) acc[r][q] = at::vec::fmadd(av, bv[q], acc[r][q]);
     }
   }
@@ -420,11 +423,11 @@ inline void tn_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int
 }
 
 template <typename T, int MR>
-inline void tn_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr,
+inline void tn_rows(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr,
                     bool stream) {
-  if (nr == 3) tn_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m, stream);
-  else if (nr == 2) tn_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m, stream);
-  else tn_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m, stream);
+  if (nr == 3) tn_block<T, MR, 3>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
+  else if (nr == 2) tn_block<T, MR, 2>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
+  else tn_block<T, MR, 1>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
 }
 
 // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] with row stride lda, b [m, n] contiguous, c [k, n]
@@ -462,10 +465,10 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
         T* cp = narrow ? tile : c + p0 * n + j0;
         const int64_t ldc = narrow ? width : n;
         switch (rows) {
-          case 4: tn_rows<T, 4>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          case 3: tn_rows<T, 3>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          case 2: tn_rows<T, 2>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          default: tn_rows<T, 1>(ap, m, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 4: tn_rows<T, 4>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 3: tn_rows<T, 3>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 2: tn_rows<T, 2>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          default: tn_rows<T, 1>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
         }
         if (narrow)
           for (int r = 0; r < rows; ++r) std::copy_n(tile + r * width, w, c + (p0 + r) * n + j0);
@@ -732,6 +735,20 @@ void norm_act_inverse(const T* y, const T* loc, const T* scale, T alpha, T* x, i
   });
 }
 
+// The widest input, hidden layer, output and depth over all pairs of the flow (scratch sizes).
+struct PairMaxima {
+  int64_t in = 0, hidden = 0, out = 0, depth = 0;
+};
+template <typename T>
+PairMaxima pair_maxima(const FlowBlockWeights<T>* blocks, int64_t count) {
+  PairMaxima m;
+  for (int64_t i = 0; i < count; ++i)
+    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
+      m.in = std::max(m.in, p->in), m.hidden = std::max(m.hidden, p->hidden), m.out = std::max(m.out, p->out),
+      m.depth = std::max(m.depth, p->depth);
+  return m;
+}
+
 // The whole flow's inverse (see Table::flow_inverse): each thread takes one stretch of rows
 // through every flow block. Per flow block: g = unshuffle(h) = [x2', x1']; (s1, t1) = st1([x2',
 // c]); x1 = (x1' - t1) exp(-s1); (s0, t0) = st0([x1, c]); x2 = (x2' - t0) exp(-s0); h = [x1, x2]
@@ -744,10 +761,8 @@ void flow_inverse(const T* v, int64_t n, int64_t d, int64_t a, const FlowBlockWe
                   T* x) {
   constexpr int64_t rb = 32;
   const int64_t b = d - a;
-  int64_t max_in = 0, max_hidden = 0, max_out = 0;
-  for (int64_t i = 0; i < count; ++i)
-    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
-      max_in = std::max(max_in, p->in), max_hidden = std::max(max_hidden, p->hidden), max_out = std::max(max_out, p->out);
+  const PairMaxima mx = pair_maxima(blocks, count);
+  const int64_t max_in = mx.in, max_hidden = mx.hidden, max_out = mx.out;
   const int64_t row_blocks = (n + rb - 1) / rb;
   at::parallel_for(0, row_blocks, 1, [&](int64_t begin, int64_t end) {
     const int64_t first_row = begin * rb, rows_here = std::min(end * rb, n) - first_row;
@@ -827,10 +842,8 @@ void flow_forward(const T* x, int64_t n, int64_t d, int64_t a, const FlowBlockWe
                   T* logdet, T* saved) {
   constexpr int64_t rb = 32;
   const int64_t b = d - a;
-  int64_t max_in = 0, max_hidden = 0, max_out = 0;
-  for (int64_t i = 0; i < count; ++i)
-    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
-      max_in = std::max(max_in, p->in), max_hidden = std::max(max_hidden, p->hidden), max_out = std::max(max_out, p->out);
+  const PairMaxima mx = pair_maxima(blocks, count);
+  const int64_t max_in = mx.in, max_hidden = mx.hidden, max_out = mx.out;
   const auto states = saved ? block_states<T>(n, d, blocks, count, saved, nullptr) : std::vector<BlockState<T>>();
   const int64_t row_blocks = (n + rb - 1) / rb;
   at::parallel_for(0, row_blocks, 1, [&](int64_t begin, int64_t end) {
@@ -880,34 +893,6 @@ void flow_forward(const T* x, int64_t n, int64_t d, int64_t a, const FlowBlockWe
   });
 }
 
-// c[p, q] = sum_{i < m} a[i, p] b[i, q] for an MR x NR-vector block (a: row stride lda, b: row
-// stride ldb, c: row stride ldc): the weight gradient of a layer, summed over the rows.
-template <typename T, int MR, int NR>
-inline void tn_sum_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m) {
-  using Vec = at::vec::Vectorized<T>;
-  constexpr int V = Vec::size();
-  Vec acc[MR][NR];
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NR; ++q) acc[r][q] = Vec(T(0));
-  for (int64_t i = 0; i < m; ++i) {
-    Vec bv[NR];
-    for (int q = 0; q < NR; ++q) bv[q] = Vec::loadu(b + i * ldb + q * V);
-    for (int r = 0; r < MR; ++r) {
-      const Vec av(a[i * lda + r]);
-      for (int q = 0; q < NR; ++q) acc[r][q] = at::vec::fmadd(av, bv[q], acc[r][q]);
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NR; ++q) acc[r][q].store(c + r * ldc + q * V);
-}
-
-template <typename T, int MR>
-inline void tn_sum_rows(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr) {
-  if (nr == 3) tn_sum_block<T, MR, 3>(a, lda, b, ldb, c, ldc, m);
-  else if (nr == 2) tn_sum_block<T, MR, 2>(a, lda, b, ldb, c, ldc, m);
-  else tn_sum_block<T, MR, 1>(a, lda, b, ldb, c, ldc, m);
-}
-
 // Rows [p0, p1) of c = a^T b over m rows (a [m, P] row stride lda, b [m, Q] row stride ldb, Q in
 // whole vectors); c [P, Q] row stride ldc, or with `transposed` c^T: c[q * ldc + p].
 template <typename T>
@@ -923,10 +908,10 @@ void tn_sum(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
       T* cp = transposed ? tile : c + p * ldc + q0;
       const int64_t ldt = transposed ? NR * V : ldc;
       switch (rows) {
-        case 4: tn_sum_rows<T, 4>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
-        case 3: tn_sum_rows<T, 3>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
-        case 2: tn_sum_rows<T, 2>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
-        default: tn_sum_rows<T, 1>(a + p, lda, b + q0, ldb, cp, ldt, m, nr); break;
+        case 4: tn_rows<T, 4>(a + p, 1, lda, b + q0, ldb, cp, ldt, m, nr, false); break;
+        case 3: tn_rows<T, 3>(a + p, 1, lda, b + q0, ldb, cp, ldt, m, nr, false); break;
+        case 2: tn_rows<T, 2>(a + p, 1, lda, b + q0, ldb, cp, ldt, m, nr, false); break;
+        default: tn_rows<T, 1>(a + p, 1, lda, b + q0, ldb, cp, ldt, m, nr, false); break;
       }
       if (transposed)
         for (int r = 0; r < rows; ++r)
@@ -957,10 +942,8 @@ void flow_backward(int64_t n, int64_t d, int64_t a, const FlowBlockWeights<T>* b
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t rb = 32;
   const int64_t b = d - a;
-  int64_t max_in = 0, max_out = 0, max_depth = 0;
-  for (int64_t i = 0; i < count; ++i)
-    for (const PairWeights<T>* p : {&blocks[i].st0, &blocks[i].st1})
-      max_in = std::max(max_in, p->in), max_out = std::max(max_out, p->out), max_depth = std::max(max_depth, p->depth);
+  const PairMaxima mx = pair_maxima(blocks, count);
+  const int64_t max_in = mx.in, max_out = mx.out, max_depth = mx.depth;
   const auto states = block_states<T>(n, d, blocks, count, const_cast<T*>(saved), work);
   const int64_t row_blocks = (n + rb - 1) / rb;
   at::parallel_for(0, row_blocks, 1, [&](int64_t begin, int64_t end) {
