@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "net2net/core/error.h"
 #include "net2net/io/checkpoint.h"
@@ -226,6 +227,35 @@ TEST(TrainTool, SigkillThenResumeIsBitIdenticalInDeterministicMode) {
   std::ifstream in(dir / "killed/metrics.jsonl");
   for (std::string line; std::getline(in, line);) lines_400 += json::parse(line)["step"] == 400 && json::parse(line)["split"] == "train";
   EXPECT_EQ(lines_400, 1);
+}
+
+TEST(TrainTool, ResumeOnTheWholeFlowKernelsIsBitIdentical) {
+  // 16-wide targets (the Gaussian's 3 dimensions and 13 of noise), subnet inputs 8 + 8, hidden 64:
+  // widths in whole vectors, so training takes the whole-flow kernels from its second step on.
+  TempDir dir("train_fused_resume");
+  Gaussian g;
+  for (auto [name, n, seed] : {std::tuple{"train.h5", 2000, 1}, std::tuple{"val.h5", 500, 2}}) {
+    auto [c, x] = g.sample(n, seed);
+    write_pairs(dir / name, c, torch::cat({x, torch::randn({n, 13}, torch::kFloat64)}, 1));
+  }
+  auto cfg = write_config(dir, "fused", {{"batch_size", 64}, {"steps", 60}, {"lr", 0.002}, {"log_every", 10},
+                                         {"val_every", 1000}, {"checkpoint_every", 1000}});
+  auto args = [&](const std::string& run, int steps) {
+    return std::vector<std::string>{kTrain, "--config", cfg, "--run-dir", run, "--deterministic", "--threads", "2",
+                                    "--log-level", "warn", "--set", "train.steps=" + std::to_string(steps)};
+  };
+  ASSERT_EQ(wait_exit(spawn(args(dir / "clean", 60), dir / "clean.log")), 0) << slurp(dir / "clean.log");
+  ASSERT_EQ(wait_exit(spawn(args(dir / "split", 30), dir / "split.log")), 0) << slurp(dir / "split.log");
+  auto resume = args(dir / "split", 60);
+  resume.push_back("--resume");
+  ASSERT_EQ(wait_exit(spawn(resume, dir / "resume.log")), 0) << slurp(dir / "resume.log");
+  auto loaded = io::load_flow_checkpoint(dir / "clean/checkpoints/last.pt");
+  loaded.model->train();
+  auto batch = torch::randn({8, 16});
+  EXPECT_TRUE(loaded.model->forward_is_fused(batch, torch::randn({8, 2})));
+  auto a = params_of(dir / "clean/checkpoints/last.pt"), b = params_of(dir / "split/checkpoints/last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
 TEST(TrainTool, SignalWritesACheckpointAndExitsFour) {
