@@ -34,7 +34,7 @@ step() { echo "[demo $(($(date +%s) - t0))s] $*" >&2; }
 # Runs each argument (a command line: a function and its arguments) as a background job, at most
 # JOBS at a time (fewer if there are fewer jobs), the cores split evenly between them
 # (JOB_THREADS). Small models gain less than 2x from a second thread (1 thread: 44-47 ms a step,
-# 2 threads: 25-28 ms) while two 1-thread jobs run side by side at full speed, so two jobs of
+# 2 threads: 25-30 ms) while two 1-thread jobs run side by side at full speed, so two jobs of
 # one thread each finish sooner; most of a short job is process start-up, which overlaps too. A failed job stops the demo (set -e on `wait -n`);
 # the trap ends the others.
 pool() {
