@@ -869,28 +869,37 @@ TEST(ConditionalFlow, FusedForwardAndBackwardEqualTheBlockByBlockOps) {
           auto c = batch(rows, cfg.cond_dim, torch::kFloat64, 8);
           auto wv = batch(rows, 32, torch::kFloat64, 9), wl = batch(rows, 1, torch::kFloat64, 10).squeeze(1);
           // Values and every gradient (x, each parameter, the embedder's through the conditions).
-          auto run = [&] {
+          auto run = [&](const Tensor& xr) {
             model->zero_grad();
-            x.mutable_grad() = Tensor();
-            auto out = model->forward(x, c);
-            ((out.v * wv).sum() + (out.logdet * wl).sum()).backward();
-            std::map<std::string, Tensor> g = {{"v", out.v.detach()}, {"logdet", out.logdet.detach()}, {"x", x.grad().clone()}};
+            xr.mutable_grad() = Tensor();
+            auto out = model->forward(xr, c.to(xr.scalar_type()));
+            ((out.v * wv.to(xr.scalar_type())).sum() + (out.logdet * wl.to(xr.scalar_type())).sum()).backward();
+            std::map<std::string, Tensor> g = {{"v", out.v.detach()}, {"logdet", out.logdet.detach()}, {"x", xr.grad().clone()}};
             for (const auto& p : model->named_parameters()) g[p.key()] = p.value().grad().clone();
             return g;
           };
           ASSERT_TRUE(model->forward_is_fused(x, c));
-          auto fused = run();
+          auto fused = run(x);
           kernels::set_fused(false);
           EXPECT_FALSE(model->forward_is_fused(x, c));
-          auto unfused = run();
+          auto unfused = run(x);
           kernels::set_fused(true);
           for (const auto& [name, value] : unfused) EXPECT_LT(max_abs(fused.at(name) - value), 1e-12) << name;
-          // Inference (no gradients): the same kernel without the saved state.
-          torch::NoGradGuard no_grad;
-          ASSERT_TRUE(model->forward_is_fused(x, c));
-          auto out = model->forward(x, c);
-          EXPECT_LT(max_abs(out.v - unfused.at("v")), 1e-12);
-          EXPECT_LT(max_abs(out.logdet - unfused.at("logdet")), 1e-12);
+          {
+            // Inference (no gradients): the same kernel without the saved state.
+            torch::NoGradGuard no_grad;
+            ASSERT_TRUE(model->forward_is_fused(x, c));
+            auto out = model->forward(x, c);
+            EXPECT_LT(max_abs(out.v - unfused.at("v")), 1e-12);
+            EXPECT_LT(max_abs(out.logdet - unfused.at("logdet")), 1e-12);
+          }
+          // float32, the training type (the float kernels and transposes), within its rounding.
+          convert_floating(*model, torch::kFloat32);
+          auto x32 = x.detach().to(torch::kFloat32).requires_grad_(true);
+          ASSERT_TRUE(model->forward_is_fused(x32, c.to(torch::kFloat32)));
+          auto fused32 = run(x32);
+          for (const auto& [name, value] : unfused)
+            EXPECT_LT(max_abs(fused32.at(name).to(torch::kFloat64) - value), 1e-3 * (1 + max_abs(value))) << name;
         }
   }
   // ActNorm not yet initialised in training (its first batch): the op-by-op path initialises it.
