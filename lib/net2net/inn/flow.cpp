@@ -69,8 +69,7 @@ bool fused_flow_possible(const std::vector<FlowBlock>& blocks, const Tensor& x, 
   if (!kernels::fused_cpu({x}) || blocks.empty() || x.dim() != 2) return false;
   const bool grad = torch::GradMode::is_enabled();
   if (!forward && grad) return false;
-  const int width = x.scalar_type() == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
-                                                       : kernels::cpu::table<double>().vector_width;
+  const int width = kernels::cpu_vector_width(x.scalar_type());
   for (size_t i = 0; i < blocks.size(); ++i) {
     const auto& blk = blocks[i];
     const auto &st0 = blk->coupling->st0(), &st1 = blk->coupling->st1();
@@ -78,7 +77,7 @@ bool fused_flow_possible(const std::vector<FlowBlock>& blocks, const Tensor& x, 
       return false;
     if (forward && blk->norm->is_training() && !blk->norm->initialized()) return false;
     if (forward && grad &&
-        (st0->kernel_params()[0].size(1) % width != 0 || st1->kernel_params()[0].size(1) % width != 0))
+        (st0->in_dim() % width != 0 || st1->in_dim() % width != 0))
       return false;
   }
   return true;
@@ -191,7 +190,7 @@ FlowMeta flow_meta(const std::vector<FlowBlock>& blocks) {
     m.alphas.push_back(blk->activation ? blk->activation->alpha() : 0.0);
     m.shuffles.push_back(blk->shuffle->forward_index), m.unshuffles.push_back(blk->shuffle->backward_index);
   }
-  m.depth = (static_cast<int64_t>(blocks.front()->coupling->st0()->kernel_params().size()) - 4) / 2;
+  m.depth = blocks.front()->coupling->st0()->depth();
   m.first_half = blocks.front()->coupling->first_half();
   return m;
 }

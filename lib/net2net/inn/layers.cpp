@@ -152,8 +152,7 @@ using torch::autograd::variable_list;
 bool fused_pair(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
   if (!kernels::fused_cpu({x, w_in}) || x.dim() != 2) return false;
   const int64_t bytes = n_weights * static_cast<int64_t>(x.element_size());
-  const int width = x.scalar_type() == torch::kFloat32 ? kernels::cpu::table<float>().vector_width
-                                                       : kernels::cpu::table<double>().vector_width;
+  const int width = kernels::cpu_vector_width(x.scalar_type());
   return bytes <= (1 << 20) && hidden % width == 0 && out % width == 0;
 }
 

@@ -96,6 +96,8 @@ class SubnetPairImpl : public torch::nn::Module {
   // The parameters in the kernels' order: w_in, b_in, (w_hidden{k}, b_hidden{k})..., w_out, b_out.
   std::vector<Tensor> kernel_params() const;
   int64_t hidden() const { return hidden_; }
+  int64_t in_dim() const { return w_in_.size(1); }
+  int64_t depth() const { return static_cast<int64_t>(w_hidden_.size()); }  // hidden layers
 
  private:
   int64_t hidden_, n_weights_;

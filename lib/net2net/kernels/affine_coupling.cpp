@@ -58,6 +58,10 @@ bool fused_cpu(at::TensorList tensors) {
   return true;
 }
 
+int cpu_vector_width(at::ScalarType type) {
+  return type == torch::kFloat32 ? cpu::table<float>().vector_width : cpu::table<double>().vector_width;
+}
+
 std::pair<Tensor, Tensor> affine_coupling_unfused(const Tensor& x, const Tensor& s, const Tensor& t) {
   return {x * torch::exp(s) + t, s.sum(1)};
 }

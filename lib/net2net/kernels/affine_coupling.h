@@ -25,5 +25,8 @@ bool fused();
 // Whether the fused CPU ops may take these tensors: fused() on, all on the CPU, all float or
 // all double (the checks every fused op starts with; each adds its own shape rules).
 bool fused_cpu(at::TensorList tensors);
+// Elements of `type` (float or double) per vector in the selected CPU kernels: the widths the
+// fused subnet and flow kernels need their layers in.
+int cpu_vector_width(at::ScalarType type);
 
 }  // namespace net2net::kernels
