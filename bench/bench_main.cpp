@@ -96,6 +96,10 @@ int main(int argc, char** argv) {
   gemm->add_option("--kind", gemm_kinds, "nn: b + x W (forward), nt: g W^T (input gradient), tn: x^T g (weight gradient)")
       ->check(CLI::IsMember({"nn", "nt", "tn"}));
   gemm->add_option("--runs", runs, "runs (median)");
+  bool gemm_stream = false;
+  gemm->add_flag("--stream", gemm_stream,
+                 "cycle through copies of W (and of c for tn) filling 512 MB, so that W streams from memory as "
+                 "in a text2biggan step, instead of staying in cache");
   CLI11_PARSE(app, argc, argv);
   setup_logging("warn");
   int n_threads = set_threads(threads);
@@ -145,22 +149,39 @@ int main(int argc, char** argv) {
     const auto& k = kernels::cpu::table<float>();
     for (const auto& kind : gemm_kinds)
       for (auto [in, out] : shapes) {
-        auto w = torch::randn({in, out}), bias = torch::randn({out});
+        // With --stream, each call takes the next of `copies` weight matrices (the tn output:
+        // the next of `copies` gradients), 512 MB in all: far beyond the caches.
+        const int64_t copies = gemm_stream ? std::max<int64_t>(2, (int64_t{512} << 20) / (in * out * 4)) : 1;
+        auto ws = torch::randn({copies, in, out}), bias = torch::randn({out});
         auto x = torch::randn({gemm_rows, in}), g = torch::randn({gemm_rows, out});
-        auto c = torch::empty(kind == "nt" ? std::vector<int64_t>{gemm_rows, in}
-                                           : kind == "nn" ? std::vector<int64_t>{gemm_rows, out} : std::vector<int64_t>{in, out});
+        auto cs = torch::empty(kind == "nt" ? std::vector<int64_t>{gemm_rows, in}
+                               : kind == "nn" ? std::vector<int64_t>{gemm_rows, out} : std::vector<int64_t>{copies, in, out});
+        cs.fill_(0);  // touch every page now: first-touch page faults are not the kernels' time
+        int64_t next = 0;
+        auto w_now = [&] { return ws[next]; };
+        auto c_now = [&] { return kind == "tn" ? cs[next] : cs; };
+        auto advance = [&] { next = (next + 1) % copies; };
         std::function<void()> ours, theirs;
         if (kind == "nt") {  // the input gradient g W^T
-          ours = [&] { k.matmul_nt(g.data_ptr<float>(), w.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, in, out); };
-          theirs = [&] { torch::mm_out(c, g, w.t()); };
+          ours = [&] {
+            k.matmul_nt(g.data_ptr<float>(), w_now().data_ptr<float>(), cs.data_ptr<float>(), gemm_rows, in, out), advance();
+          };
+          theirs = [&] { torch::mm_out(cs, g, w_now().t()), advance(); };
         } else if (kind == "nn") {  // the forward b + x W
           ours = [&] {
-            k.matmul_nn(x.data_ptr<float>(), in, w.data_ptr<float>(), bias.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, out, in);
+            k.matmul_nn(x.data_ptr<float>(), in, w_now().data_ptr<float>(), bias.data_ptr<float>(), cs.data_ptr<float>(),
+                        gemm_rows, out, in),
+                advance();
           };
-          theirs = [&] { torch::addmm_out(c, bias, x, w); };
+          theirs = [&] { torch::addmm_out(cs, bias, x, w_now()), advance(); };
         } else {  // the weight gradient x^T g
-          ours = [&] { k.matmul_tn(x.data_ptr<float>(), in, g.data_ptr<float>(), c.data_ptr<float>(), gemm_rows, out, in); };
-          theirs = [&] { torch::mm_out(c, x.t(), g); };
+          ours = [&] {
+            k.matmul_tn(x.data_ptr<float>(), in, g.data_ptr<float>(), c_now().data_ptr<float>(), gemm_rows, out, in), advance();
+          };
+          theirs = [&] {
+            auto c = c_now();
+            torch::mm_out(c, x.t(), g), advance();
+          };
         }
         // Alternating runs of the two, so that drifts of a noisy machine hit both alike.
         const int reps = std::max<int64_t>(1, 200000000 / (2 * gemm_rows * in * out));
@@ -174,7 +195,7 @@ int main(int argc, char** argv) {
         for (int r = 0; r < runs; ++r) ta.push_back(once(ours)), tb.push_back(once(theirs));
         const double a = median(ta), b = median(tb);
         const double flops = 2.0 * gemm_rows * in * out;
-        std::cout << nlohmann::json{{"bench", "gemm"}, {"kind", kind}, {"rows", gemm_rows}, {"in", in}, {"out", out},
+        std::cout << nlohmann::json{{"bench", "gemm"}, {"kind", kind}, {"rows", gemm_rows}, {"stream", gemm_stream}, {"in", in}, {"out", out},
                                     {"threads", n_threads}, {"cpu_kernels", kernels::cpu::capability()},
                                     {"ours_gflops", flops / a / 1e9}, {"torch_gflops", flops / b / 1e9},
                                     {"ratio_ours_over_torch", a / b}}

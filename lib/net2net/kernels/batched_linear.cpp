@@ -85,9 +85,10 @@ struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
 };
 // y = b + x W^T with W in Linear's layout [out, in] (SubnetPair's first layer, 402 -> 2048 on
 // text2biggan): the forward is the nt kernel (rows of x against rows of W), the input gradient
-// g W the nn kernel, the weight gradient g^T x BLAS. net2net-bench gemm, 16 rows, W 2048 x 402
-// in cache: nt 91-103 vs 83-97 GFLOP/s (and ahead when W streams from memory, as in a step), nn
-// 74-104 vs 69-99; tn 83-85 vs 89-91 (its 402-wide rows are ragged), so BLAS keeps that one.
+// g W the nn kernel, the weight gradient g^T x the tn kernel. net2net-bench gemm, 16 rows, W
+// 2048 x 402 in cache: nt 91-103 vs 83-97 GFLOP/s, nn 74-104 vs 69-99, tn 83-85 vs 89-91 (its
+// 402-wide rows are ragged); with W streaming from memory (--stream, as in a step), where it
+// counts: nt 46-54 vs 42-51, tn 58 vs 44 (the gradient is written around the cache).
 struct LinearFn : public torch::autograd::Function<LinearFn> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor w, Tensor b) {
     const Tensor xc = x.contiguous(), wc = w.contiguous();
@@ -112,7 +113,13 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
                                          gx.data_ptr<scalar_t>(), n, in, out);
       });
     }
-    if (ctx->needs_input_grad(1)) gw = torch::mm(g.t(), x);
+    if (ctx->needs_input_grad(1)) {
+      gw = torch::empty({out, in}, g.options());
+      AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "linear_weight_grad", [&] {
+        cpu::table<scalar_t>().matmul_tn(g.data_ptr<scalar_t>(), out, x.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), n,
+                                         in, out);
+      });
+    }
     if (ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};
   }
