@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
           theirs = [&] { torch::addmm_out(cs, bias, x, w_now()), advance(); };
         } else {  // the weight gradient x^T g
           ours = [&] {
-            k.matmul_tn(x.data_ptr<float>(), in, g.data_ptr<float>(), c_now().data_ptr<float>(), gemm_rows, out, in), advance();
+            k.matmul_tn(x.data_ptr<float>(), in, g.data_ptr<float>(), c_now().data_ptr<float>(), gemm_rows, out, in, nullptr), advance();
           };
           theirs = [&] {
             auto c = c_now();
@@ -291,9 +291,10 @@ int main(int argc, char** argv) {
       auto out = model->forward(x, c);
       auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
       lap(0);
+      kernels::GradientSquares squares;
       loss.backward();
       lap(1);
-      const double norm = kernels::gradient_norm(params);  // as the trainer
+      const double norm = kernels::gradient_norm(params, &squares);  // as the trainer
       lap(2);
       adam.step();
       lap(3);

@@ -488,7 +488,7 @@ TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
                                               c.data_ptr<double>(), m, n, k);
       EXPECT_LT(max_abs(c - torch::mm(a, b)) / (1 + max_abs(ref)), 1e-13) << "nn without bias";
       auto ct = torch::full({k, n}, std::nan(""), f64());
-      kernels::cpu::table<double>().matmul_tn(a.data_ptr<double>(), k + 3, g.data_ptr<double>(), ct.data_ptr<double>(), m, n, k);
+      kernels::cpu::table<double>().matmul_tn(a.data_ptr<double>(), k + 3, g.data_ptr<double>(), ct.data_ptr<double>(), m, n, k, nullptr);
       auto ref_t = torch::mm(a.t(), g);
       EXPECT_LT(max_abs(ct - ref_t) / (1 + max_abs(ref_t)), 1e-13) << "tn";
       // float: the AVX2 variant's 8 lanes (different remainders than double's 4)
@@ -497,7 +497,7 @@ TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
       kernels::cpu::table<float>().matmul_nn(a32.data_ptr<float>() + 1, k + 3, b32.data_ptr<float>(), bias32.data_ptr<float>(),
                                              c32.data_ptr<float>(), m, n, k);
       EXPECT_LT(max_abs(c32.to(torch::kFloat64) - ref) / (1 + max_abs(ref)), 1e-5) << "nn f32";
-      kernels::cpu::table<float>().matmul_tn(a32.data_ptr<float>() + 1, k + 3, g32.data_ptr<float>(), ct32.data_ptr<float>(), m, n, k);
+      kernels::cpu::table<float>().matmul_tn(a32.data_ptr<float>() + 1, k + 3, g32.data_ptr<float>(), ct32.data_ptr<float>(), m, n, k, nullptr);
       EXPECT_LT(max_abs(ct32.to(torch::kFloat64) - ref_t) / (1 + max_abs(ref_t)), 1e-5) << "tn f32";
     }
   }
@@ -807,6 +807,67 @@ TEST(FusedAdam, GradientNormEqualsTheNormOfAllGradients) {
       EXPECT_NEAR(got, expected, 1e-6 * expected) << isa << " threads " << threads;  // float sums
       if (threads == 1) one_thread[isa] = got;
       else EXPECT_EQ(got, one_thread[isa]) << isa << ": the same value for any thread count";
+    }
+  at::set_num_threads(threads_before);
+  kernels::cpu::set_capability(capabilities().back());
+}
+
+TEST(FusedAdam, RecordedGradientSquaresGiveTheNormOfTheGradients) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& isa : capabilities())
+    for (auto type : {torch::kFloat64, torch::kFloat32}) {
+      ASSERT_TRUE(kernels::cpu::set_capability(isa));
+      SCOPED_TRACE(isa + (type == torch::kFloat64 ? " f64" : " f32"));
+      const double tol = type == torch::kFloat64 ? 1e-12 : 1e-5;  // relative
+      torch::manual_seed(11);
+      auto opt = torch::TensorOptions().dtype(type);
+      // Shapes where the weight gradients take the tn kernel (short batch, in >= 512 for the
+      // batched layer; out >= 512, in >= 128 for Linear's layout): whole and ragged strips, a
+      // last block of 3 rows (515 = 4 * 128 + 3), a narrow last strip (131, 134 columns).
+      auto w1 = torch::randn({515, 131}, opt).requires_grad_(true), b1 = torch::randn({515}, opt).requires_grad_(true);
+      auto w2 = torch::randn({2, 520, 134}, opt).requires_grad_(true), b2 = torch::randn({2, 134}, opt).requires_grad_(true);
+      auto w3 = torch::randn({2, 520, 128}, opt).requires_grad_(true), b3 = torch::randn({2, 128}, opt).requires_grad_(true);
+      std::vector<Tensor> params = {w1, b1, w2, b2, w3, b3};
+      auto x1 = torch::randn({16, 131}, opt), x2 = torch::randn({2, 16, 520}, opt);
+      auto loss = [&] {
+        auto y1 = kernels::linear(x1, w1, b1);
+        auto y2 = kernels::batched_linear(x2, w2, b2), y3 = kernels::batched_linear(x2, w3, b3);
+        return (y1 * y1.detach().cos()).sum() + (y2 * y2.detach().sin()).sum() + y3.pow(2).sum() * 0.5;
+      };
+      auto true_norm = [&] {
+        std::vector<Tensor> all;
+        for (const auto& p : params) all.push_back(p.grad().flatten().to(torch::kFloat64));
+        return torch::cat(all).norm().item<double>();
+      };
+      {
+        kernels::GradientSquares squares;
+        loss().backward();
+        EXPECT_EQ(squares.size(), 3u) << "the three weight gradients";
+        for (const auto& w : {w1, w2, w3}) {
+          auto found = squares.find(w.grad());
+          ASSERT_TRUE(found.has_value()) << "autograd handed the kernel's gradient over to .grad";
+          const double expected = w.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+          EXPECT_NEAR(*found, expected, tol * expected);
+        }
+        EXPECT_FALSE(squares.find(b1.grad()).has_value());
+        const double expected = true_norm();
+        EXPECT_NEAR(kernels::gradient_norm(params, &squares), expected, tol * expected);
+        // Changed after the backward: the recorded value no longer counts.
+        w2.grad().mul_(3);
+        EXPECT_FALSE(squares.find(w2.grad()).has_value());
+        EXPECT_NEAR(kernels::gradient_norm(params, &squares), true_norm(), tol * true_norm());
+        // Accumulated by a second backward (in place): read again.
+        loss().backward();
+        EXPECT_FALSE(squares.find(w1.grad()).has_value());
+        EXPECT_NEAR(kernels::gradient_norm(params, &squares), true_norm(), tol * true_norm());
+      }
+      // Nothing records without a live GradientSquares.
+      EXPECT_FALSE(kernels::recording_gradient_squares());
+      for (auto& p : params) p.mutable_grad().reset();
+      loss().backward();
+      kernels::GradientSquares later;
+      EXPECT_EQ(later.size(), 0u);
     }
   at::set_num_threads(threads_before);
   kernels::cpu::set_capability(capabilities().back());

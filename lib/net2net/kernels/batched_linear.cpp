@@ -2,6 +2,7 @@
 
 #include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/cpu/kernels.h"
+#include "net2net/kernels/fused_adam.h"
 
 namespace net2net::kernels {
 using torch::Tensor;
@@ -69,12 +70,18 @@ struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
       if (kernel_weight_grad(in, out)) {
         const Tensor xs = x.stride(2) == 1 ? x : x.contiguous();
         gw = torch::empty({batch, in, out}, g.options());
+        const bool record = recording_gradient_squares();
+        double squares = 0;
         AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "batched_linear_weight_grad", [&] {
           const auto& k = cpu::table<scalar_t>();
-          for (int64_t j = 0; j < batch; ++j)
+          for (int64_t j = 0; j < batch; ++j) {
+            double part = 0;
             k.matmul_tn(xs.data_ptr<scalar_t>() + j * xs.stride(0), xs.stride(1), g.data_ptr<scalar_t>() + j * n * out,
-                        gw.data_ptr<scalar_t>() + j * in * out, n, out, in);
+                        gw.data_ptr<scalar_t>() + j * in * out, n, out, in, record ? &part : nullptr);
+            squares += part;
+          }
         });
+        if (record) record_gradient_squares(gw, squares);
       } else {
         gw = torch::bmm(x.transpose(1, 2), g);
       }
@@ -115,10 +122,13 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     }
     if (ctx->needs_input_grad(1)) {
       gw = torch::empty({out, in}, g.options());
+      const bool record = recording_gradient_squares();
+      double squares = 0;
       AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "linear_weight_grad", [&] {
         cpu::table<scalar_t>().matmul_tn(g.data_ptr<scalar_t>(), out, x.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), n,
-                                         in, out);
+                                         in, out, record ? &squares : nullptr);
       });
+      if (record) record_gradient_squares(gw, squares);
     }
     if (ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};

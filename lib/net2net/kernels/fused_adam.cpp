@@ -2,6 +2,7 @@
 
 #include "net2net/kernels/cpu/kernels.h"
 
+#include <atomic>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -71,7 +72,43 @@ Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
-double gradient_norm(const std::vector<Tensor>& params) {
+namespace {
+std::atomic<GradientSquares*> live_squares{nullptr};
+}
+
+GradientSquares::GradientSquares() : previous_(live_squares.exchange(this)) {}
+GradientSquares::~GradientSquares() {
+  GradientSquares* self = this;
+  live_squares.compare_exchange_strong(self, previous_);
+}
+
+std::optional<double> GradientSquares::find(const Tensor& grad) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!grad.has_storage()) return std::nullopt;
+  for (const auto& e : entries_)
+    if (e.storage._unsafe_get_target() == grad.storage().unsafeGetStorageImpl() && e.offset == grad.storage_offset() &&
+        grad.sizes() == c10::IntArrayRef(e.sizes) && grad.strides() == c10::IntArrayRef(e.strides) &&
+        e.type == grad.scalar_type() && e.version == grad._version())
+      return e.sum_squares;
+  return std::nullopt;
+}
+
+size_t GradientSquares::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.size();
+}
+
+bool recording_gradient_squares() { return live_squares.load() != nullptr; }
+
+void record_gradient_squares(const Tensor& grad, double sum_squares) {
+  GradientSquares* live = live_squares.load();
+  if (!live) return;
+  std::lock_guard<std::mutex> lock(live->mutex_);
+  live->entries_.push_back({grad.storage().getWeakStorageImpl(), grad.storage_offset(), grad.sizes().vec(),
+                            grad.strides().vec(), grad.scalar_type(), grad._version(), sum_squares});
+}
+
+double gradient_norm(const std::vector<Tensor>& params, const GradientSquares* recorded) {
   std::vector<const float*> f32;
   std::vector<const double*> f64;
   std::vector<int64_t> n32, n64;
@@ -79,6 +116,12 @@ double gradient_norm(const std::vector<Tensor>& params) {
   for (const auto& p : params) {
     const Tensor& g = p.grad();
     if (!g.defined()) continue;
+    if (recorded) {
+      if (auto v = recorded->find(g)) {
+        sq += *v;
+        continue;
+      }
+    }
     if (g.device().is_cpu() && g.is_contiguous() && !g.is_sparse() && g.scalar_type() == torch::kFloat32) {
       f32.push_back(g.data_ptr<float>()), n32.push_back(g.numel());
     } else if (g.device().is_cpu() && g.is_contiguous() && !g.is_sparse() && g.scalar_type() == torch::kFloat64) {

@@ -5,6 +5,10 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <mutex>
+#include <optional>
+#include <vector>
+
 namespace net2net::kernels {
 
 class FusedAdam : public torch::optim::Adam {
@@ -18,9 +22,48 @@ class FusedAdam : public torch::optim::Adam {
   void clear_grads();
 };
 
-// The L2 norm of all defined gradients of `params` (the training log's grad_norm): CPU float /
-// double contiguous gradients in one parallel pass (cpu sum_squares_many), others by torch's
-// norm. One loop instead of a reduction and a sync per tensor (~300 on the example's models).
-double gradient_norm(const std::vector<torch::Tensor>& params);
+// Sums of squares of weight gradients taken as the backward kernels wrote them (the tn kernel
+// holds each value in a register once). While a GradientSquares lives, the short-batch linear
+// layers' backward (kernels/batched_linear) records each weight gradient's sum of squares, and
+// gradient_norm(params, &it) takes the recorded value instead of reading the gradient again
+// (1 GB a step on text2biggan). A value counts only for the same storage, offset, size and
+// version: a gradient that is added to, scaled or all-reduced in place afterwards is read again.
+// One lives at a time (the newest wins); its scope should be one training step.
+class GradientSquares {
+ public:
+  GradientSquares();
+  ~GradientSquares();
+  GradientSquares(const GradientSquares&) = delete;
+  GradientSquares& operator=(const GradientSquares&) = delete;
+  // The recorded sum of squares of `grad` as it is now, if any.
+  std::optional<double> find(const torch::Tensor& grad) const;
+  size_t size() const;
+
+ private:
+  struct Entry {
+    // A weak reference: the StorageImpl's address stays taken (no other storage can match by
+    // reuse) while the gradient itself is not held, so autograd can still hand it over to
+    // .grad instead of copying it (it does only for a gradient nothing else references).
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    int64_t offset;
+    std::vector<int64_t> sizes, strides;
+    c10::ScalarType type;
+    int64_t version;
+    double sum_squares;
+  };
+  friend void record_gradient_squares(const torch::Tensor& grad, double sum_squares);
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+  GradientSquares* previous_;
+};
+// Whether a GradientSquares is live (the kernels then compute the sums), and the recording.
+bool recording_gradient_squares();
+void record_gradient_squares(const torch::Tensor& grad, double sum_squares);
+
+// The L2 norm of all defined gradients of `params` (the training log's grad_norm): recorded sums
+// of squares where `recorded` has them, other CPU float / double contiguous gradients in one
+// parallel pass (cpu sum_squares_many), others by torch's norm. One loop instead of a reduction
+// and a sync per tensor (~300 on the example's models).
+double gradient_norm(const std::vector<torch::Tensor>& params, const GradientSquares* recorded = nullptr);
 
 }  // namespace net2net::kernels

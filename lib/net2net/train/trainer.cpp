@@ -383,6 +383,7 @@ json run_training(const TrainOptions& opt) {
     // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.
     const double scale = static_cast<double>(env.world_size) / global_batch;
     auto loss = (nll_i.sum() - out.logdet.sum()) * scale;
+    kernels::GradientSquares squares;  // this step's weight gradients' sums of squares, for grad_norm
     loss.backward();
     Tensor stats;
     {
@@ -399,7 +400,7 @@ json run_training(const TrainOptions& opt) {
     if (!t["grad_clip"].is_null()) {
       grad_norm = torch::nn::utils::clip_grad_norm_(params, t["grad_clip"].get<double>());
     } else {
-      grad_norm = kernels::gradient_norm(params);
+      grad_norm = kernels::gradient_norm(params, &squares);
     }
     const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);

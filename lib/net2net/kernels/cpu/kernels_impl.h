@@ -415,9 +415,10 @@ inline void store_streaming(const at::vec::Vectorized<T>& v, T* p) {
 // i) of a^T's MR rows at a[r * a_r + i * a_i] (a transposed copy: a_r = its row stride, a_i = 1;
 // a itself: a_r = 1, a_i = its row stride), b's rows at stride ldb (a packed strip or b itself).
 // Whole vectors only; with `stream` c is written around the cache.
+// With `squares`, also adds the block's sum of squares to it (lane-wise).
 template <typename T, int MR, int NR>
 inline void tn_block(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m,
-                     bool stream) {
+                     bool stream, at::vec::Vectorized<T>* squares = nullptr) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int V = Vec::size();
   Vec acc[MR][NR];
@@ -436,14 +437,20 @@ inline void tn_block(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t l
       if (stream) store_streaming(acc[r][q], c + r * ldc + q * V);
       else acc[r][q].store(c + r * ldc + q * V);
     }
+  if (squares) {
+    Vec sq(T(0));
+    for (int r = 0; r < MR; ++r)
+      for (int q = 0; q < NR; ++q) sq = at::vec::fmadd(acc[r][q], acc[r][q], sq);
+    *squares = *squares + sq;
+  }
 }
 
 template <typename T, int MR>
 inline void tn_rows(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int nr,
-                    bool stream) {
-  if (nr == 3) tn_block<T, MR, 3>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
-  else if (nr == 2) tn_block<T, MR, 2>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
-  else tn_block<T, MR, 1>(a, a_r, a_i, b, ldb, c, ldc, m, stream);
+                    bool stream, at::vec::Vectorized<T>* squares = nullptr) {
+  if (nr == 3) tn_block<T, MR, 3>(a, a_r, a_i, b, ldb, c, ldc, m, stream, squares);
+  else if (nr == 2) tn_block<T, MR, 2>(a, a_r, a_i, b, ldb, c, ldc, m, stream, squares);
+  else tn_block<T, MR, 1>(a, a_r, a_i, b, ldb, c, ldc, m, stream, squares);
 }
 
 // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] with row stride lda, b [m, n] contiguous, c [k, n]
@@ -451,9 +458,11 @@ inline void tn_rows(const T* a, int64_t a_r, int64_t a_i, const T* b, int64_t ld
 // stay in cache. a is transposed once to [k, m]; each thread packs b's part of its range of
 // columns strip by strip (pack_strips) and writes c block row by block row along the range
 // (written strip by strip down the rows instead, every store would open a new page). A narrower
-// last strip is computed into a scratch tile.
+// last strip is computed into a scratch tile (its padded columns come out 0). With
+// `sum_squares`, also returns sum c^2, from the registers: the gradient norm then need not read
+// c back from memory (1 GB a step on text2biggan).
 template <typename T>
-void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k) {
+void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k, double* sum_squares) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int MR = 4, NR = 3, V = Vec::size();
   constexpr int64_t width = NR * V;
@@ -465,7 +474,13 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
   // Streaming stores only where c's rows are whole cache lines: a line written partly by them
   // and partly by ordinary stores (ragged rows) is read back from memory, slower than without.
   const bool stream_rows = (n * static_cast<int64_t>(sizeof(T))) % 64 == 0 && reinterpret_cast<uintptr_t>(c) % 64 == 0;
+  // Sums of squares per range of strips (at its first strip), added in order: one value for a
+  // thread count. Lanes collect a block row at a time, then go into a double.
+  std::vector<double> partial(static_cast<size_t>(sum_squares ? strips : 0), 0.0);
   at::parallel_for(0, strips, grain, [&](int64_t begin, int64_t end) {
+    Vec squares(T(0));
+    Vec* sq = sum_squares ? &squares : nullptr;
+    double total = 0;
     const int64_t j_begin = begin * width, cols = std::min<int64_t>(end * width, n) - j_begin;
     std::vector<T> packed(static_cast<size_t>(m * (end - begin) * width));
     pack_strips(b, n, 0, m, j_begin, cols, width, packed.data());
@@ -481,19 +496,31 @@ void matmul_tn(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, 
         T* cp = narrow ? tile : c + p0 * n + j0;
         const int64_t ldc = narrow ? width : n;
         switch (rows) {
-          case 4: tn_rows<T, 4>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          case 3: tn_rows<T, 3>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          case 2: tn_rows<T, 2>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
-          default: tn_rows<T, 1>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow); break;
+          case 4: tn_rows<T, 4>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow, sq); break;
+          case 3: tn_rows<T, 3>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow, sq); break;
+          case 2: tn_rows<T, 2>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow, sq); break;
+          default: tn_rows<T, 1>(ap, m, 1, bs, width, cp, ldc, m, nr, stream_rows && !narrow, sq); break;
         }
         if (narrow)
           for (int r = 0; r < rows; ++r) std::copy_n(tile + r * width, w, c + (p0 + r) * n + j0);
       }
+      if (sq) {
+        T lanes[V];
+        squares.store(lanes);
+        for (int q = 0; q < V; ++q) total += lanes[q];
+        squares = Vec(T(0));
+      }
     }
+    if (sq) partial[begin] = total;
 #if defined(CPU_CAPABILITY_AVX2)
     _mm_sfence();  // streaming stores are weakly ordered: visible before the loop's end
 #endif
   });
+  if (sum_squares) {
+    double sum = 0;
+    for (double v : partial) sum += v;
+    *sum_squares = sum;
+  }
 }
 
 // c[r, :] = bias + a[r, :] W for `rows` rows: W [k, n] row-major and small (read from cache, no
