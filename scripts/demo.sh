@@ -19,7 +19,7 @@ OUT=${OUT:-out/demo}
 TRAIN_LIMIT=${TRAIN_LIMIT:-30000}   # items of the cINN training cache
 TEST_LIMIT=${TEST_LIMIT:-2000}      # items of the test cache (validation, scores)
 STEPS=${STEPS:-}                    # cINN steps (empty: each config's train.steps)
-AE_EPOCHS=${AE_EPOCHS:-3}
+AE_EPOCHS=${AE_EPOCHS:-5}
 CLF_EPOCHS=${CLF_EPOCHS:-2}
 JUDGE_EPOCHS=${JUDGE_EPOCHS:-3}
 EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
@@ -139,6 +139,10 @@ pool "${RUNS[@]/#/score }"
 # Text: the requested class and the requested properties (the caption's dark/light, small/large,
 # measured on the generated image by the caption's own rule).
 "$EXTRACT" --data "h5:$S/real.h5:img" --expert p=caption-props --out "$S/real.props.h5" --force "${LOG[@]}"
+# Its ceiling: the same score for the AE's reconstructions of the real images, captioned as the originals.
+"$EXTRACT" --data "h5:$S/real.rec.h5:rec" --expert p=caption-props --out "$S/real.rec.props.h5" --force "${LOG[@]}"
+"$EVAL" accuracy --data "h5:$S/real.rec.h5:rec" --classifier "ts:$JUDGE:forward" --labels "h5:$S/real.rec.h5:label" \
+  --props "h5:$S/real.rec.props.h5:p" --expected-props "h5:$S/real.props.h5:p" "${LOG[@]}" > "$S/real.rec.props.json"
 for t in "" .t07; do
   "$EXTRACT" --data "h5:$S/text2ae$t.h5:image" --expert p=caption-props --out "$S/text2ae$t.props.h5" --force "${LOG[@]}"
   "$EVAL" accuracy --data "h5:$S/text2ae$t.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/text2ae$t.h5:label" \
@@ -182,7 +186,8 @@ jqn() { jq -r "$1" "$2"; }
   echo "$(jqn '.accuracy_with_properties * 1000 | round / 1000' "$S/text2ae.props.json") at temperature 1,"
   echo "$(jqn '.accuracy_with_properties * 1000 | round / 1000' "$S/text2ae.t07.props.json") at temperature 0.7 (properties alone:"
   echo "$(jqn '.property_agreement * 1000 | round / 1000' "$S/text2ae.t07.props.json") of $(jqn .properties_requested "$S/text2ae.t07.props.json") requested; a random image of the right class meets a"
-  echo "requested tertile with probability about 1/3)."
+  echo "requested tertile with probability about 1/3). The AE's reconstructions of the real images score"
+  echo "$(jqn '.accuracy_with_properties * 1000 | round / 1000' "$S/real.rec.props.json") (properties alone: $(jqn '.property_agreement * 1000 | round / 1000' "$S/real.rec.props.json")): the ceiling of this score for any translation into the AE."
   if [[ -s "$S/reference.fid.json" ]]; then
     echo
     echo "For scale: FID of the first $EVAL_ROWS real test images against all $TEST_LIMIT: $(jqn '.fid * 100 | round / 100' "$S/reference.fid.json")."
