@@ -21,7 +21,9 @@ run "$B" --threads "$threads" machine
 # round of each.
 for ((round = 1; round <= ${ROUNDS:-3}; round++)); do
   for cfg in configs/fmnist_label2ae.json configs/text2biggan.json; do
-    runs=5 steps=10
+    # Small configs: 5 runs of 30 steps (a run of 10 lasted ~0.1-0.2 s, short enough for one burst
+    # of a noisy neighbour to decide its median); text2biggan: 3 runs of 2 steps.
+    runs=5 steps=30
     [[ $cfg == *text2biggan* ]] && { runs=3; steps=2; }
     run "$B" --threads "$threads" train --config "$cfg" --runs $runs --steps $steps
     /usr/bin/python3 bench/train_step.py "$cfg" "$threads" $runs $steps | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R"
