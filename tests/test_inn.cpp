@@ -505,6 +505,14 @@ TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
   kernels::cpu::set_capability(capabilities().back());
 }
 
+TEST(FusedKernels, OnlyASetNonZeroUnfusedVariableTurnsThemOff) {
+  EXPECT_TRUE(kernels::fused_for_environment_value(nullptr));
+  EXPECT_TRUE(kernels::fused_for_environment_value(""));
+  EXPECT_TRUE(kernels::fused_for_environment_value("0"));
+  EXPECT_FALSE(kernels::fused_for_environment_value("1"));
+  EXPECT_FALSE(kernels::fused_for_environment_value("yes"));
+}
+
 TEST(FusedKernels, BatchedLinearEqualsBaddbmmInValuesAndGradients) {
   for (const auto& isa : capabilities()) {
     ASSERT_TRUE(kernels::cpu::set_capability(isa));

@@ -5,14 +5,20 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 
 namespace net2net::kernels {
 using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// NET2NET_UNFUSED=0 used to turn the kernels off as well (any value did).
+bool fused_for_environment_value(const char* value) {
+  return value == nullptr || std::string(value).empty() || std::string(value) == "0";
+}
+
 namespace {
-std::atomic<bool> g_fused{std::getenv("NET2NET_UNFUSED") == nullptr};
+std::atomic<bool> g_fused{fused_for_environment_value(std::getenv("NET2NET_UNFUSED"))};
 
 bool fusable(const Tensor& a, const Tensor& b, const Tensor& c) {
   return fused_cpu({a, b, c}) && a.dim() == 2 && a.sizes() == b.sizes() && a.sizes() == c.sizes();

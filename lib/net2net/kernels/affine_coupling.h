@@ -22,6 +22,8 @@ std::pair<torch::Tensor, torch::Tensor> affine_coupling_unfused(const torch::Ten
 // Fused kernels on (default) or off, process-wide (NET2NET_UNFUSED=1 turns them off at start).
 void set_fused(bool on);
 bool fused();
+// Whether a NET2NET_UNFUSED value (null: unset) leaves the kernels on: unset, "" and "0" do.
+bool fused_for_environment_value(const char* value);
 // Whether the fused CPU ops may take these tensors: fused() on, all on the CPU, all float or
 // all double (the checks every fused op starts with; each adds its own shape rules).
 bool fused_cpu(at::TensorList tensors);
