@@ -241,7 +241,8 @@ int main(int argc, char** argv) {
       per.push_back(seconds_since(t0) / steps);
     }
     std::cout << nlohmann::json{{"bench", "sample"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
-                                {"batch", sample_batch}, {"seconds_per_batch", median(per)}}
+                                {"batch", sample_batch}, {"parameters", inn::count_parameters(*model)},
+                                {"seconds_per_batch", median(per)}}
                      .dump()
               << std::endl;
   }
