@@ -59,8 +59,10 @@ train_expert() {  # config name epochs
   mv "$OUT/experts/$2/summary.json.tmp" "$OUT/experts/$2/summary.json"
   step "expert $2: done"
 }
-# The judge is only needed for the scores: it trains beside the cINNs (step 3).
-pool "train_expert autoencoder ae $AE_EPOCHS" "train_expert classifier classifier $CLF_EPOCHS"
+# The judge (only needed for the scores) takes the core the classifier frees while the AE, the
+# longest, still trains: that core idled ~70 s there when the judge trained beside the cINNs.
+pool "train_expert autoencoder ae $AE_EPOCHS" "train_expert classifier classifier $CLF_EPOCHS" \
+  "train_expert judge judge $JUDGE_EPOCHS"
 AE=$OUT/experts/ae/expert.pt CLF=$OUT/experts/classifier/expert.pt JUDGE=$OUT/experts/judge/expert.pt
 
 # 2. Pairs ---------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ train_cinn() {  # name config condition
 }
 # Longest first, so that the pool ends with short jobs on both cores.
 pool "train_cinn text2ae fmnist_text2ae text" "train_cinn label2ae fmnist_label2ae onehot" \
-  "train_expert judge judge $JUDGE_EPOCHS" "train_cinn stage12ae fmnist_stage2ae s1" "train_cinn stage22ae fmnist_stage2ae s2" \
+  "train_cinn stage12ae fmnist_stage2ae s1" "train_cinn stage22ae fmnist_stage2ae s2" \
   "train_cinn stage32ae fmnist_stage2ae s3" "train_cinn stage42ae fmnist_stage2ae s4"
 
 [[ "${STOP_AFTER_TRAINING:-0}" == 1 ]] && { step "stopping before the translations (STOP_AFTER_TRAINING=1)"; exit 0; }
