@@ -29,6 +29,21 @@ bool use_function(const Tensor& x, const Tensor& w, const Tensor& b) {
   return fused_cpu({x, w, b}) && x.dim() == 3 && w.dim() == 3 && b.dim() == 2 && x.size(1) <= kShortBatchRows;
 }
 
+// Fills the weight gradient gw by write(j, squares) for each of its `matrices` matrices (squares:
+// null, or where the tn kernel puts matrix j's sum of squares); while a GradientSquares lives,
+// gw's sum of squares is recorded for the gradient norm.
+template <typename Write>
+void write_weight_gradient(const Tensor& gw, int64_t matrices, const Write& write) {
+  const bool record = recording_gradient_squares();
+  double squares = 0;
+  for (int64_t j = 0; j < matrices; ++j) {
+    double part = 0;
+    write(j, record ? &part : nullptr);
+    squares += part;
+  }
+  if (record) record_gradient_squares(gw, squares);
+}
+
 struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor w, Tensor b) {
     ctx->save_for_backward({x, w});
@@ -70,18 +85,13 @@ struct BatchedLinearFn : public torch::autograd::Function<BatchedLinearFn> {
       if (kernel_weight_grad(in, out)) {
         const Tensor xs = x.stride(2) == 1 ? x : x.contiguous();
         gw = torch::empty({batch, in, out}, g.options());
-        const bool record = recording_gradient_squares();
-        double squares = 0;
         AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "batched_linear_weight_grad", [&] {
           const auto& k = cpu::table<scalar_t>();
-          for (int64_t j = 0; j < batch; ++j) {
-            double part = 0;
+          write_weight_gradient(gw, batch, [&](int64_t j, double* squares) {
             k.matmul_tn(xs.data_ptr<scalar_t>() + j * xs.stride(0), xs.stride(1), g.data_ptr<scalar_t>() + j * n * out,
-                        gw.data_ptr<scalar_t>() + j * in * out, n, out, in, record ? &part : nullptr);
-            squares += part;
-          }
+                        gw.data_ptr<scalar_t>() + j * in * out, n, out, in, squares);
+          });
         });
-        if (record) record_gradient_squares(gw, squares);
       } else {
         gw = torch::bmm(x.transpose(1, 2), g);
       }
@@ -122,13 +132,12 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     }
     if (ctx->needs_input_grad(1)) {
       gw = torch::empty({out, in}, g.options());
-      const bool record = recording_gradient_squares();
-      double squares = 0;
       AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "linear_weight_grad", [&] {
-        cpu::table<scalar_t>().matmul_tn(g.data_ptr<scalar_t>(), out, x.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), n,
-                                         in, out, record ? &squares : nullptr);
+        write_weight_gradient(gw, 1, [&](int64_t, double* squares) {
+          cpu::table<scalar_t>().matmul_tn(g.data_ptr<scalar_t>(), out, x.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), n,
+                                           in, out, squares);
+        });
       });
-      if (record) record_gradient_squares(gw, squares);
     }
     if (ctx->needs_input_grad(2)) gb = g.sum(0);
     return {gx, gw, gb};
