@@ -86,6 +86,28 @@ TEST(Options, BadValuesAreRefused) {
   }
 }
 
+TEST(Options, NumericChecksSayWhatTheyWant) {
+  CLI::Validator positive = positive_number(), non_negative = non_negative_number();
+  for (std::string ok : {"1", "0.5", "1e3", "+2"}) {
+    EXPECT_EQ(positive(ok), "") << ok;
+    EXPECT_EQ(non_negative(ok), "") << ok;
+  }
+  for (std::string bad : {"0", "-0", "-1", "", "abc", "1x", "nan", "inf", "1e999"}) EXPECT_NE(positive(bad), "") << bad;
+  std::string zero = "0", negative = "-0.5", word = "many";
+  EXPECT_EQ(non_negative(zero), "");
+  EXPECT_EQ(positive(zero), "must be a number greater than 0, got '0'");
+  EXPECT_EQ(non_negative(negative), "must be a number >= 0, got '-0.5'");
+  EXPECT_EQ(non_negative(word), "must be a number >= 0, got 'many'");
+  // Through a tool: the message names the option.
+  try {
+    parse("net2net-translate", {"--samples", "0"});
+    ADD_FAILURE() << "--samples 0 was accepted";
+  } catch (const CLI::ParseError& e) {
+    EXPECT_NE(std::string(e.what()).find("--samples"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("greater than 0, got '0'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Options, GoodValuesParse) {
   auto g = parse("net2net-train", {"--threads", "2", "--seed", "7", "--device", "cuda:1", "--log-level", "debug", "--json"});
   EXPECT_EQ(g.threads, 2);

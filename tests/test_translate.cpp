@@ -132,6 +132,44 @@ TEST(Translate, SeedsReproduceAndTemperatureZeroIsTheMode) {
   EXPECT_THROW(translate::run_translate(r), UsageError);  // the model's condition is labels
 }
 
+TEST(Translate, AMissingRecordedDecoderSaysWhereItCameFrom) {
+  // The checkpoint records its target expert's path as net2net-train saw it; moved elsewhere,
+  // --png fails with an error that names the checkpoint and --decoder, keeping the I/O exit code.
+  TempDir dir{"translate-decoder"};
+  json user = {{"data", {{"train", "t.h5"}, {"condition", "c"}, {"target", "z"}, {"condition_expert", "label"}}},
+               {"model", {{"in_dim", 6}, {"cond_dim", 4}, {"embedding_dim", 8}, {"n_flows", 2}, {"hidden_dim", 16}}}};
+  json cfg = config::resolve_config(user, {}, "test");
+  cfg["data"]["target_expert"] = "ts:" + dir / "moved/ae.pt" + ":encode";
+  auto model = inn::build_flow(config::flow_config_from_json(cfg), 1);
+  model->eval();
+  io::save_flow_checkpoint(dir / "model.pt", cfg, model);
+  translate::TranslateRequest r;
+  r.checkpoint = dir / "model.pt";
+  r.labels = {1};
+  r.out = dir / "out.h5";
+  r.png = dir / "out.png";
+  try {
+    translate::run_translate(r);
+    ADD_FAILURE() << "a missing decoder was accepted";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.exit_code(), kExitIo) << what;
+    EXPECT_NE(what.find("moved/ae.pt"), std::string::npos) << what;
+    EXPECT_NE(what.find("recorded in " + r.checkpoint), std::string::npos) << what;
+    EXPECT_NE(what.find("--decoder"), std::string::npos) << what;
+  }
+  // Given on the command line, the error is the expert's own.
+  r.decoder = "ts:" + dir / "also-missing.pt";
+  try {
+    translate::run_translate(r);
+    ADD_FAILURE() << "a missing decoder was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("recorded in"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(r.out));
+  EXPECT_FALSE(fs::exists(r.png));
+}
+
 TEST(Grid, RowsColumnsAndCaptions) {
   auto images = torch::full({6, 1, 4, 5}, -1.0f);
   auto g = data::make_grid(images, 2, 3, {"coat", "a sandal"});

@@ -4,6 +4,9 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/api/include/torch/version.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <iostream>
 
 #include "net2net/commands/commands.h"
@@ -39,6 +42,26 @@ std::string validate_device(const std::string& d) {
   return "must be cpu, cuda or cuda:N";
 }
 }  // namespace
+
+namespace {
+CLI::Validator number_check(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](const std::string& s) -> std::string {
+        const std::string wanted = zero_allowed ? "a number >= 0" : "a number greater than 0";
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v))
+          return "must be " + wanted + ", got '" + s + "'";
+        if (v < 0 || (!zero_allowed && v == 0)) return "must be " + wanted + ", got '" + s + "'";
+        return {};
+      },
+      zero_allowed ? "NONNEGATIVE" : "POSITIVE");
+}
+}  // namespace
+
+CLI::Validator positive_number() { return number_check(false); }
+CLI::Validator non_negative_number() { return number_check(true); }
 
 void add_global_options(CLI::App& app, GlobalOptions& g) {
   app.add_option("--threads", g.threads, spec("--threads").help)

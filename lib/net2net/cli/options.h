@@ -31,6 +31,12 @@ const std::vector<GlobalOptionSpec>& global_option_specs();
 
 void add_global_options(CLI::App& app, GlobalOptions& g);
 
+// Checks for numeric options that say what they want: "--samples: must be a number greater than
+// 0, got '0'" (CLI11 2.1's PositiveNumber says "Value 0 not in range 0.000000 to 1.797...e308").
+// Both refuse what is not a finite number.
+CLI::Validator positive_number();
+CLI::Validator non_negative_number();
+
 class Tool {
  public:
   virtual ~Tool() = default;

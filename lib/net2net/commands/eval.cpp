@@ -94,10 +94,10 @@ class EvalTool : public cli::Tool {
                     "default: identity for vectors, the example's feature network for images");
     fid->add_option("--save-stats", save_stats_, "Save the statistics of --fake (reuse as stats:FILE)");
     fid->add_option("--save-real-stats", save_real_stats_, "Save the statistics of --real");
-    fid->add_option("--kid-subsets", kid_subsets_, "KID subsets (0: no KID)")->check(CLI::NonNegativeNumber);
-    fid->add_option("--kid-subset-size", kid_size_, "Rows per KID subset")->check(CLI::PositiveNumber);
-    fid->add_option("--batch-size", batch_, "Images per feature-network call")->check(CLI::PositiveNumber);
-    fid->add_option("--eps", eps_, "Regularisation added to singular covariances")->check(CLI::PositiveNumber);
+    fid->add_option("--kid-subsets", kid_subsets_, "KID subsets (0: no KID)")->check(cli::non_negative_number());
+    fid->add_option("--kid-subset-size", kid_size_, "Rows per KID subset")->check(cli::positive_number());
+    fid->add_option("--batch-size", batch_, "Images per feature-network call")->check(cli::positive_number());
+    fid->add_option("--eps", eps_, "Regularisation added to singular covariances")->check(cli::positive_number());
     auto* nll = app.add_subcommand("nll", "Negative log-likelihood of a trained cINN on a cache; prints JSON:\n"
                                           "nll (mean 0.5|v|^2 - log|det J|, no constant), nll_term, nlogdet, bits_per_dim");
     nll->add_option("--checkpoint", checkpoint_, "Run directory or checkpoint file")->required();
@@ -105,11 +105,11 @@ class EvalTool : public cli::Tool {
     auto* energy = app.add_subcommand("energy", "Energy, cost and CO2 of training runs, paper-table style");
     energy->add_option("--run", energy_.runs, "Run directory (repeatable)")->required();
     energy->add_option("--power-profile", profile_, "Nominal power of a named profile (data/power_profiles.json: titanx, dgx1, ...)");
-    energy->add_option("--power-watts", watts_, "Nominal power in watts")->check(CLI::PositiveNumber);
+    energy->add_option("--power-watts", watts_, "Nominal power in watts")->check(cli::positive_number());
     energy->add_option("--price-per-kwh", energy_.price_per_kwh, "Price per kWh (default 0.216, the paper's EU average)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative_number());
     energy->add_option("--co2-per-kwh", energy_.co2_per_kwh, "kg CO2 per kWh (default 0.296, the paper's EU average)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative_number());
     energy->add_option("--pue", energy_.pue, "Power usage effectiveness of the data centre (default 1.0)")->check(CLI::Range(1.0, 10.0));
     energy->add_option("--currency", energy_.currency, "Currency label of the price (default EUR)");
     energy->add_option("--profiles", energy_.profile_files, "Extra power profiles (JSON {name: {watts, description}})");

@@ -32,8 +32,8 @@ class ExtractTool : public cli::Tool {
     app.add_option("--expert", expert_args_,
                    "NAME=EXPERT, repeatable; EXPERT: label[:K], text-hash[:DIM], identity, ts:PATH[:METHOD], or a chain A,B,...");
     app.add_option("--out", req_.out, "Output embedding cache (.h5)");
-    app.add_option("--batch-size", req_.batch_size, "Items per expert call")->check(CLI::PositiveNumber);
-    app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(CLI::PositiveNumber);
+    app.add_option("--batch-size", req_.batch_size, "Items per expert call")->check(cli::positive_number());
+    app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(cli::positive_number());
     app.add_option("--shard", shard_, "I/N: only the items with index % N == I (for SLURM array jobs)");
     app.add_option("--data-dir", req_.data_dir, "Folder of the Fashion-MNIST files (default: the Debian package's)");
     app.add_option("--compress", req_.compression, "gzip level of the HDF5 datasets (0: none)")->check(CLI::Range(0, 9));

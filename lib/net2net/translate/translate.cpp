@@ -163,7 +163,15 @@ json run_translate(const TranslateRequest& r) {
   if (!decoder_spec.empty()) {
     experts::ExpertContext ctx;
     ctx.device = device;
-    decoder = experts::make_expert(decoder_spec, ctx);
+    try {
+      decoder = experts::make_expert(decoder_spec, ctx);
+    } catch (const Error& e) {
+      if (!r.decoder.empty()) throw;
+      // The path was recorded by net2net-train, relative to where it ran: say where it came from.
+      throw Error(std::string(e.what()) + " (the model's target expert, recorded in " + r.checkpoint +
+                      "; run from where it was trained or pass --decoder ts:PATH)",
+                  e.exit_code());
+    }
     if (!decoder->can_decode()) throw UsageError("--decoder '" + decoder_spec + "' has no decode method");
   }
   if (!r.png.empty() && !decoder) throw UsageError("--png needs a decoder: --decoder EXPERT (the model records none)");
