@@ -224,3 +224,35 @@ TEST(Tools, EvalFidAndEnergyFromTheCommandLine) {
   EXPECT_EQ(run("net2net-eval", "energy --run '" + run_dir.string() + "'").rc, 2);  // nothing measured, no profile
   EXPECT_EQ(run("net2net-eval", "energy --run '" + run_dir.string() + "' --power-profile nope").rc, 2);
 }
+
+TEST(Tools, EvalAccuracyCountsArgmaxAgainstIntegerLabels) {
+  // identity as the classifier: the predicted class of a row is its argmax, so the expected
+  // accuracy is counted here directly.
+  auto file = work_dir() / "acc.h5";
+  const int n = 10, k = 4;
+  std::vector<float> scores(n * k);
+  std::vector<int64_t> labels(n);
+  int matches = 0;
+  for (int i = 0; i < n; ++i) {
+    const int top = (3 * i + 1) % k;
+    for (int j = 0; j < k; ++j) scores[i * k + j] = j == top ? 2.0f : 0.1f * j;
+    labels[i] = i % 3 == 0 ? (top + 1) % k : top;
+    matches += labels[i] == top;
+  }
+  {
+    H5::H5File h5(file.string(), H5F_ACC_TRUNC);
+    hsize_t dims[2] = {n, k}, rows[1] = {n};
+    h5.createDataSet("scores", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(scores.data(), H5::PredType::NATIVE_FLOAT);
+    h5.createDataSet("label", H5::PredType::STD_I64LE, H5::DataSpace(1, rows)).write(labels.data(), H5::PredType::NATIVE_INT64);
+  }
+  const std::string f = "'" + file.string() + "'";
+  auto r = run("net2net-eval", "accuracy --data h5:" + f + ":scores --classifier identity --labels h5:" + f + ":label");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(matches, 6);
+  EXPECT_DOUBLE_EQ(json::parse(r.out)["accuracy"].get<double>(), matches / double(n));
+  // A float code per row (a one-hot) is not a label column: a clear error, not 40 "labels".
+  auto bad = run("net2net-eval", "accuracy --data h5:" + f + ":scores --classifier identity --labels h5:" + f + ":scores");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("one integer class per row"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("4 per row"), std::string::npos) << bad.err;
+}

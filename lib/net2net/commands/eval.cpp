@@ -175,6 +175,11 @@ class EvalTool : public cli::Tool {
     if (acc_labels_.rfind("h5:", 0) != 0) throw UsageError("--labels must be h5:FILE:DATASET");
     auto last = acc_labels_.rfind(':');
     io::EmbeddingReader reader(acc_labels_.substr(3, last - 3), /*aligned=*/false);
+    const auto info = reader.info(acc_labels_.substr(last + 1));
+    if (!info.is_integer || info.cols != 1)
+      throw InputError("--labels '" + acc_labels_ + "' must hold one integer class per row; it holds " +
+                       (info.is_integer ? "integers" : "floats") + ", " + std::to_string(info.cols) +
+                       " per row (a one-hot code? use the integer labels, e.g. the cache's /label)");
     auto expected = reader.read_int64(acc_labels_.substr(last + 1));
     if (static_cast<int64_t>(expected.size()) != source->size())
       throw InputError("--labels has " + std::to_string(expected.size()) + " rows, --data " + std::to_string(source->size()));
