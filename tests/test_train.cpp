@@ -323,6 +323,18 @@ TEST(TrainTool, MissingDatasetExitsTwoNamingIt) {
   EXPECT_NE(slurp(dir / "err.txt").find("data.condition"), std::string::npos) << slurp(dir / "err.txt");
 }
 
+TEST(TrainTool, ABatchLargerThanTheDataIsSaidAndTakesAllRows) {
+  TempDir dir("train_big_batch");
+  make_data(dir, 100);
+  auto cfg = write_config(dir, "b", {{"batch_size", 500}, {"steps", 2}, {"log_every", 1}});
+  ASSERT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' --log-level warn 2> '" +
+                        (dir / "err.txt") + "'"),
+            0);
+  EXPECT_NE(slurp(dir / "err.txt").find("train.batch_size 500 is larger than the 100 training rows"), std::string::npos)
+      << slurp(dir / "err.txt");
+  EXPECT_EQ(logged_step(dir / "run"), 2);
+}
+
 TEST(TrainTool, TwoGlooRanksEqualOneProcessOnTheCombinedBatch) {
   TempDir dir("train_ddp");
   make_data(dir, 2000);

@@ -283,6 +283,9 @@ json run_training(const TrainOptions& opt) {
   data.train.cond = data.train.cond.to(device), data.train.target = data.train.target.to(device);
   BatchOrder order(data.train.size(), batch, seed);
   const int64_t global_batch = order.batch();
+  if (lead && global_batch < batch)
+    spdlog::warn("train.batch_size {} is larger than the {} training rows: every step takes all of them", batch,
+                 data.train.size());
   if (global_batch < env.world_size)
     throw ConfigError("train.batch_size " + std::to_string(global_batch) + " is smaller than the world size " +
                       std::to_string(env.world_size));
