@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "net2net/config/cinn_config.h"
@@ -130,6 +133,92 @@ TEST(Translate, SeedsReproduceAndTemperatureZeroIsTheMode) {
   r.labels.clear();
   r.texts = {"a coat"};
   EXPECT_THROW(translate::run_translate(r), UsageError);  // the model's condition is labels
+}
+
+TEST(Translate, DiversityIsTheMeanPairwiseDistanceOverBatchesFromAtMost64Samples) {
+  Fixture f;
+  // Brute force on the written z: per condition, the mean distance over ordered pairs i != j of
+  // its first min(K, 64) samples, averaged over the conditions.
+  auto expected = [&](const std::string& file, int64_t conds, int64_t k) {
+    auto z = f.read(file, "z", 6).to(torch::kFloat64);
+    const int64_t kd = std::min<int64_t>(k, 64);
+    double total = 0;
+    for (int64_t c = 0; c < conds; ++c) {
+      double sum = 0;
+      for (int64_t i = 0; i < kd; ++i)
+        for (int64_t j = 0; j < kd; ++j)
+          if (i != j) sum += (z[c * k + i] - z[c * k + j]).norm().item<double>();
+      total += sum / (kd * (kd - 1.0));
+    }
+    return total / conds;
+  };
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.labels = {0, 1, 3};
+  // 5 samples, batches of 2 conditions (10 rows): batches of 2 and 1 conditions.
+  r.samples = 5;
+  r.batch_size = 10;
+  r.out = f.dir / "d5.h5";
+  auto s5 = translate::run_translate(r);
+  EXPECT_NEAR(s5["diversity_z"].get<double>(), expected(r.out, 3, 5), 1e-9);
+  EXPECT_GT(s5["diversity_z"].get<double>(), 0.1);
+  // 70 samples, a batch per condition: only the first 64 of each enter.
+  r.samples = 70;
+  r.batch_size = 100;
+  r.out = f.dir / "d70.h5";
+  auto s70 = translate::run_translate(r);
+  EXPECT_NEAR(s70["diversity_z"].get<double>(), expected(r.out, 3, 70), 1e-9);
+  // 150 samples in batches of 64 rows: each condition in slices of 64, 64 and 22 rows (a large
+  // K no longer makes one batch of a whole condition); the rows still say their condition.
+  r.samples = 150;
+  r.batch_size = 64;
+  r.out = f.dir / "d150.h5";
+  auto s150 = translate::run_translate(r);
+  EXPECT_NEAR(s150["diversity_z"].get<double>(), expected(r.out, 3, 150), 1e-9);
+  io::EmbeddingReader out(r.out);
+  auto ci = out.read_int64("cond_index"), labels = out.read_int64("label");
+  ASSERT_EQ(ci.size(), 450u);
+  for (int64_t row = 0; row < 450; ++row) {
+    EXPECT_EQ(ci[row], row / 150) << row;
+    EXPECT_EQ(labels[row], r.labels[row / 150]) << row;
+  }
+  // At temperature 0 every row of a slice is the mode of its own condition, T^-1(0 | c).
+  r.temperature = 0;
+  r.out = f.dir / "d150t0.h5";
+  translate::run_translate(r);
+  auto z = f.read(r.out, "z", 6);
+  auto loaded = io::load_flow_checkpoint(f.checkpoint);
+  torch::NoGradGuard g;
+  for (int64_t k = 0; k < 3; ++k) {
+    auto c = torch::one_hot(torch::tensor({r.labels[k]}, torch::kLong), 4).to(torch::kFloat32);
+    auto mode = loaded.model->inverse(torch::zeros({1, 6}), c)[0];
+    for (int64_t row : {k * 150, k * 150 + 63, k * 150 + 64, k * 150 + 149})
+      EXPECT_LT((z[row] - mode).abs().max().item<float>(), 1e-6) << "row " << row;
+  }
+}
+
+TEST(TranslateTool, ASignalStopsBetweenBatchesAndLeavesNoFile) {
+  Fixture f;
+  const std::string tool = std::string(NET2NET_TOOL_DIR) + "/net2net-translate/net2net-translate";
+  const std::string out = f.dir / "big.h5", log = f.dir / "big.log";
+  auto temporaries = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(f.dir.path()))
+      n += e.path().filename().string().rfind(".big.h5.tmp.", 0) == 0;
+    return n;
+  };
+  // 4 conditions x 2,000,000 samples in batches of 64 rows: minutes of work, stopped at once.
+  pid_t pid = test::spawn({tool, "--checkpoint", f.checkpoint, "--labels", "0,1,2,3", "--samples", "2000000",
+                           "--batch-size", "64", "--threads", "1", "--out", out},
+                          log);
+  for (int i = 0; i < 400 && temporaries() == 0; ++i) usleep(50000);
+  ASSERT_EQ(temporaries(), 1) << test::slurp(log);
+  usleep(200000);
+  kill(pid, SIGTERM);
+  EXPECT_EQ(test::wait_exit(pid), 1) << test::slurp(log);
+  EXPECT_NE(test::slurp(log).find("stopped by signal 15"), std::string::npos) << test::slurp(log);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(temporaries(), 0);
 }
 
 TEST(Translate, AMissingRecordedDecoderSaysWhereItCameFrom) {

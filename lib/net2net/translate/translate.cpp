@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "net2net/core/error.h"
+#include "net2net/core/progress.h"
+#include "net2net/core/signals.h"
 #include "net2net/data/grid.h"
 #include "net2net/data/source.h"
 #include "net2net/experts/expert.h"
@@ -107,12 +109,24 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
 }
 
 // Mean over conditions of the mean pairwise distance among its samples.
-double diversity(const Tensor& x, int64_t conditions, int64_t k) {
-  if (k < 2) return 0.0;
-  auto v = x.reshape({conditions, k, -1}).to(torch::kFloat64);
-  auto d = torch::cdist(v, v);  // [M, K, K]
-  return (d.sum({1, 2}) / (k * (k - 1.0))).mean().item<double>();
-}
+// The mean pairwise distance between the samples of a condition, averaged over conditions, added
+// up batch by batch (a batch holds whole conditions). At most kDiversitySamples samples of each
+// condition enter: their mean estimates the same quantity, and cdist's K x K stays small however
+// many samples a condition has (20,000 samples of one condition would be a 3 GB matrix).
+constexpr int64_t kDiversitySamples = 64;
+struct Diversity {
+  double sum = 0;
+  int64_t conditions = 0;
+  void add(const Tensor& x, int64_t conds, int64_t k) {
+    if (k < 2) return;
+    const int64_t kd = std::min(k, kDiversitySamples);
+    auto v = x.reshape({conds, k, -1}).narrow(1, 0, kd).to(torch::kFloat64);
+    auto d = torch::cdist(v, v);  // [M, kd, kd]
+    sum += (d.sum({1, 2}) / (kd * (kd - 1.0))).sum().item<double>();
+    conditions += conds;
+  }
+  double mean() const { return conditions ? sum / static_cast<double>(conditions) : 0.0; }
+};
 
 }  // namespace
 
@@ -179,37 +193,58 @@ json run_translate(const TranslateRequest& r) {
   // Rows: condition-major, per_cond per condition.
   auto gen = at::detail::createCPUGenerator(r.seed);
   const int64_t rows = m * per_cond;
-  std::vector<Tensor> z_all, img_all;
+  std::vector<Tensor> img_all;  // the grid's rows
+  Diversity diversity_z, diversity_pixels;
+  const bool diversity = r.mode == "sample" && r.samples > 1;
   std::vector<int64_t> img_shape;
   json summary;
-  const int64_t chunk_conds = std::max<int64_t>(1, r.batch_size / per_cond);
+  // Batches: whole conditions while a condition's samples fit in --batch-size (then the RNG
+  // draws, and so the rows, are those of earlier versions), else slices of one condition's
+  // samples of --batch-size rows, at least kDiversitySamples so that a condition's first slice
+  // holds the samples its diversity is measured on.
+  const bool whole = per_cond <= r.batch_size;
+  const int64_t batch_rows =
+      whole ? std::max<int64_t>(1, r.batch_size / per_cond) * per_cond : std::max(r.batch_size, kDiversitySamples);
+  // SIGINT / SIGTERM / SIGUSR1 stop between batches: the temporary output is removed and nothing
+  // is left behind (a killed process would leave its temporary file; a rerun with the same seed
+  // gives the same rows, so there is nothing to resume).
+  StopSignals signals;
+  Progress progress("translate", rows, "rows");
   io::write_store(r.out, {}, [&](io::EmbeddingWriter& w) {
     w.create_float("z", fc.in_dim);
     w.create_int64("cond_index");
     if (r.mode == "transfer") w.create_int64("exemplar_index");
     if (!cond.labels.empty()) w.create_int64("label");
     bool image_created = false;
-    for (int64_t s = 0; s < m; s += chunk_conds) {
-      int64_t mc = std::min(chunk_conds, m - s);
-      auto c = cond.c.narrow(0, s, mc).to(device).repeat_interleave(per_cond, 0);
+    for (int64_t row0 = 0; row0 < rows;) {
+      if (stop_requested())
+        throw Error("translation stopped by signal " + std::to_string(stop_signal()) + " after " +
+                        std::to_string(row0) + " of " + std::to_string(rows) + " rows; nothing was written to '" + r.out +
+                        "' (the same seed gives the same rows again)",
+                    kExitFailure);
+      const int64_t n = whole ? std::min(batch_rows, rows - row0) : std::min(batch_rows, per_cond - row0 % per_cond);
+      const auto row_index = torch::arange(row0, row0 + n, torch::kLong);
+      const auto cond_of_row = torch::div(row_index, per_cond, "floor"), sample_of_row = row_index.remainder(per_cond);
+      auto c = cond.c.index_select(0, cond_of_row).to(device);
       Tensor v;
       if (r.mode == "transfer") {
-        v = exemplar_v.repeat({mc, 1});
+        v = exemplar_v.index_select(0, sample_of_row.to(device));
       } else {
-        v = at::randn({mc * per_cond, fc.in_dim}, gen, torch::kFloat32).to(device) * r.temperature;
+        v = at::randn({n, fc.in_dim}, gen, torch::kFloat32).to(device) * r.temperature;
       }
       auto z = model->inverse(v, c).to(torch::kCPU).contiguous();
       w.append_float("z", z.data_ptr<float>(), z.size(0));
-      std::vector<int64_t> ci, ei, lab;
-      for (int64_t i = 0; i < mc; ++i)
-        for (int64_t k = 0; k < per_cond; ++k) {
-          ci.push_back(s + i), ei.push_back(k);
-          if (!cond.labels.empty()) lab.push_back(cond.labels[s + i]);
-        }
+      std::vector<int64_t> ci(cond_of_row.data_ptr<int64_t>(), cond_of_row.data_ptr<int64_t>() + n),
+          ei(sample_of_row.data_ptr<int64_t>(), sample_of_row.data_ptr<int64_t>() + n), lab;
+      if (!cond.labels.empty())
+        for (int64_t k : ci) lab.push_back(cond.labels[k]);
       w.append_int64("cond_index", ci.data(), ci.size());
       if (r.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
       if (!cond.labels.empty()) w.append_int64("label", lab.data(), lab.size());
-      if (s < r.max_rows_in_png || r.samples > 1) z_all.push_back(z);
+      // Diversity: every condition of a whole batch, or a condition's first slice.
+      const bool measure = diversity && (whole || row0 % per_cond == 0);
+      const int64_t measured_conds = whole ? n / per_cond : 1, measured_k = whole ? per_cond : n;
+      if (measure) diversity_z.add(z, measured_conds, measured_k);
       if (decoder) {
         auto img = decoder->decode(z).to(torch::kCPU, torch::kFloat32).contiguous();
         if (!image_created) {
@@ -219,9 +254,13 @@ json run_translate(const TranslateRequest& r) {
         }
         auto flat = img.reshape({img.size(0), -1}).contiguous();
         w.append_float("image", flat.data_ptr<float>(), flat.size(0));
-        if (s < r.max_rows_in_png) img_all.push_back(img);
+        if (measure) diversity_pixels.add(img, measured_conds, measured_k);
+        if (!r.png.empty() && row0 / per_cond < r.max_rows_in_png) img_all.push_back(img);
       }
+      row0 += n;
+      progress.update(row0);
     }
+    progress.finish();
     w.set_attribute("checkpoint", loaded.path);
     w.set_attribute("mode", r.mode);
     w.set_attribute("samples", per_cond);
@@ -231,15 +270,9 @@ json run_translate(const TranslateRequest& r) {
   });
   summary = {{"out", r.out}, {"rows", rows}, {"conditions", m}, {"per_condition", per_cond}, {"mode", r.mode},
              {"temperature", r.temperature}, {"seed", r.seed}};
-  if (r.mode == "sample" && r.samples > 1) {
-    auto z = torch::cat(z_all);
-    int64_t mm = z.size(0) / per_cond;
-    summary["diversity_z"] = diversity(z, mm, per_cond);
-    if (!img_all.empty()) {
-      auto im = torch::cat(img_all);
-      int64_t mi = im.size(0) / per_cond;
-      summary["diversity_pixels"] = diversity(im, mi, per_cond);
-    }
+  if (diversity) {
+    summary["diversity_z"] = diversity_z.mean();
+    if (decoder) summary["diversity_pixels"] = diversity_pixels.mean();
   }
   if (!r.png.empty()) {
     auto images = torch::cat(img_all);
