@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
@@ -219,6 +220,39 @@ TEST(TranslateTool, ASignalStopsBetweenBatchesAndLeavesNoFile) {
   EXPECT_NE(test::slurp(log).find("stopped by signal 15"), std::string::npos) << test::slurp(log);
   EXPECT_FALSE(fs::exists(out));
   EXPECT_EQ(temporaries(), 0);
+}
+
+TEST(Translate, ThePngDrawsAtMostGridColsSamplesOfAtMostGridRowsConditions) {
+  Fixture f;
+  // A TorchScript decoder built here: z [N, 6] -> images [N, 1, 2, 3].
+  torch::jit::Module dec("Decoder");
+  dec.define("def forward(self, z):\n  return z\ndef decode(self, z):\n  return z.reshape([-1, 1, 2, 3])\n");
+  dec.save(f.dir / "decoder.pt");
+  auto png_size = [](const std::string& file) {  // width and height from the PNG's IHDR chunk
+    std::ifstream in(file, std::ios::binary);
+    unsigned char h[24] = {};
+    in.read(reinterpret_cast<char*>(h), 24);
+    auto be = [&](int o) { return (h[o] << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3]; };
+    return std::pair<int, int>(be(16), be(20));
+  };
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.labels = {0, 1, 2};
+  r.decoder = "ts:" + f.dir / "decoder.pt";
+  r.max_rows_in_png = 2;
+  r.batch_size = 64;
+  auto run = [&](int64_t samples, int64_t cols, const std::string& name) {
+    r.samples = samples, r.max_cols_in_png = cols, r.out = f.dir / (name + ".h5"), r.png = f.dir / (name + ".png");
+    translate::run_translate(r);
+    return png_size(r.png);
+  };
+  auto seven = run(7, 64, "seven");             // 2 rows of 7 samples
+  auto capped = run(100, 7, "capped");          // 100 samples a condition, 7 drawn (slices of 64 rows)
+  auto wide = run(100, 64, "wide");             // 64 drawn
+  EXPECT_EQ(capped, seven);
+  EXPECT_GT(wide.first, seven.first);
+  EXPECT_EQ(wide.second, seven.second);
+  EXPECT_EQ(io::EmbeddingReader(f.dir / "capped.h5").rows(), 300);  // the file has every row
 }
 
 TEST(Translate, AMissingRecordedDecoderSaysWhereItCameFrom) {

@@ -43,6 +43,8 @@ class TranslateTool : public cli::Tool {
     app.add_option("--exemplar", r_.exemplar, "Transfer: a cache (FILE.h5) holding the model's condition and target datasets");
     app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(cli::positive_number());
     app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(cli::positive_number());
+    app.add_option("--grid-cols", r_.max_cols_in_png, "Most samples of a condition drawn in the PNG (the first ones)")
+        ->check(cli::positive_number());
     app.add_option("--batch-size", r_.batch_size, "Rows per batch (large jobs stream in batches)")->check(cli::positive_number());
     app.add_flag("--force", r_.force, "Overwrite --out");
   }

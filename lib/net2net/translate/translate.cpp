@@ -203,6 +203,7 @@ json run_translate(const TranslateRequest& r) {
   // samples of --batch-size rows, at least kDiversitySamples so that a condition's first slice
   // holds the samples its diversity is measured on.
   const bool whole = per_cond <= r.batch_size;
+  const int64_t grid_cols = std::min(per_cond, r.max_cols_in_png);
   const int64_t batch_rows =
       whole ? std::max<int64_t>(1, r.batch_size / per_cond) * per_cond : std::max(r.batch_size, kDiversitySamples);
   // SIGINT / SIGTERM / SIGUSR1 stop between batches: the temporary output is removed and nothing
@@ -255,7 +256,10 @@ json run_translate(const TranslateRequest& r) {
         auto flat = img.reshape({img.size(0), -1}).contiguous();
         w.append_float("image", flat.data_ptr<float>(), flat.size(0));
         if (measure) diversity_pixels.add(img, measured_conds, measured_k);
-        if (!r.png.empty() && row0 / per_cond < r.max_rows_in_png) img_all.push_back(img);
+        if (!r.png.empty()) {  // the grid's cells: the first grid_cols samples of the first grid rows
+          auto drawn = ((sample_of_row < grid_cols) & (cond_of_row < r.max_rows_in_png)).nonzero().squeeze(1);
+          if (drawn.numel() > 0) img_all.push_back(img.index_select(0, drawn));
+        }
       }
       row0 += n;
       progress.update(row0);
@@ -276,18 +280,18 @@ json run_translate(const TranslateRequest& r) {
   }
   if (!r.png.empty()) {
     auto images = torch::cat(img_all);
-    int64_t grid_rows = std::min<int64_t>(images.size(0) / per_cond, r.max_rows_in_png);
+    int64_t grid_rows = std::min<int64_t>(images.size(0) / grid_cols, r.max_rows_in_png);
     std::vector<std::string> labels(cond.captions.begin(), cond.captions.begin() + std::min<int64_t>(grid_rows, cond.captions.size()));
-    Tensor grid_images = images.narrow(0, 0, grid_rows * per_cond);
+    Tensor grid_images = images.narrow(0, 0, grid_rows * grid_cols);
     int64_t grid_total_rows = grid_rows;
     if (r.mode == "transfer") {
       // First row: the exemplars themselves (decoded), then one row per target condition.
-      auto ex = decoder->decode(exemplar_z).to(torch::kCPU, torch::kFloat32);
+      auto ex = decoder->decode(exemplar_z.narrow(0, 0, grid_cols)).to(torch::kCPU, torch::kFloat32);
       grid_images = torch::cat({ex, grid_images});
       labels.insert(labels.begin(), "exemplars");
       grid_total_rows += 1;
     }
-    data::write_png(r.png, data::make_grid(grid_images, grid_total_rows, per_cond, labels));
+    data::write_png(r.png, data::make_grid(grid_images, grid_total_rows, grid_cols, labels));
     summary["png"] = r.png;
   }
   spdlog::info("wrote '{}': {} rows ({} conditions x {})", r.out, rows, m, per_cond);

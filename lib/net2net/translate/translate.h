@@ -28,6 +28,7 @@ struct TranslateRequest {
   std::string exemplar;              // transfer: a cache (FILE.h5) with the model's condition and target datasets
   int64_t exemplar_limit = 8;        // transfer: the first N exemplars
   int64_t max_rows_in_png = 40;      // conditions (rows) drawn in the grid
+  int64_t max_cols_in_png = 64;      // samples (columns) of each condition drawn in the grid
   int64_t batch_size = 1024;
   std::string device = "cpu";
   bool force = false;
