@@ -59,6 +59,13 @@ struct Fixture {
       w.append_int64("label", l, 5);
     });
   }
+  // A request to sample the model under label conditions.
+  translate::TranslateRequest request(std::vector<int64_t> labels) const {
+    translate::TranslateRequest r;
+    r.checkpoint = checkpoint;
+    r.labels = std::move(labels);
+    return r;
+  }
   Tensor read(const std::string& file, const std::string& name, int64_t cols) {
     io::EmbeddingReader r(file);
     auto v = r.read_rows(name, 0, r.rows());
@@ -99,9 +106,7 @@ TEST(Translate, TransferWithTheExemplarsOwnConditionGivesBackItsZ) {
 
 TEST(Translate, SeedsReproduceAndTemperatureZeroIsTheMode) {
   Fixture f;
-  translate::TranslateRequest r;
-  r.checkpoint = f.checkpoint;
-  r.labels = {0, 2, 3};
+  auto r = f.request({0, 2, 3});
   r.samples = 4;
   r.seed = 11;
   r.out = f.dir / "a.h5";
@@ -153,9 +158,7 @@ TEST(Translate, DiversityIsTheMeanPairwiseDistanceOverBatchesFromAtMost64Samples
     }
     return total / conds;
   };
-  translate::TranslateRequest r;
-  r.checkpoint = f.checkpoint;
-  r.labels = {0, 1, 3};
+  auto r = f.request({0, 1, 3});
   // 5 samples, batches of 2 conditions (10 rows): batches of 2 and 1 conditions.
   r.samples = 5;
   r.batch_size = 10;
@@ -235,9 +238,7 @@ TEST(Translate, ThePngDrawsAtMostGridColsSamplesOfAtMostGridRowsConditions) {
     auto be = [&](int o) { return (h[o] << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3]; };
     return std::pair<int, int>(be(16), be(20));
   };
-  translate::TranslateRequest r;
-  r.checkpoint = f.checkpoint;
-  r.labels = {0, 1, 2};
+  auto r = f.request({0, 1, 2});
   r.decoder = "ts:" + f.dir / "decoder.pt";
   r.max_rows_in_png = 2;
   r.batch_size = 64;
