@@ -108,9 +108,8 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   return out;
 }
 
-// Mean over conditions of the mean pairwise distance among its samples.
 // The mean pairwise distance between the samples of a condition, averaged over conditions, added
-// up batch by batch (a batch holds whole conditions). At most kDiversitySamples samples of each
+// up batch by batch (a batch of whole conditions, or a condition's first slice). At most kDiversitySamples samples of each
 // condition enter: their mean estimates the same quantity, and cdist's K x K stays small however
 // many samples a condition has (20,000 samples of one condition would be a 3 GB matrix).
 constexpr int64_t kDiversitySamples = 64;
