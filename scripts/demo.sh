@@ -61,7 +61,7 @@ train_expert() {  # config name epochs
 }
 # The judge (only needed for the scores) takes the core the classifier frees while the AE, the
 # longest, still trains (that core idled ~70 s when the judge trained beside the cINNs); the
-# pairs are extracted on the AE's core while the judge finishes (~20 s sooner than after it).
+# pairs are extracted on the AE's core while the judge finishes (10-20 s sooner than after it).
 EXTRACT_THREADS=()
 if (( JOBS >= 2 && $(nproc) >= 2 )); then
   JOB_THREADS=$(( $(nproc) / 2 ))
@@ -94,7 +94,7 @@ fi
 TEST=$OUT/cache/test.h5
 [[ -n ${judge_pid:-} ]] && wait "$judge_pid"
 
-# 3. cINNs (and the judge) -----------------------------------------------------------------
+# 3. cINNs ---------------------------------------------------------------------------------------
 train_cinn() {  # name config condition
   local run=$OUT/runs/$1
   if [[ -f "$run/summary.json" ]]; then step "cINN $1: reused"; return; fi
