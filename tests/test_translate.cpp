@@ -201,6 +201,35 @@ TEST(Translate, DiversityIsTheMeanPairwiseDistanceOverBatchesFromAtMost64Samples
   }
 }
 
+TEST(Translate, ConditionsFromACacheAreReadBlockByBlock) {
+  // --cond of 5 rows in blocks of --batch-size 2 conditions (batches of 1 condition x 3 samples,
+  // so batches cross the blocks): at temperature 0 every row is the mode of its own row of the
+  // cache, and /label carries that row's label.
+  Fixture f;
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.cond = "h5:" + f.cache + ":c";
+  r.samples = 3;
+  r.batch_size = 2;
+  r.temperature = 0;
+  r.out = f.dir / "cond.h5";
+  EXPECT_EQ(translate::run_translate(r)["conditions"], 5);
+  auto z = f.read(r.out, "z", 6);
+  auto labels = io::EmbeddingReader(r.out).read_int64("label");
+  auto loaded = io::load_flow_checkpoint(f.checkpoint);
+  torch::NoGradGuard g;
+  auto modes = loaded.model->inverse(torch::zeros({5, 6}), f.c);
+  const std::vector<int64_t> cache_labels = {0, 1, 2, 3, 1};
+  ASSERT_EQ(z.size(0), 15);
+  for (int64_t row = 0; row < 15; ++row) {
+    EXPECT_LT((z[row] - modes[row / 3]).abs().max().item<float>(), 1e-6) << "row " << row;
+    EXPECT_EQ(labels[row], cache_labels[row / 3]) << "row " << row;
+  }
+  r.limit = 2;
+  r.out = f.dir / "cond2.h5";
+  EXPECT_EQ(translate::run_translate(r)["rows"], 6);
+}
+
 TEST(TranslateTool, ASignalStopsBetweenBatchesAndLeavesNoFile) {
   Fixture f;
   const std::string tool = std::string(NET2NET_TOOL_DIR) + "/net2net-translate/net2net-translate";

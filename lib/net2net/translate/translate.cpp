@@ -21,17 +21,53 @@ using torch::Tensor;
 
 namespace {
 
-struct Conditions {
-  Tensor c;                          // [M, cond_dim] float32
-  std::vector<std::string> captions;  // for the grid
-  std::vector<int64_t> labels;       // class of each condition, when known (else empty)
-};
-
 std::string class_caption(int64_t label, int64_t classes) {
   const auto& names = data::fashion_mnist_classes();
   if (classes == 10 && label >= 0 && label < 10) return names[label];
   return "class " + std::to_string(label);
 }
+
+// The conditions: given in full (--labels, --text: a few), or read from a source through an
+// expert block by block as the rows reach them (--cond, --data: up to millions of rows, of which
+// only one block of --batch-size conditions is held at a time).
+struct Conditions {
+  int64_t count = 0;
+  Tensor all;                          // [count, cond_dim] float32, when given in full
+  std::vector<std::string> captions;   // given in full: one per condition
+  bool labelled = false;               // every condition has a class: labels[k], once rows() reached k
+  std::vector<int64_t> labels;
+  std::unique_ptr<data::Source> source;  // else: the source, its expert and the block size
+  std::unique_ptr<experts::Expert> expert;
+  int64_t block = 1024;
+
+  // Condition rows [begin, end) (end - begin <= block), float32 on the CPU.
+  Tensor rows(int64_t begin, int64_t end) {
+    if (all.defined()) return all.narrow(0, begin, end - begin);
+    if (!cached_.defined() || begin < cached_begin_ || end > cached_begin_ + cached_.size(0)) {
+      const int64_t stop = std::min(count, std::max(end, begin + block));
+      std::vector<int64_t> idx;
+      for (int64_t i = begin; i < stop; ++i) idx.push_back(i);
+      auto b = source->get(idx);
+      auto y = expert->encode(b);
+      cached_ = y.reshape({y.size(0), -1}).to(torch::kFloat32).contiguous(), cached_begin_ = begin;
+      if (labelled) {
+        if (!b.labels.defined()) throw InputError("source '" + source->spec() + "' gave items without labels");
+        for (int64_t k = 0; k < b.size(); ++k) labels[begin + k] = b.labels[k].item<int64_t>();
+      }
+    }
+    return cached_.narrow(0, begin - cached_begin_, end - begin);
+  }
+  // The grid's caption of condition k (rows() has reached it).
+  std::string caption(int64_t k) const {
+    if (all.defined()) return captions[k];
+    std::string c = "#" + std::to_string(k);
+    return labelled ? c + " " + class_caption(labels[k], source->num_classes()) : c;
+  }
+
+ private:
+  Tensor cached_;
+  int64_t cached_begin_ = 0;
+};
 
 // The part of a condition expert that takes texts: "caption,text-hash:256" -> "text-hash:256".
 std::string text_expert_of(const std::string& spec) {
@@ -54,8 +90,10 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
       throw UsageError("--labels: this model's condition is '" + cond_expert + "', not one-hot labels");
     for (int64_t l : r.labels)
       if (l < 0 || l >= cond_dim) throw UsageError("--labels: " + std::to_string(l) + " is outside 0.." + std::to_string(cond_dim - 1));
-    out.c = torch::one_hot(torch::tensor(r.labels, torch::kLong), cond_dim).to(torch::kFloat32);
+    out.all = torch::one_hot(torch::tensor(r.labels, torch::kLong), cond_dim).to(torch::kFloat32);
     for (int64_t l : r.labels) out.captions.push_back(class_caption(l, cond_dim)), out.labels.push_back(l);
+    out.labelled = true;
+    out.count = out.all.size(0);
     return out;
   }
   if (!r.texts.empty()) {
@@ -67,51 +105,36 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
     b.kind = data::ItemKind::Text;
     b.texts = r.texts;
     for (size_t i = 0; i < r.texts.size(); ++i) b.index.push_back(i);
-    out.c = experts::make_expert(spec)->encode(b);
+    out.all = experts::make_expert(spec)->encode(b).to(torch::kFloat32);
     out.captions = r.texts;
+    out.count = out.all.size(0);
     return out;
   }
-  std::unique_ptr<data::Source> source;
-  std::unique_ptr<experts::Expert> expert;
   if (!r.cond.empty()) {
     if (r.cond.rfind("h5:", 0) != 0) throw UsageError("--cond must be h5:FILE:DATASET");
-    source = data::open_source(r.cond);
-    expert = experts::make_expert("identity");
+    out.source = data::open_source(r.cond);
+    out.expert = experts::make_expert("identity");
   } else {
-    source = data::open_source(r.data);
+    out.source = data::open_source(r.data);
     std::string spec = r.cond_expert.empty() ? cond_expert : r.cond_expert;
     if (spec.empty()) throw UsageError("--data needs --cond-expert (the model does not record its condition expert)");
     experts::ExpertContext ctx;
-    ctx.num_classes = source->num_classes();
-    expert = experts::make_expert(spec, ctx);
+    ctx.num_classes = out.source->num_classes();
+    out.expert = experts::make_expert(spec, ctx);
   }
-  std::vector<Tensor> parts;
-  const int64_t n = r.limit > 0 ? std::min(r.limit, source->size()) : source->size();
-  for (int64_t s = 0; s < n; s += r.batch_size) {
-    std::vector<int64_t> idx;
-    for (int64_t i = s; i < std::min(n, s + r.batch_size); ++i) idx.push_back(i);
-    auto b = source->get(idx);
-    auto y = expert->encode(b);
-    parts.push_back(y.reshape({y.size(0), -1}));
-    for (int64_t k = 0; k < b.size(); ++k) {
-      if (b.labels.defined()) {
-        int64_t l = b.labels[k].item<int64_t>();
-        out.labels.push_back(l);
-        out.captions.push_back("#" + std::to_string(idx[k]) + " " + class_caption(l, source->num_classes()));
-      } else {
-        out.captions.push_back("#" + std::to_string(idx[k]));
-      }
-    }
-  }
-  if (parts.empty()) throw InputError("no conditions: the source is empty");
-  out.c = torch::cat(parts).to(torch::kFloat32);
+  out.count = r.limit > 0 ? std::min(r.limit, out.source->size()) : out.source->size();
+  if (out.count == 0) throw InputError("no conditions: the source is empty");
+  out.block = r.batch_size;
+  out.labelled = out.source->has_labels();
+  if (out.labelled) out.labels.assign(static_cast<size_t>(out.count), -1);
   return out;
 }
 
 // The mean pairwise distance between the samples of a condition, averaged over conditions, added
-// up batch by batch (a batch of whole conditions, or a condition's first slice). At most kDiversitySamples samples of each
-// condition enter: their mean estimates the same quantity, and cdist's K x K stays small however
-// many samples a condition has (20,000 samples of one condition would be a 3 GB matrix).
+// up batch by batch (a batch of whole conditions, or a condition's first slice). At most
+// kDiversitySamples samples of each condition enter: their mean estimates the same quantity, and
+// cdist's K x K stays small however many samples a condition has (20,000 samples of one
+// condition would be a 3 GB matrix).
 constexpr int64_t kDiversitySamples = 64;
 struct Diversity {
   double sum = 0;
@@ -143,10 +166,11 @@ json run_translate(const TranslateRequest& r) {
   torch::NoGradGuard no_grad;
   const auto& fc = model->config();
   Conditions cond = make_conditions(r, config, fc.cond_dim);
-  if (cond.c.size(1) != fc.cond_dim)
-    throw InputError("the conditions have " + std::to_string(cond.c.size(1)) + " dimensions, the model expects " +
+  const int64_t cond_cols = cond.rows(0, 1).size(1);
+  if (cond_cols != fc.cond_dim)
+    throw InputError("the conditions have " + std::to_string(cond_cols) + " dimensions, the model expects " +
                      std::to_string(fc.cond_dim));
-  const int64_t m = cond.c.size(0);
+  const int64_t m = cond.count;
 
   // Exemplars (transfer): their residuals v = T(z_theta | z_phi).
   Tensor exemplar_v, exemplar_z;
@@ -214,7 +238,7 @@ json run_translate(const TranslateRequest& r) {
     w.create_float("z", fc.in_dim);
     w.create_int64("cond_index");
     if (r.mode == "transfer") w.create_int64("exemplar_index");
-    if (!cond.labels.empty()) w.create_int64("label");
+    if (cond.labelled) w.create_int64("label");
     bool image_created = false;
     for (int64_t row0 = 0; row0 < rows;) {
       if (stop_requested())
@@ -225,7 +249,8 @@ json run_translate(const TranslateRequest& r) {
       const int64_t n = whole ? std::min(batch_rows, rows - row0) : std::min(batch_rows, per_cond - row0 % per_cond);
       const auto row_index = torch::arange(row0, row0 + n, torch::kLong);
       const auto cond_of_row = torch::div(row_index, per_cond, "floor"), sample_of_row = row_index.remainder(per_cond);
-      auto c = cond.c.index_select(0, cond_of_row).to(device);
+      const int64_t first_cond = row0 / per_cond, last_cond = (row0 + n - 1) / per_cond;
+      auto c = cond.rows(first_cond, last_cond + 1).index_select(0, cond_of_row - first_cond).to(device);
       Tensor v;
       if (r.mode == "transfer") {
         v = exemplar_v.index_select(0, sample_of_row.to(device));
@@ -236,11 +261,11 @@ json run_translate(const TranslateRequest& r) {
       w.append_float("z", z.data_ptr<float>(), z.size(0));
       std::vector<int64_t> ci(cond_of_row.data_ptr<int64_t>(), cond_of_row.data_ptr<int64_t>() + n),
           ei(sample_of_row.data_ptr<int64_t>(), sample_of_row.data_ptr<int64_t>() + n), lab;
-      if (!cond.labels.empty())
+      if (cond.labelled)
         for (int64_t k : ci) lab.push_back(cond.labels[k]);
       w.append_int64("cond_index", ci.data(), ci.size());
       if (r.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
-      if (!cond.labels.empty()) w.append_int64("label", lab.data(), lab.size());
+      if (cond.labelled) w.append_int64("label", lab.data(), lab.size());
       // Diversity: every condition of a whole batch, or a condition's first slice.
       const bool measure = diversity && (whole || row0 % per_cond == 0);
       const int64_t measured_conds = whole ? n / per_cond : 1, measured_k = whole ? per_cond : n;
@@ -280,7 +305,8 @@ json run_translate(const TranslateRequest& r) {
   if (!r.png.empty()) {
     auto images = torch::cat(img_all);
     int64_t grid_rows = std::min<int64_t>(images.size(0) / grid_cols, r.max_rows_in_png);
-    std::vector<std::string> labels(cond.captions.begin(), cond.captions.begin() + std::min<int64_t>(grid_rows, cond.captions.size()));
+    std::vector<std::string> labels;
+    for (int64_t k = 0; k < grid_rows; ++k) labels.push_back(cond.caption(k));
     Tensor grid_images = images.narrow(0, 0, grid_rows * grid_cols);
     int64_t grid_total_rows = grid_rows;
     if (r.mode == "transfer") {
