@@ -34,18 +34,18 @@ class TranslateTool : public cli::Tool {
     app.add_option("--labels", r_.labels, "Comma-separated class labels as conditions")->delimiter(',');
     app.add_option("--text", r_.texts, "A text as a condition; repeatable");
     app.add_option("--limit", r_.limit, "With --cond or --data: only the first N conditions")->check(cli::positive_number());
-    app.add_option("--samples", r_.samples, "Samples per condition")->check(cli::positive_number());
-    app.add_option("--temperature", r_.temperature, "Scale of v ~ N(0, T^2 I) (0: the mode)")->check(cli::non_negative_number());
+    app.add_option("--samples", r_.samples, "Samples per condition")->check(cli::positive_number())->capture_default_str();
+    app.add_option("--temperature", r_.temperature, "Scale of v ~ N(0, T^2 I) (0: the mode)")->check(cli::non_negative_number())->capture_default_str();
     app.add_option("--out", r_.out, "Output HDF5 (/z, /cond_index, /label, /image)")->required();
     app.add_option("--decoder", r_.decoder, "EXPERT that decodes z into images (default with --png: the model's target expert)");
     app.add_option("--png", r_.png, "PNG grid (a row per condition, a column per sample)");
-    app.add_option("--mode", r_.mode, "sample or transfer")->check(CLI::IsMember({"sample", "transfer"}));
+    app.add_option("--mode", r_.mode, "sample or transfer")->check(CLI::IsMember({"sample", "transfer"}))->capture_default_str();
     app.add_option("--exemplar", r_.exemplar, "Transfer: a cache (FILE.h5) holding the model's condition and target datasets");
-    app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(cli::positive_number());
-    app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(cli::positive_number());
+    app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(cli::positive_number())->capture_default_str();
+    app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(cli::positive_number())->capture_default_str();
     app.add_option("--grid-cols", r_.max_cols_in_png, "Most samples of a condition drawn in the PNG (the first ones)")
-        ->check(cli::positive_number());
-    app.add_option("--batch-size", r_.batch_size, "Rows per batch (large jobs stream in batches)")->check(cli::positive_number());
+        ->check(cli::positive_number())->capture_default_str();
+    app.add_option("--batch-size", r_.batch_size, "Rows per batch (large jobs stream in batches)")->check(cli::positive_number())->capture_default_str();
     app.add_flag("--force", r_.force, "Overwrite --out");
   }
   int run(const cli::GlobalOptions& g) override {
