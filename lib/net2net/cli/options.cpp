@@ -41,20 +41,16 @@ std::string validate_device(const std::string& d) {
     return {};
   return "must be cpu, cuda or cuda:N";
 }
-}  // namespace
 
-namespace {
 CLI::Validator number_check(bool zero_allowed) {
   return CLI::Validator(
       [zero_allowed](const std::string& s) -> std::string {
-        const std::string wanted = zero_allowed ? "a number >= 0" : "a number greater than 0";
         char* end = nullptr;
         errno = 0;
         const double v = std::strtod(s.c_str(), &end);
-        if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v))
-          return "must be " + wanted + ", got '" + s + "'";
-        if (v < 0 || (!zero_allowed && v == 0)) return "must be " + wanted + ", got '" + s + "'";
-        return {};
+        const bool number = !s.empty() && end == s.c_str() + s.size() && errno != ERANGE && std::isfinite(v);
+        if (number && (v > 0 || (zero_allowed && v == 0))) return {};
+        return std::string("must be ") + (zero_allowed ? "a number >= 0" : "a number greater than 0") + ", got '" + s + "'";
       },
       zero_allowed ? "NONNEGATIVE" : "POSITIVE");
 }

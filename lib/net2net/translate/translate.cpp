@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "net2net/core/error.h"
@@ -49,10 +50,14 @@ struct Conditions {
       for (int64_t i = begin; i < stop; ++i) idx.push_back(i);
       auto b = source->get(idx);
       auto y = expert->encode(b);
+      if (y.dim() < 1 || y.size(0) != b.size())
+        throw InputError("condition expert '" + expert->spec() + "' returned " + std::to_string(y.dim() ? y.size(0) : 0) +
+                         " rows for " + std::to_string(b.size()) + " items of '" + source->spec() + "'");
       cached_ = y.reshape({y.size(0), -1}).to(torch::kFloat32).contiguous(), cached_begin_ = begin;
       if (labelled) {
         if (!b.labels.defined()) throw InputError("source '" + source->spec() + "' gave items without labels");
-        for (int64_t k = 0; k < b.size(); ++k) labels[begin + k] = b.labels[k].item<int64_t>();
+        const auto l = b.labels.to(torch::kLong).contiguous();
+        std::copy_n(l.data_ptr<int64_t>(), b.size(), labels.begin() + begin);
       }
     }
     return cached_.narrow(0, begin - cached_begin_, end - begin);
@@ -216,7 +221,7 @@ json run_translate(const TranslateRequest& r) {
   // Rows: condition-major, per_cond per condition.
   auto gen = at::detail::createCPUGenerator(r.seed);
   const int64_t rows = m * per_cond;
-  std::vector<Tensor> img_all;  // the grid's rows
+  std::vector<Tensor> img_all;  // the grid's cells, condition-major
   Diversity diversity_z, diversity_pixels;
   const bool diversity = r.mode == "sample" && r.samples > 1;
   std::vector<int64_t> img_shape;
