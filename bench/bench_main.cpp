@@ -38,6 +38,7 @@
 #include "net2net/kernels/fused_adam.h"
 #include "net2net/io/embedding_store.h"
 #include "net2net/metrics/fid.h"
+#include "net2net/train/precision.h"
 
 using namespace net2net;
 namespace fs = std::filesystem;
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
   tr->add_option("--config", config_path, "cINN config")->required();
   tr->add_option("--runs", runs, "runs (median)");
   tr->add_option("--steps", steps, "steps per run");
+  std::string train_device = "cpu", train_precision = "fp32";
+  tr->add_option("--device", train_device, "cpu or cuda[:N] (cuda: steps timed to the GPU's completion)");
+  tr->add_option("--precision", train_precision, "fp32, tf32 or bf16 (as train.precision; tf32 and bf16 on cuda)");
   bool ab_unfused = false;
   tr->add_flag("--ab-unfused", ab_unfused,
                "after each run, the same steps with the fused coupling and layer kernels off (as "
@@ -273,13 +277,21 @@ int main(int argc, char** argv) {
     auto config = config::load_config(config_path, {});
     auto cfg = config::flow_config_from_json(config);
     int64_t batch = config["train"]["batch_size"];
+    const torch::Device device(check_device(train_device));
+    const auto precision = train::parse_precision(train_precision);
+    train::check_precision(precision, device);
     auto model = inn::build_flow(cfg, 0);
+    model->to(device);
     model->train();
     auto betas = config["train"]["betas"].get<std::vector<double>>();
     kernels::FusedAdam adam(model->parameters(),
                             torch::optim::AdamOptions(1e-5).betas({betas[0], betas[1]}).amsgrad(config["train"]["amsgrad"].get<bool>()));
-    auto x = torch::randn({batch, cfg.in_dim}), c = torch::randn({batch, cfg.cond_dim});
+    auto x = torch::randn({batch, cfg.in_dim}).to(device), c = torch::randn({batch, cfg.cond_dim}).to(device);
     auto params = model->parameters();
+    // A GPU runs ahead of the host: each phase is timed to its completion there.
+    auto sync = [&] {
+      if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
+    };
     // Phase times of one step: forward (with the loss), backward, gradient norm, optimizer.
     std::array<double, 4> phase{};
     auto step = [&] {
@@ -288,16 +300,24 @@ int main(int argc, char** argv) {
         phase[i] += seconds_since(t);
         t = std::chrono::steady_clock::now();
       };
+      train::MatmulPrecisionScope tf32(precision, device);  // as the trainer
       adam.clear_grads();
-      auto out = model->forward(x, c);
+      inn::FlowOutput out;
+      {
+        train::AutocastScope autocast(precision, device);
+        out = model->forward(x, c);
+      }
       auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
+      sync();
       lap(0);
       kernels::GradientSquares squares;
       loss.backward();
+      sync();
       lap(1);
       const double norm = kernels::gradient_norm(params, &squares);  // as the trainer
       lap(2);
       adam.step();
+      sync();
       lap(3);
       return norm;
     };
@@ -330,6 +350,7 @@ int main(int argc, char** argv) {
                        .dump()
                 << std::endl;
     std::cout << nlohmann::json{{"bench", "train"}, {"impl", "cpp"}, {"config", config_path}, {"threads", n_threads},
+                                {"device", device.str()}, {"precision", train::to_string(precision)},
                                 {"parameters", inn::count_parameters(*model)}, {"batch_size", batch},
                                 {"forward_s", median(per_phase[0])}, {"backward_s", median(per_phase[1])},
                                 {"grad_norm_s", median(per_phase[2])}, {"optimizer_s", median(per_phase[3])},

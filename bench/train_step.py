@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Python PyTorch reference for `net2net-bench train` (and, with --sample B, `sample`): the same model (the reference
 architecture, tests/python/reference_flow.py), the same optimizer (Adam, AMSGrad, betas of the
-config) and batch, on the same number of threads. Prints median seconds per step as JSON."""
+config) and batch, on the same number of threads. Prints median seconds per step as JSON.
+Options after the positional ones: --device cuda (steps timed to the GPU's completion) and
+--precision fp32|tf32|bf16 (as train.precision: TF32 matmuls, or bfloat16 autocast of the forward)."""
 import json
 import statistics
 import sys
@@ -15,8 +17,14 @@ from reference_flow import ConditionalFlatCouplingFlow  # noqa: E402
 
 def main():
     cfg_path, threads, runs, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    sample_batch = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--sample" else 0
+    opts = dict(zip(sys.argv[5::2], sys.argv[6::2]))
+    sample_batch = int(opts.get("--sample", 0))
+    device = torch.device(opts.get("--device", "cpu"))
+    precision = opts.get("--precision", "fp32")
     torch.set_num_threads(threads)
+    if precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = json.load(open(cfg_path))
     m = dict(cfg["model"])
     m.setdefault("conditioning", "none")
@@ -24,19 +32,22 @@ def main():
     m.setdefault("embedder", {"hidden_dim": 256, "depth": 2, "norm": "none"})
     batch = cfg["train"].get("batch_size", 16)
     torch.manual_seed(0)
-    model = ConditionalFlatCouplingFlow(m).train()
+    model = ConditionalFlatCouplingFlow(m).train().to(device)
     betas = cfg["train"].get("betas", [0.5, 0.9])
     opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=betas, amsgrad=cfg["train"].get("amsgrad", True))
-    x = torch.randn(batch, m["in_dim"])
-    c = torch.randn(batch, m["cond_dim"])
+    x = torch.randn(batch, m["in_dim"]).to(device)
+    c = torch.randn(batch, m["cond_dim"]).to(device)
 
     def step():
         opt.zero_grad()
-        v, logdet = model(x, c)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            v, logdet = model(x, c)
+        v, logdet = v.float(), logdet.float()
         loss = (0.5 * v.pow(2).sum(1) - logdet).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
         opt.step()
+        sync()
 
     if sample_batch:
         model.eval()
@@ -56,7 +67,7 @@ def main():
         print(json.dumps({"impl": "python", "bench": "sample", "seconds_per_batch": statistics.median(times),
                           "threads": threads, "batch": sample_batch}))
         return
-    step()  # warm-up (allocations, Adam state)
+    step(), step()  # warm-up (allocations, Adam state; on a GPU also its kernels' first launches)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -64,6 +75,7 @@ def main():
             step()
         times.append((time.perf_counter() - t0) / steps)
     print(json.dumps({"impl": "python", "seconds_per_step": statistics.median(times), "threads": threads,
+                      "device": str(device), "precision": precision, "torch": torch.__version__,
                       "parameters": sum(p.numel() for p in model.parameters())}))
 
 

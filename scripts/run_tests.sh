@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, and runs every test suite (ctest).
+#   scripts/run_tests.sh                    against Debian's LibTorch 1.13 (CPU), in build/
+#   scripts/run_tests.sh --libtorch pypi    against LibTorch 2.x with CUDA from PyPI's torch wheel
+#                                           (fetched once into ~/.cache/net2net), in build-torch2/;
+#                                           the same suites, on the CPU (GPU tests skip without a GPU)
+#   scripts/run_tests.sh --libtorch both    one after the other (what CI runs)
+# NET2NET_LIBTORCH=debian|pypi|both does the same as the option.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+which=${NET2NET_LIBTORCH:-debian}
+if [[ "${1:-}" == "--libtorch" ]]; then which=${2:?--libtorch needs debian, pypi or both}; shift 2; fi
+case "$which" in
+  debian) builds=(debian) ;;
+  pypi) builds=(pypi) ;;
+  both) builds=(debian pypi) ;;
+  *) echo "run_tests.sh: --libtorch must be debian, pypi or both, got '$which'" >&2; exit 2 ;;
+esac
 scripts/setup.sh --test
-scripts/build.sh
-BUILD_DIR=${BUILD_DIR:-build}
-cd "$BUILD_DIR"
-ctest --output-on-failure -j"$(nproc)"
+for b in "${builds[@]}"; do
+  echo "[tests] LibTorch: $b" >&2
+  if [[ "$b" == debian ]]; then dir=${BUILD_DIR:-build}; else dir=${BUILD_DIR_TORCH2:-build-torch2}; fi
+  NET2NET_LIBTORCH=$b BUILD_DIR=$dir scripts/build.sh
+  (cd "$dir" && ctest --output-on-failure -j"$(nproc)")
+done

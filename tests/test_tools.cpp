@@ -139,6 +139,8 @@ TEST(Tools, ConfigErrorsExitTwoNamingTheKey) {
            {"--set model.hidden_dim=-4", "'model.hidden_dim': must be >= 1"},
            {"--set train.amsgrad=maybe", "'train.amsgrad'"},
            {"--set model.activation=relu", "'model.activation'"},
+           {"--set train.precision=fp16", "'train.precision'"},
+           {"--set train.precision=bf16", "train.precision=bf16 needs --device cuda"},  // this run is on the cpu
        }) {
     auto r = run("net2net-train", "--config configs/text2biggan.json --dry-run " + c.args);
     EXPECT_EQ(r.rc, 2) << c.args;

@@ -47,7 +47,7 @@ struct Gaussian {
   }
   // Mean of 0.5 |L^-1 (x - A c)|^2 + log|det L| over the sample: the loss of the true model.
   double optimum_loss(const Tensor& c, const Tensor& x) const {
-    auto v = torch::linalg::solve_triangular(L, (x - c.matmul(A.t())).t(), /*upper=*/false, /*left=*/true, /*unitriangular=*/false).t();
+    auto v = at::linalg_solve_triangular(L, (x - c.matmul(A.t())).t(), /*upper=*/false, /*left=*/true, /*unitriangular=*/false).t();
     return (0.5 * v.pow(2).sum(1)).mean().item<double>() + L.diag().abs().log().sum().item<double>();
   }
 };

@@ -11,6 +11,7 @@
 #include "net2net/core/error.h"
 #include "net2net/inn/flow.h"
 #include "net2net/train/expert_trainer.h"
+#include "net2net/train/precision.h"
 #include "net2net/train/trainer.h"
 
 namespace net2net::commands {
@@ -66,7 +67,7 @@ class TrainTool : public cli::Tool {
           return 0;
         }
         std::string dir = run_dir_.empty() ? "runs/" + cfg["name"].get<std::string>() : run_dir_;
-        json summary = train::train_expert(cfg, dir, force_);
+        json summary = train::train_expert(cfg, dir, force_, g.device);
         if (g.json) std::cout << summary.dump() << std::endl;
         return 0;
       }
@@ -108,6 +109,8 @@ json train_dry_run(const std::string& config_path, const std::vector<std::string
     if (!info["exists"].get<bool>())
       spdlog::warn("data.{} '{}' does not exist yet (create it with net2net-extract)", role, info["path"].get<std::string>());
 
+  // The precision must suit the device (bf16 on a CPU is refused here, not after the data loads).
+  train::check_precision(train::parse_precision(config["train"]["precision"].get<std::string>()), torch::Device(g.device));
   auto flow_cfg = config::flow_config_from_json(config);
   auto model = inn::build_flow(flow_cfg, config["train"]["seed"].get<uint64_t>());
   int64_t embedder = inn::count_parameters(*model->embedder);

@@ -94,6 +94,7 @@ Schema make_cinn_schema() {
     boolean("train.amsgrad", true, "Use the AMSGrad variant of Adam."),
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
     nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
+    str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16"}),
     integer("train.seed", 23, "Seed of initialisation, shuffling and splits (the reference's default 23).", 0),
     integer("train.log_every", 50, "Steps between train metrics lines.", 1),
     integer("train.val_every", 1000, "Steps between validations.", 1),

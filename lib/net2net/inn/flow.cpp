@@ -5,7 +5,7 @@
 #include <memory>
 #include <tuple>
 
-#include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/dispatch.h"
 #include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/norm_activation.h"
 

@@ -5,6 +5,7 @@
 
 #include "net2net/core/atomic_file.h"
 #include "net2net/core/error.h"
+#include "net2net/kernels/fused_adam.h"
 
 namespace net2net::io {
 namespace fs = std::filesystem;
@@ -53,7 +54,7 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
 TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, torch::Device(torch::kCPU));  // wherever it was written (a GPU run too)
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
   }
@@ -78,12 +79,16 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
   // would otherwise fail, or worse, broadcast, at the first step).
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) {
-      auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-      if (it == optimizer.state().end()) continue;
-      auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get());
-      if (adam && adam->exp_avg().defined() && adam->exp_avg().sizes() != p.sizes())
+      auto* adam = kernels::adam_state(optimizer, p);
+      if (!adam) continue;
+      if (adam->exp_avg().defined() && adam->exp_avg().sizes() != p.sizes())
         throw InputError("checkpoint '" + path + "': its optimizer state was written for another parameter layout " +
                          "(an older net2net?); its model still loads for translate and eval, but training cannot resume from it");
+      // The moments were read onto the CPU; they live where their parameter lives (a GPU run).
+      auto to_param = [&](const torch::Tensor& t) { return t.defined() ? t.to(p.device()) : t; };
+      adam->exp_avg(to_param(adam->exp_avg()));
+      adam->exp_avg_sq(to_param(adam->exp_avg_sq()));
+      adam->max_exp_avg_sq(to_param(adam->max_exp_avg_sq()));
     }
   return st;
 }
@@ -119,7 +124,7 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   const std::string& path = out.path;
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, torch::Device(torch::kCPU));  // wherever it was written (a GPU run too)
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
                      e.what_without_backtrace());

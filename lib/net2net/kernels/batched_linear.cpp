@@ -1,6 +1,6 @@
 #include "net2net/kernels/batched_linear.h"
 
-#include "net2net/kernels/affine_coupling.h"
+#include "net2net/kernels/dispatch.h"
 #include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/fused_adam.h"
 

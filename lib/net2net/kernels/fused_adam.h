@@ -1,7 +1,9 @@
 // Adam / AMSGrad with a fused update: one pass over each parameter's five arrays (p, g, m, v,
 // vmax) instead of LibTorch 1.13's eight tensor ops per parameter, so the optimizer step, about
-// half of a large config's training step, reads and writes the memory once. It keeps
-// torch::optim::Adam's state objects, so checkpoints (Adam::save / load) are unchanged.
+// half of a large config's training step, reads and writes the memory once. CPU: our kernels
+// (cpu adam_many); CUDA: ATen's own fused multi-tensor Adam (_fused_adam_, LibTorch 2.x); other
+// devices: torch's ops. It keeps torch::optim::Adam's state objects, so checkpoints
+// (Adam::save / load) are unchanged.
 #pragma once
 #include <torch/torch.h>
 
@@ -21,6 +23,10 @@ class FusedAdam : public torch::optim::Adam {
   // read-read-write pass over 1 GB (AccumulateGrad's add_) each step.
   void clear_grads();
 };
+
+// The Adam state of parameter p in `optimizer` (null before its first step): the lookup that
+// differs between LibTorch 1.x and 2.x.
+torch::optim::AdamParamState* adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& p);
 
 // Sums of squares of weight gradients taken as the backward kernels wrote them (the tn kernel
 // holds each value in a register once). While a GradientSquares lives, the short-batch linear
@@ -62,8 +68,8 @@ void record_gradient_squares(const torch::Tensor& grad, double sum_squares);
 
 // The L2 norm of all defined gradients of `params` (the training log's grad_norm): recorded sums
 // of squares where `recorded` has them, other CPU float / double contiguous gradients in one
-// parallel pass (cpu sum_squares_many), others by torch's norm. One loop instead of a reduction
-// and a sync per tensor (~300 on the example's models).
+// parallel pass (cpu sum_squares_many), others (CUDA) by torch's norms summed on their device and
+// read once. One loop instead of a reduction and a sync per tensor (~300 on the example's models).
 double gradient_norm(const std::vector<torch::Tensor>& params, const GradientSquares* recorded = nullptr);
 
 }  // namespace net2net::kernels

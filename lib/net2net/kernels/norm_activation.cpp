@@ -2,8 +2,11 @@
 
 #include <cmath>
 
-#include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/cpu/kernels.h"
+#include "net2net/kernels/dispatch.h"
+#ifdef NET2NET_TORCH_CUDA
+#include "net2net/kernels/cuda/ops.h"
+#endif
 
 namespace net2net::kernels {
 using torch::Tensor;
@@ -17,6 +20,10 @@ struct NormLeakyReluFn : public torch::autograd::Function<NormLeakyReluFn> {
     const int64_t n = x.size(0), d = x.size(1);
     auto y = torch::empty_like(x);
     auto negatives = torch::empty({n}, x.options());
+#ifdef NET2NET_TORCH_CUDA
+    if (x.is_cuda()) cuda::norm_act_forward(x, loc, scale, alpha, y, negatives);
+    else
+#endif
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_act_forward", [&] {
       cpu::table<scalar_t>().norm_act_forward(x.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
                                               static_cast<scalar_t>(alpha), y.data_ptr<scalar_t>(),
@@ -34,6 +41,10 @@ struct NormLeakyReluFn : public torch::autograd::Function<NormLeakyReluFn> {
     const double alpha = ctx->saved_data["alpha"].toDouble();
     const Tensor gy = grads[0].contiguous();
     auto gx = torch::empty_like(x), g_loc = torch::empty_like(loc), g_scale = torch::empty_like(scale);
+#ifdef NET2NET_TORCH_CUDA
+    if (x.is_cuda()) cuda::norm_act_backward(x, loc, scale, alpha, gy, gx, g_loc, g_scale);
+    else
+#endif
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_act_backward", [&] {
       cpu::table<scalar_t>().norm_act_backward(x.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
                                                static_cast<scalar_t>(alpha), gy.data_ptr<scalar_t>(),
@@ -48,7 +59,7 @@ struct NormLeakyReluFn : public torch::autograd::Function<NormLeakyReluFn> {
 }  // namespace
 
 bool norm_leaky_relu_fusable(const Tensor& x, const Tensor& loc, const Tensor& scale) {
-  return fused_cpu({x, loc, scale}) && x.dim() == 2 && loc.dim() == 1 && scale.dim() == 1 && loc.size(0) == x.size(1) &&
+  return kernel_path({x, loc, scale}) != KernelPath::unfused && x.dim() == 2 && loc.dim() == 1 && scale.dim() == 1 && loc.size(0) == x.size(1) &&
          scale.size(0) == x.size(1);
 }
 
@@ -65,6 +76,12 @@ Tensor norm_leaky_relu_inverse(const Tensor& y, const Tensor& loc, const Tensor&
   if (needs_grad) return torch::where(y < 0, y / alpha, y) / scale - loc;
   const Tensor yc = y.contiguous(), lc = loc.contiguous(), sc = scale.contiguous();
   auto x = torch::empty_like(yc);
+#ifdef NET2NET_TORCH_CUDA
+  if (yc.is_cuda()) {
+    cuda::norm_act_inverse(yc, lc, sc, alpha, x);
+    return x;
+  }
+#endif
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "norm_act_inverse", [&] {
     cpu::table<scalar_t>().norm_act_inverse(yc.data_ptr<scalar_t>(), lc.data_ptr<scalar_t>(), sc.data_ptr<scalar_t>(),
                                             static_cast<scalar_t>(alpha), x.data_ptr<scalar_t>(), y.size(0), y.size(1));

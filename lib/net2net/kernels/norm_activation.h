@@ -1,8 +1,8 @@
 // ActNorm followed by the invertible LeakyReLU, the first two layers of every flow block
 // (inn::FlowBlock), as one fused op with its backward (one autograd node instead of ~12 ops and
 // nodes over small tensors: on the example's cINN these per-op costs, not the arithmetic, are
-// what a step is made of). CPU float / double; NET2NET_UNFUSED=1 (or another device) falls back to
-// the layers' own ops.
+// what a step is made of). CPU or CUDA float / double (kernels/dispatch.h); NET2NET_UNFUSED=1, or
+// another device or type, falls back to the layers' own ops.
 #pragma once
 #include <torch/torch.h>
 

@@ -28,7 +28,7 @@ namespace {
 // Symmetric PSD square root by eigendecomposition; counts clamped negative eigenvalues.
 Tensor psd_sqrt(const Tensor& m, int& clamped) {
   auto sym = 0.5 * (m + m.t());
-  auto [w, v] = torch::linalg::eigh(sym, "L");
+  auto [w, v] = at::linalg_eigh(sym, "L");
   clamped += (w < 0).sum().item<int>();
   return v.matmul(torch::diag(w.clamp_min(0).sqrt())).matmul(v.t());
 }
@@ -54,7 +54,7 @@ FidResult frechet_distance(const FeatureStats& a, const FeatureStats& b, double 
   r.mean_term = diff.dot(diff).item<double>();
   auto root1 = psd_sqrt(s1, r.clamped_eigenvalues);
   auto inner = root1.matmul(s2).matmul(root1);
-  auto w = torch::linalg::eigvalsh(0.5 * (inner + inner.t()), "L");
+  auto w = at::linalg_eigvalsh(0.5 * (inner + inner.t()), "L");
   r.clamped_eigenvalues += (w < 0).sum().item<int>();
   double tr_covmean = w.clamp_min(0).sqrt().sum().item<double>();
   r.trace_term = s1.trace().item<double>() + s2.trace().item<double>() - 2.0 * tr_covmean;

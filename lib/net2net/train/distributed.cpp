@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 #ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -15,6 +17,15 @@
 #include "net2net/core/error.h"
 
 namespace net2net::train {
+namespace {
+// What a process group's collectives are called on: the group itself in LibTorch 1.x, its
+// backend (ProcessGroupGloo, ProcessGroupNCCL) from 2.0 on.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+}  // namespace
 
 std::string first_slurm_host(const std::string& nodelist) {
   // The first entry: up to a ',' that is not inside brackets.
@@ -105,6 +116,8 @@ class C10dCommunicator : public Communicator {
     }
     if (device.rfind("cuda", 0) == 0) {
 #ifdef USE_C10D_NCCL
+      // One process per GPU: NCCL's communicator belongs to the current device.
+      if (device_.has_index()) c10::cuda::set_device(device_.index());
       pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, env.rank, env.world_size);
       backend_ = "nccl";
 #else
@@ -159,7 +172,7 @@ class C10dCommunicator : public Communicator {
   DistEnv env_;
   torch::Device device_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  c10::intrusive_ptr<Collectives> pg_;
   std::string backend_;
 };
 

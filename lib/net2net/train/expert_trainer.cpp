@@ -55,7 +55,8 @@ int64_t expert_parameter_count(const json& config) {
   return n;
 }
 
-json train_expert(const json& config, const std::string& run_dir, bool force) {
+json train_expert(const json& config, const std::string& run_dir, bool force, const std::string& device_name) {
+  const torch::Device device(device_name);
   const bool ae = config["kind"] == "autoencoder";
   const json& t = config["train"];
   const fs::path dir(run_dir), out = dir / "expert.pt";
@@ -68,7 +69,12 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
   Images test = load_images(config["data"]["test"], config["data"]["limit"]);
   if (!ae && !train.y.defined()) throw InputError("source '" + config["data"]["train"].get<std::string>() + "' has no labels");
 
+  // Images (and labels) on the device once; the saved expert is moved back to the CPU, so it loads
+  // anywhere (net2net's TorchScript experts move themselves to the --device they are used on).
+  train.x = train.x.to(device), test.x = test.x.to(device);
+  if (train.y.defined()) train.y = train.y.to(device), test.y = test.y.to(device);
   auto module = build(config);
+  module.to(device);
   std::vector<Tensor> params;
   for (auto p : module.parameters()) {
     p.set_requires_grad(true);
@@ -88,7 +94,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
   int64_t step = 0;
   for (int64_t e = 0; e < epochs; ++e) {
     auto gen = at::detail::createCPUGenerator(t["seed"].get<uint64_t>() * 1000003ULL + e);
-    auto perm = torch::randperm(n, gen, torch::kLong);
+    auto perm = torch::randperm(n, gen, torch::kLong).to(device);
     for (int64_t b = 0; b < per_epoch; ++b, ++step) {
       auto idx = perm.narrow(0, b * batch, batch);
       auto x = train.x.index_select(0, idx);
@@ -134,6 +140,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force) {
             << "\n";
   }
   for (auto p : module.parameters()) p.set_requires_grad(false);
+  module.to(torch::kCPU);
   experts::save_module(module, out.string());
   spdlog::info("saved {} -> {} ({})", config["kind"].get<std::string>(), out.string(), summary.dump());
   return summary;

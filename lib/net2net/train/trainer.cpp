@@ -21,6 +21,7 @@
 #include "net2net/io/embedding_store.h"
 #include "net2net/train/distributed.h"
 #include "net2net/train/lr_schedule.h"
+#include "net2net/train/precision.h"
 #include "net2net/train/energy.h"
 #include "net2net/version.h"
 
@@ -271,6 +272,8 @@ json run_training(const TrainOptions& opt) {
                 ckpt_every = t["checkpoint_every"];
   const uint64_t seed = t["seed"];
   const std::string lr_schedule = t["lr_schedule"];
+  const Precision precision = parse_precision(t["precision"].get<std::string>());
+  check_precision(precision, device);
   if (lead) {
     fs::create_directories(dir / "checkpoints");
     if (!opt.resume && opt.force) fs::remove(best_path);
@@ -374,14 +377,20 @@ json run_training(const TrainOptions& opt) {
   auto t_log = std::chrono::steady_clock::now();
   int64_t items_since_log = 0;
   json last_train = nullptr;
-  spdlog::info("training {} steps of {} items ({} per rank, {} rank(s), {}), lr {:.3g}, {} parameters", steps - state.step,
-               global_batch, share_end - share_begin, env.world_size, comm->backend(), lr, inn::count_parameters(*model));
+  spdlog::info("training {} steps of {} items ({} per rank, {} rank(s), {}, {}, {}), lr {:.3g}, {} parameters",
+               steps - state.step, global_batch, share_end - share_begin, env.world_size, comm->backend(), device.str(),
+               to_string(precision), lr, inn::count_parameters(*model));
   while (state.step < steps) {
     const int64_t step = state.step;
     auto idx = order.indices(step).narrow(0, share_begin, share_end - share_begin).to(device);
     auto x = data.train.target.index_select(0, idx), c = data.train.cond.index_select(0, idx);
+    MatmulPrecisionScope tf32(precision, device);  // TF32 through the whole step (tf32 only)
     adam.clear_grads();
-    auto out = model->forward(x, c);
+    inn::FlowOutput out;
+    {
+      AutocastScope autocast(precision, device);  // bfloat16 forward (bf16 only)
+      out = model->forward(x, c);
+    }
     auto nll_i = 0.5 * out.v.pow(2).sum(1);
     // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.
     const double scale = static_cast<double>(env.world_size) / global_batch;
