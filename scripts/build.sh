@@ -18,7 +18,9 @@ case "$libtorch" in
     ;;
   *) echo "NET2NET_LIBTORCH must be debian or pypi, got '$libtorch'" >&2; exit 2 ;;
 esac
-# ccache with a precompiled header needs these to hit.
+# ccache with a precompiled header needs these to hit; paths relative to the checkout, so that a
+# fresh clone elsewhere (CI) hits what this machine compiled before.
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 cmake -S . -B "$BUILD_DIR" "${args[@]}" >&2
 cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
