@@ -59,8 +59,8 @@ struct NormLeakyReluFn : public torch::autograd::Function<NormLeakyReluFn> {
 }  // namespace
 
 bool norm_leaky_relu_fusable(const Tensor& x, const Tensor& loc, const Tensor& scale) {
-  return kernel_path({x, loc, scale}) != KernelPath::unfused && x.dim() == 2 && loc.dim() == 1 && scale.dim() == 1 && loc.size(0) == x.size(1) &&
-         scale.size(0) == x.size(1);
+  return kernel_path({x, loc, scale}) != KernelPath::unfused && x.dim() == 2 && loc.dim() == 1 && scale.dim() == 1 &&
+         loc.size(0) == x.size(1) && scale.size(0) == x.size(1);
 }
 
 std::pair<Tensor, Tensor> norm_leaky_relu(const Tensor& x, const Tensor& loc, const Tensor& scale, double alpha) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "net2net/config/cinn_config.h"
@@ -384,7 +385,8 @@ json run_training(const TrainOptions& opt) {
     const int64_t step = state.step;
     auto idx = order.indices(step).narrow(0, share_begin, share_end - share_begin).to(device);
     auto x = data.train.target.index_select(0, idx), c = data.train.cond.index_select(0, idx);
-    MatmulPrecisionScope tf32(precision, device);  // TF32 through the whole step (tf32 only)
+    std::optional<MatmulPrecisionScope> tf32;  // TF32 through the step (tf32 only), not validation
+    tf32.emplace(precision, device);
     adam.clear_grads();
     inn::FlowOutput out;
     {
@@ -431,6 +433,7 @@ json run_training(const TrainOptions& opt) {
                         "; the last good checkpoint is '" + last_path.string() + "' (try a smaller lr or train.grad_clip)",
                     kExitFailure);
     }
+    tf32.reset();
     state.step = step + 1;
     items_since_log += global_batch;
     if (lead && (state.step % log_every == 0 || state.step == steps)) {
