@@ -14,7 +14,9 @@
 #                                    (git-ignored, ~10 MB)
 #   scripts/gpu_check.sh             there: unpacks .gpu-debs/*.deb (dpkg -x) when the system lacks
 #                                    them, builds into build-gpu/, runs 1-3.
-# With the device tool: run(command="scripts/gpu_check.sh", carry=[".gpu-debs"], timeout_s=600).
+# Needs there: python3 with torch 2.x (CUDA) plus h5py and numpy, nvcc of the same CUDA major as that
+# torch, cmake >= 3.18, g++ and dpkg; the .debs are Debian 12's (glibc >= 2.36). TRAIN_STEPS,
+# LOSS_RTOL and PYTHON adjust it.
 # BUILD_ONLY=1 stops after the build (to try the build part on a machine without a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,11 +5,18 @@
 #                                           (fetched once into ~/.cache/net2net), in build-torch2/;
 #                                           the same suites, on the CPU (GPU tests skip without a GPU)
 #   scripts/run_tests.sh --libtorch both    one after the other (what CI runs)
-# NET2NET_LIBTORCH=debian|pypi|both does the same as the option.
+# NET2NET_LIBTORCH=debian|pypi|both does the same as the option; BUILD_DIR / BUILD_DIR_TORCH2 move
+# the two build folders. The pypi build needs NVIDIA's CUDA toolkit (nvcc 13.x) for the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${NET2NET_LIBTORCH:-debian}
-if [[ "${1:-}" == "--libtorch" ]]; then which=${2:?--libtorch needs debian, pypi or both}; shift 2; fi
+while (( $# > 0 )); do
+  case "$1" in
+    --libtorch) which=${2:?--libtorch needs debian, pypi or both}; shift 2 ;;
+    --libtorch=*) which=${1#--libtorch=}; shift ;;
+    *) echo "run_tests.sh: unknown argument '$1' (see the header of scripts/run_tests.sh)" >&2; exit 2 ;;
+  esac
+done
 case "$which" in
   debian) builds=(debian) ;;
   pypi) builds=(pypi) ;;

@@ -15,6 +15,7 @@ packages=(
   libsleef-dev          # vector exp for the AVX2 build of the fused CPU kernels
   libgtest-dev
   jq                    # the example report reads the tools' JSON
+  python3-venv          # scripts/setup_libtorch2.sh: PyPI's LibTorch 2.x in a virtual environment
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--test" ]]; then

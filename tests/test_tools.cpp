@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 #include <sstream>
 
 using nlohmann::json;
@@ -127,6 +128,18 @@ TEST(Tools, EveryShippedConfigDryRuns) {
     EXPECT_EQ(s["parameters"]["total"].get<int64_t>(), reference_parameter_count(s["config"]["model"])) << entry.path();
     EXPECT_EQ(s["config"]["train"]["seed"], 5);
   }
+}
+
+TEST(Tools, CudaWithoutAGpuOrACudaLibTorchExitsTwoSayingWhich) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  auto r = run("net2net-train", "--config configs/text2biggan.json --dry-run --device cuda");
+  EXPECT_EQ(r.rc, 2);
+#ifdef NET2NET_TORCH_CUDA
+  EXPECT_NE(r.err.find("no CUDA GPU is visible"), std::string::npos) << r.err;
+#else
+  EXPECT_NE(r.err.find("built against a LibTorch without CUDA"), std::string::npos) << r.err;
+#endif
+  EXPECT_EQ(run("net2net-train", "--config configs/text2biggan.json --dry-run --device gpu").rc, 2);
 }
 
 TEST(Tools, ConfigErrorsExitTwoNamingTheKey) {

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #endif
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cstdlib>
 #include <thread>
@@ -43,9 +44,20 @@ void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
 std::string check_device(const std::string& device) {
   if (device == "cpu") return device;
   if (device.rfind("cuda", 0) == 0) {
-    if (!torch::cuda::is_available())
-      throw UsageError("--device " + device +
-                       ": this build of LibTorch has no CUDA (or no GPU is visible); use --device cpu");
+#ifndef NET2NET_TORCH_CUDA
+    throw UsageError("--device " + device + ": this net2net is built against a LibTorch without CUDA (LibTorch " +
+                     std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                     "); build it against one with CUDA (README, 'GPUs and LibTorch 2.x') or use --device cpu");
+#else
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (count == 0)
+      throw UsageError("--device " + device + ": no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?); use --device cpu");
+    const bool indexed = device.size() > 5 && device.find_first_not_of("0123456789", 5) == std::string::npos;
+    if (device != "cuda" && !indexed) throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");
+    if (indexed && (device.size() > 9 || std::stoll(device.substr(5)) >= count))
+      throw UsageError("--device " + device + ": " + std::to_string(count) + " CUDA GPU(s) visible (cuda:0 to cuda:" +
+                       std::to_string(count - 1) + ")");
+#endif
     return device;
   }
   throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");

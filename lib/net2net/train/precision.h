@@ -5,7 +5,7 @@
 //   bf16  autocast: matmuls in bfloat16, while the parameters, the coupling and its log-dets,
 //         the loss and the optimizer state stay float32 (kernels/affine_coupling takes s and t in
 //         x's type). bfloat16 has float32's range, so no loss scaling is needed.
-// Validation, translation and evaluation always run in float32.
+// The cINN's validation, translation and evaluation run in float32.
 #pragma once
 #include <torch/torch.h>
 
@@ -21,7 +21,7 @@ const char* to_string(Precision p);
 // compute capability 8.0 (Ampere) or later.
 void check_precision(Precision p, const torch::Device& device);
 
-// While alive, matmuls on `device` use TF32 where p is tf32 (around a whole training step:
+// While alive, CUDA matmuls (process-wide) use TF32 where p is tf32 (around a whole training step:
 // forward, backward and optimizer); the previous setting comes back when it ends. Else nothing.
 class MatmulPrecisionScope {
  public:
