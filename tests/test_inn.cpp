@@ -288,6 +288,12 @@ TEST(ActNorm, InitStateSurvivesSaveLoad) {
   fresh->train();
   auto x = batch(10, 4, torch::kFloat32, 77) * 3;
   EXPECT_TRUE(torch::equal(fresh->forward(x).first, layer->forward(x).first));
+  // An initialised layer that loads an uninitialised state is uninitialised again (its flag is
+  // remembered on the host between reads).
+  std::stringstream blank;
+  torch::save(ActNorm(4), blank);
+  torch::load(fresh, blank);
+  EXPECT_FALSE(fresh->initialized());
 }
 
 // ------------------------------------------------------------------ training signal, sampling

@@ -25,7 +25,15 @@ ActNormImpl::ActNormImpl(int64_t dim) {
   initialized_flag = register_buffer("initialized", torch::zeros({}, torch::kUInt8));
 }
 
-bool ActNormImpl::initialized() const { return initialized_flag.item<uint8_t>() != 0; }
+bool ActNormImpl::initialized() const {
+  if (!known_initialized_) known_initialized_ = initialized_flag.item<uint8_t>() != 0;
+  return known_initialized_;
+}
+
+void ActNormImpl::load(torch::serialize::InputArchive& archive) {
+  torch::nn::Module::load(archive);
+  known_initialized_ = false;  // read the loaded flag again
+}
 
 void ActNormImpl::initialize(const Tensor& x) {
   torch::NoGradGuard no_grad;
@@ -35,6 +43,7 @@ void ActNormImpl::initialize(const Tensor& x) {
   loc.copy_(-mean);
   scale.copy_(1.0 / (std + 1e-6));
   initialized_flag.fill_(1);
+  known_initialized_ = true;
 }
 
 LayerOutput ActNormImpl::forward(const Tensor& x) {

@@ -24,10 +24,14 @@ class ActNormImpl : public torch::nn::Module {
   LayerOutput forward(const Tensor& x);
   Tensor inverse(const Tensor& y);
   bool initialized() const;
+  void load(torch::serialize::InputArchive& archive) override;
   Tensor loc, scale, initialized_flag;
 
  private:
   void initialize(const Tensor& x);
+  // The flag once it has read as set (only a load can clear it), kept on the host: on a GPU each
+  // read of the buffer waits for the device, once per block and forward pass.
+  mutable bool known_initialized_ = false;
 };
 TORCH_MODULE(ActNorm);
 

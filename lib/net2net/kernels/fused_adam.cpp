@@ -119,8 +119,9 @@ Tensor FusedAdam::step(LossClosure closure) {
     }
 #ifdef NET2NET_TORCH_CUDA
     for (auto& [where, g] : cuda_groups) {
-      // The steps (already counted) as float32 scalars on the device, in one copy.
-      auto steps = torch::tensor(g.steps, torch::kFloat32).to(g.params[0].device());
+      // The steps (already counted) as float32 scalars on the device, in one copy from pinned
+      // memory that does not wait for the device.
+      auto steps = torch::tensor(g.steps, torch::kFloat32).pin_memory().to(g.params[0].device(), /*non_blocking=*/true);
       std::vector<Tensor> step_views;
       for (int64_t i = 0; i < steps.size(0); ++i) step_views.push_back(steps[i]);
       at::_fused_adam_(g.params, g.grads, g.exp_avgs, g.exp_avg_sqs, g.max_exp_avg_sqs, step_views, o.lr(), b1, b2,
