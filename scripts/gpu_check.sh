@@ -17,7 +17,9 @@
 # Needs there: python3 with torch 2.x (CUDA) plus h5py and numpy, nvcc of the same CUDA major as that
 # torch, cmake >= 3.18, g++ and dpkg; the .debs are Debian 12's (glibc >= 2.36). TRAIN_STEPS,
 # LOSS_RTOL and PYTHON adjust it.
-# BUILD_ONLY=1 stops after the build (to try the build part on a machine without a GPU).
+# BUILD_ONLY=1 stops after the build (to try the build part on a machine without a GPU);
+# FORCE_DEBS=1 builds against the carried packages even where the system has them; GPU_DEVICE=cpu
+# runs checks 2 and 3 with the CPU in the GPU's place (a dry run of the script's own logic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 debs=.gpu-debs
@@ -38,7 +40,7 @@ torch_prefix=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_
   || { log "$python has no torch (PYTHON=... names another interpreter)"; exit 2; }
 root="$PWD/$debs/root"
 prefixes="$torch_prefix"
-if [[ ! -e /usr/include/spdlog/spdlog.h ]]; then
+if [[ ! -e /usr/include/spdlog/spdlog.h || "${FORCE_DEBS:-0}" == 1 ]]; then
   [[ -d "$debs" ]] || { log "no Debian -dev packages here and no $debs/ (run --prepare where apt works, carry it)"; exit 2; }
   log "unpacking $(ls "$debs"/*.deb | wc -l) Debian packages into $root"
   rm -rf "$root" && mkdir -p "$root"
@@ -54,6 +56,7 @@ if [[ ! -e /usr/include/spdlog/spdlog.h ]]; then
 else
   hdf5_args=()
 fi
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime CCACHE_BASEDIR=$PWD
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 jobs=$(nproc)
@@ -98,35 +101,37 @@ with h5py.File(sys.argv[1], "w") as f:
     f["onehot"] = np.eye(10, dtype=np.float32)[labels]
     f["ae"] = centres[labels] + 0.5 * rng.normal(size=(n, 64)).astype(np.float32)
 EOF
-for dev in cpu cuda; do
+gpu=${GPU_DEVICE:-cuda}
+for side in cpu:cpu gpu:"$gpu"; do
+  name=${side%%:*} dev=${side#*:}
   build-gpu/tools/net2net-train/net2net-train --config configs/fmnist_label2ae.json --device "$dev" --threads "$jobs" \
-    --run-dir "$work/$dev" --force --set data.train="$work/pairs.h5" --set data.val=null --set train.steps="$steps" \
+    --run-dir "$work/run-$name" --force --set data.train="$work/pairs.h5" --set data.val=null --set train.steps="$steps" \
     --set train.log_every=50 --set train.val_every=100000 --set train.checkpoint_every=100000 --json \
-    > "$work/$dev.json" 2> "$work/$dev.log" || { log "training on $dev failed:"; tail -5 "$work/$dev.log" >&2; status=1; }
+    > "$work/$name.json" 2> "$work/$name.log" || { log "training on $dev failed:"; tail -5 "$work/$name.log" >&2; status=1; }
 done
-"$python" - "$work" "${LOSS_RTOL:-0.02}" <<'EOF' || status=1
+"$python" - "$work" "${LOSS_RTOL:-0.02}" "$gpu" <<'EOF' || status=1
 import json, sys
-work, rtol = sys.argv[1], float(sys.argv[2])
+work, rtol, gpu = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 def losses(dev):
-    rows = [json.loads(l) for l in open(f"{work}/{dev}/metrics.jsonl")]
+    rows = [json.loads(l) for l in open(f"{work}/run-{dev}/metrics.jsonl")]
     return {r["step"]: r["loss"] for r in rows if r.get("split") == "train" and "loss" in r}
-a, b = losses("cpu"), losses("cuda")
+a, b = losses("cpu"), losses("gpu")
 if not a or sorted(a) != sorted(b):
     print(json.dumps({"check": "train_cuda_vs_cpu", "ok": False, "steps_cpu": sorted(a), "steps_cuda": sorted(b)}))
     sys.exit(1)
 worst = max(abs(a[s] - b[s]) / max(1.0, abs(a[s])) for s in a)
 ok = worst <= rtol
-print(json.dumps({"check": "train_cuda_vs_cpu", "ok": ok, "steps": max(a), "rtol": rtol, "worst_relative_diff": worst,
+print(json.dumps({"check": "train_cuda_vs_cpu", "ok": ok, "device": gpu, "steps": max(a), "rtol": rtol, "worst_relative_diff": worst,
                   "loss_cpu": a[max(a)], "loss_cuda": b[max(b)]}))
 sys.exit(0 if ok else 1)
 EOF
 
 # 3. text->BigGAN training steps on the GPU: ours and Python PyTorch eager, fp32 and bf16.
 for precision in fp32 bf16; do
-  ours=$(build-gpu/bench/net2net-bench --threads "$jobs" train --config configs/text2biggan.json --device cuda \
+  ours=$(build-gpu/bench/net2net-bench --threads "$jobs" train --config configs/text2biggan.json --device "$gpu" \
            --precision "$precision" --runs 5 --steps 20 2> "$work/bench-$precision.log" | tail -1) \
     || { log "net2net-bench ($precision) failed:"; tail -5 "$work/bench-$precision.log" >&2; status=1; continue; }
-  ref=$("$python" bench/train_step.py configs/text2biggan.json "$jobs" 5 20 --device cuda --precision "$precision") \
+  ref=$("$python" bench/train_step.py configs/text2biggan.json "$jobs" 5 20 --device "$gpu" --precision "$precision") \
     || { status=1; continue; }
   "$python" -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print(json.dumps({"check":"text2biggan_step_gpu","precision":sys.argv[3],"ours_s":a["seconds_per_step"],"python_eager_s":b["seconds_per_step"],"ratio_ours_over_python":a["seconds_per_step"]/b["seconds_per_step"],"phases_ms":[round(a[k]*1e3,2) for k in ("forward_s","backward_s","grad_norm_s","optimizer_s")],"torch":b["torch"]}))' \
     "$ours" "$ref" "$precision" || status=1
