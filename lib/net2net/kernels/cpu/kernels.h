@@ -115,7 +115,7 @@ struct Table {
   void (*matmul_nn)(const T* a, int64_t lda, const T* b, const T* bias, T* c, int64_t m, int64_t n, int64_t k);
   // c[p, q] = sum_i a[i, p] b[i, q]: a [m, k] (row stride lda), b [m, n], c [k, n] contiguous.
   // The weight gradient x^T g of a short batch. sum_squares (may be null) receives sum c^2,
-  // taken from the registers (see kernels/gradient_squares.h).
+  // taken from the registers (see GradientSquares in kernels/fused_adam.h).
   void (*matmul_tn)(const T* a, int64_t lda, const T* b, T* c, int64_t m, int64_t n, int64_t k, double* sum_squares);
   // The s and t subnets of a coupling half (inn::SubnetPair, small weights): x [n, in]; w_in
   // [in, 2H]; per hidden layer k w_hidden[k] [2, H, H], b_hidden[k] [2, H]; w_out [2, H, out],
