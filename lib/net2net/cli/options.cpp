@@ -35,12 +35,7 @@ const GlobalOptionSpec& spec(const std::string& flag) {
   throw std::logic_error("no global option " + flag);
 }
 
-std::string validate_device(const std::string& d) {
-  if (d == "cpu" || d == "cuda") return {};
-  if (d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.find_first_not_of("0123456789", 5) == std::string::npos)
-    return {};
-  return "must be cpu, cuda or cuda:N";
-}
+std::string validate_device(const std::string& d) { return is_device_name(d) ? std::string() : "must be cpu, cuda or cuda:N"; }
 
 CLI::Validator number_check(bool zero_allowed) {
   return CLI::Validator(

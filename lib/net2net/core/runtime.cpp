@@ -41,26 +41,28 @@ void keep_freed_memory() {
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
 
+bool is_device_name(const std::string& device) {
+  if (device == "cpu" || device == "cuda") return true;
+  return device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() <= 9 &&
+         device.find_first_not_of("0123456789", 5) == std::string::npos;
+}
+
 std::string check_device(const std::string& device) {
+  if (!is_device_name(device)) throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");
   if (device == "cpu") return device;
-  if (device.rfind("cuda", 0) == 0) {
 #ifndef NET2NET_TORCH_CUDA
-    throw UsageError("--device " + device + ": this net2net is built against a LibTorch without CUDA (LibTorch " +
-                     std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
-                     "); build it against one with CUDA (README, 'GPUs and LibTorch 2.x') or use --device cpu");
+  throw UsageError("--device " + device + ": this net2net is built against a LibTorch without CUDA (LibTorch " +
+                   std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                   "); build it against one with CUDA (README, 'GPUs and LibTorch 2.x') or use --device cpu");
 #else
-    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-    if (count == 0)
-      throw UsageError("--device " + device + ": no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?); use --device cpu");
-    const bool indexed = device.size() > 5 && device.find_first_not_of("0123456789", 5) == std::string::npos;
-    if (device != "cuda" && !indexed) throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");
-    if (indexed && (device.size() > 9 || std::stoll(device.substr(5)) >= count))
-      throw UsageError("--device " + device + ": " + std::to_string(count) + " CUDA GPU(s) visible (cuda:0 to cuda:" +
-                       std::to_string(count - 1) + ")");
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (count == 0)
+    throw UsageError("--device " + device + ": no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?); use --device cpu");
+  if (device.size() > 5 && std::stoll(device.substr(5)) >= count)
+    throw UsageError("--device " + device + ": " + std::to_string(count) + " CUDA GPU(s) visible (cuda:0 to cuda:" +
+                     std::to_string(count - 1) + ")");
+  return device;
 #endif
-    return device;
-  }
-  throw UsageError("--device must be 'cpu' or 'cuda[:N]', got '" + device + "'");
 }
 
 }  // namespace net2net

@@ -22,7 +22,10 @@ void keep_freed_memory();
 // Seeds torch's global generator (CPU, and CUDA where present).
 void seed_everything(uint64_t seed);
 
-// "cpu" or "cuda" (or "cuda:N"); throws UsageError when this LibTorch cannot use it.
+// Whether `device` is a device name net2net takes: "cpu", "cuda" or "cuda:N".
+bool is_device_name(const std::string& device);
+// "cpu" or "cuda" (or "cuda:N"); throws UsageError for another name, or when this LibTorch or
+// machine cannot use it.
 std::string check_device(const std::string& device);
 
 }  // namespace net2net

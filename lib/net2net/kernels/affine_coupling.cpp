@@ -17,6 +17,9 @@ KernelPath path_of(const Tensor& a, const Tensor& b, const Tensor& c) {
   return kernel_path({a, b, c});
 }
 
+// a in x's type (bf16 autocast hands the coupling bfloat16 s and t; the coupling stays in x's).
+Tensor in_type_of(const Tensor& x, const Tensor& a) { return a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type()); }
+
 struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
   static variable_list forward(AutogradContext* ctx, Tensor x, Tensor s, Tensor t) {
     x = x.contiguous(), s = s.contiguous(), t = t.contiguous();
@@ -61,10 +64,6 @@ struct AffineCouplingFn : public torch::autograd::Function<AffineCouplingFn> {
 std::pair<Tensor, Tensor> affine_coupling_unfused(const Tensor& x, const Tensor& s, const Tensor& t) {
   return {x * torch::exp(s) + t, s.sum(1)};
 }
-
-namespace {
-Tensor in_type_of(const Tensor& x, const Tensor& a) { return a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type()); }
-}  // namespace
 
 std::pair<Tensor, Tensor> affine_coupling(const Tensor& x, const Tensor& s_in, const Tensor& t_in) {
   const Tensor s = in_type_of(x, s_in), t = in_type_of(x, t_in);

@@ -40,9 +40,9 @@ void check_precision(Precision p, const torch::Device& device) {
 
 MatmulPrecisionScope::MatmulPrecisionScope(Precision p, const torch::Device& device) {
   if (p != Precision::tf32) return;
-  check_precision(p, device);
 #ifdef NET2NET_TORCH_CUDA
-  active_ = true;
+  active_ = device.is_cuda();  // check_precision, once before training, refuses anything else
+  if (!active_) return;
   previous_ = at::globalContext().allowTF32CuBLAS();
   at::globalContext().setAllowTF32CuBLAS(true);
 #endif
@@ -56,9 +56,9 @@ MatmulPrecisionScope::~MatmulPrecisionScope() {
 
 AutocastScope::AutocastScope(Precision p, const torch::Device& device) {
   if (p != Precision::bf16) return;
-  check_precision(p, device);
 #ifdef NET2NET_TORCH_CUDA
-  active_ = true;
+  active_ = device.is_cuda();  // check_precision, once before training, refuses anything else
+  if (!active_) return;
   previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
   previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
   at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);

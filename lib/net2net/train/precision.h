@@ -21,6 +21,8 @@ const char* to_string(Precision p);
 // compute capability 8.0 (Ampere) or later.
 void check_precision(Precision p, const torch::Device& device);
 
+// The scopes below act on a CUDA device only and do not check it (they run every step):
+// check_precision once first.
 // While alive, CUDA matmuls (process-wide) use TF32 where p is tf32 (around a whole training step:
 // forward, backward and optimizer); the previous setting comes back when it ends. Else nothing.
 class MatmulPrecisionScope {

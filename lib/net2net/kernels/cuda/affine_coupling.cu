@@ -45,8 +45,6 @@ __global__ void inverse_kernel(const T* __restrict__ y, const T* __restrict__ s,
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) x[base + j] = (y[base + j] - t[base + j]) * dexp(-s[base + j]);
 }
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 }  // namespace
 
 template <typename T>

@@ -67,8 +67,6 @@ __global__ void inverse_kernel(const T* __restrict__ y, const T* __restrict__ lo
     x[base + j] = (act && v < T(0) ? v / alpha : v) / scale[j] - loc[j];
   }
 }
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 }  // namespace
 
 template <typename T>

@@ -1,4 +1,4 @@
-// Block-wide sum for the row kernels (one block of kThreads threads per row): warp shuffles, then
+// What the kernels share: the stream argument, and a block-wide sum for the row kernels (one block of kThreads threads per row): warp shuffles, then
 // the warps' sums in shared memory. Every thread of the block must call it; thread 0 gets the sum.
 #pragma once
 #include <cuda_runtime.h>
@@ -6,6 +6,9 @@
 namespace net2net::kernels::cuda {
 
 constexpr int kThreads = 256;
+
+// The launchers' stream argument (void* in launchers.h, so that C++ callers need no CUDA header).
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 template <typename T>
 __device__ T block_sum(T v) {
