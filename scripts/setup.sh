@@ -2,6 +2,8 @@
 # Installs the Debian packages net2net needs that are missing (apt-get; sudo when not root).
 #   scripts/setup.sh          build and run-time packages
 #   scripts/setup.sh --test   plus what the tests compare against (Python PyTorch, h5py, scipy)
+#   scripts/setup.sh --sbert  plus what exporting sentence-BERT needs (Debian's Python PyTorch;
+#                             scripts/setup_sbert.sh adds three small PyPI packages in a venv)
 set -euo pipefail
 
 packages=(
@@ -18,10 +20,15 @@ packages=(
   python3-venv          # scripts/setup_libtorch2.sh: PyPI's LibTorch 2.x in a virtual environment
   dataset-fashion-mnist
 )
-if [[ "${1:-}" == "--test" ]]; then
-  # Independent references for the tests only; never run-time dependencies of the tools.
-  packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    # Independent references for the tests only; never run-time dependencies of the tools.
+    --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision) ;;
+    # The exporter of the pretrained text expert (run once; the tools never need Python).
+    --sbert) packages+=(python3-torch python3-numpy) ;;
+    *) echo "setup.sh: unknown argument '$arg' (use --test and/or --sbert)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# A tiny version of the example pipeline (scripts/demo.sh) with checks of what it produced.
+# A tiny version of the example pipeline (scripts/demo.sh) with checks of what it produced; with the
+# sentence-BERT part where NET2NET_SBERT names the exported model (scripts/run_tests.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+export SBERT=${NET2NET_SBERT:-}
 OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 EXPERT_LIMIT=2000 EVAL_ROWS=40 \
-  BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh
+  PROMPT_SAMPLES=2 BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh
 fail() { echo "demo_tiny: $*" >&2; exit 1; }
-for f in report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png; do
+files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png)
+runs=6 text_experts=1
+if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=7 text_experts=2; fi
+for f in "${files[@]}"; do
   [[ -s "$out/$f" ]] || fail "missing $f"
 done
-rows=$(grep -cE '^\| (label2ae|text2ae|stage[1234]2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
-[[ $rows -eq 6 ]] || fail "report.md has $rows score rows, expected 6"
+rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
+[[ $rows -eq $runs ]] || fail "report.md has $rows score rows, expected $runs"
+rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
+[[ $rows -eq $text_experts ]] || fail "report.md has $rows held-out rows, expected $text_experts"
+[[ -n $SBERT ]] || grep -q "^Skipped: SBERT was not given" "$out/report.md" || fail "the report does not say why sentence-BERT is missing"
 # A second run reuses everything it can (experts, caches, cINNs).
 OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=${1:-build} LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
   scripts/demo.sh 2> "$out/second.log"

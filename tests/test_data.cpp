@@ -268,6 +268,52 @@ TEST(Sources, TextLines) {
   EXPECT_THROW(data::open_source("text:" + (dir / "missing.txt")), IoError);
 }
 
+TEST(Sources, TsvTextsWithLabelsAndNumericColumns) {
+  TempDir dir("tsv");
+  // Columns in any order; the numeric ones in header order, whatever their position.
+  std::ofstream(dir / "p.tsv") << "size\ttext\tlabel\tbrightness\r\n0\tblack jacket\t4\t-1\n1\thuge tote\t8\t0\n-1\t\t0\t1\n";
+  auto s = data::open_source("tsv:" + (dir / "p.tsv"));
+  ASSERT_EQ(s->size(), 3);
+  EXPECT_EQ(s->kind(), data::ItemKind::Text);
+  EXPECT_TRUE(s->has_labels());
+  EXPECT_EQ(s->num_classes(), 9);
+  auto b = s->get({1, 2});
+  EXPECT_EQ(b.texts, (std::vector<std::string>{"huge tote", ""}));
+  EXPECT_EQ(b.labels[0].item<int64_t>(), 8);
+  EXPECT_EQ(b.labels[1].item<int64_t>(), 0);
+  EXPECT_TRUE(torch::equal(b.tensor, torch::tensor({1.0f, 0.0f, -1.0f, 1.0f}).reshape({2, 2})));
+  // identity passes the numeric columns on; text experts see the texts.
+  EXPECT_TRUE(torch::equal(experts::make_expert("identity")->encode(b), b.tensor));
+  EXPECT_EQ(experts::make_expert("text-hash:16")->encode(b).size(1), 16);
+  // Only texts: no labels, no vectors, and identity says what it cannot do.
+  std::ofstream(dir / "t.tsv") << "text\nsome words\n";
+  auto t = data::open_source("tsv:" + (dir / "t.tsv"));
+  EXPECT_FALSE(t->has_labels());
+  EXPECT_FALSE(t->get({0}).tensor.defined());
+  EXPECT_THROW(experts::make_expert("identity")->encode(t->get({0})), InputError);
+}
+
+TEST(Sources, TsvErrorsNameTheLineAndColumn) {
+  TempDir dir("tsv_bad");
+  auto message = [&](const std::string& content) {
+    std::ofstream(dir / "b.tsv") << content;
+    try {
+      data::open_source("tsv:" + (dir / "b.tsv"));
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("").find("header"), std::string::npos);
+  EXPECT_NE(message("label\tsize\n1\t2\n").find("no 'text' column"), std::string::npos);
+  EXPECT_NE(message("text\ttext\na\tb\n").find("appears twice"), std::string::npos);
+  EXPECT_NE(message("text\tlabel\nok\t1\nbad\t\n").find("line 3, column 'label'"), std::string::npos);
+  EXPECT_NE(message("text\tlabel\nneg\t-2\n").find("line 2, column 'label'"), std::string::npos);
+  EXPECT_NE(message("text\tsize\nx\t1.5\ny\tbig\n").find("line 3, column 'size': 'big'"), std::string::npos);
+  EXPECT_NE(message("text\tsize\nx\t1\t2\n").find("line 2: 3 fields, the header names 2"), std::string::npos);
+  EXPECT_NE(message("text\tsize\nx\tnan\n").find("not a finite number"), std::string::npos);
+}
+
 TEST(Sources, H5RowsWithLabels) {
   TempDir dir("h5src");
   io::write_store(dir / "c.h5", {}, [](io::EmbeddingWriter& w) {

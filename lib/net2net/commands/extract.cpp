@@ -28,9 +28,10 @@ class ExtractTool : public cli::Tool {
   }
   void add_options(CLI::App& app) override {
     app.add_option("--data", req_.source,
-                   "SOURCE: fashion-mnist:train|test, images:DIR, text:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]");
+                   "SOURCE: fashion-mnist:train|test, images:DIR, text:FILE, tsv:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]");
     app.add_option("--expert", expert_args_,
-                   "NAME=EXPERT, repeatable; EXPERT: label[:K], text-hash[:DIM], identity, ts:PATH[:METHOD], or a chain A,B,...");
+                   "NAME=EXPERT, repeatable; EXPERT: label[:K], text-hash[:DIM], identity, caption, caption-props, ts:PATH[:METHOD], "
+                   "or a chain A,B,... (docs/experts.md)");
     app.add_option("--out", req_.out, "Output embedding cache (.h5)");
     app.add_option("--batch-size", req_.batch_size, "Items per expert call")->check(cli::positive_number());
     app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(cli::positive_number());

@@ -172,21 +172,33 @@ class ImageDir : public Source {
   int64_t w_ = 0, h_ = 0, c_ = 0;
 };
 
-// ---------------------------------------------------------------- text:FILE
+// ---------------------------------------------------------------- text:FILE, tsv:FILE
+// Lines without their '\n' (and a '\r' before it); no item after a final '\n'.
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  return lines;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1) fields.push_back(line.substr(start, tab - start));
+  fields.push_back(line.substr(start));
+  return fields;
+}
+
 class TextFile : public Source {
  public:
-  explicit TextFile(const std::string& path) : spec_("text:" + path) {
-    std::string text = read_text_file(path);
-    size_t start = 0;
-    while (start < text.size()) {
-      size_t nl = text.find('\n', start);
-      std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      lines_.push_back(line);
-      if (nl == std::string::npos) break;
-      start = nl + 1;
-    }
-  }
+  explicit TextFile(const std::string& path) : spec_("text:" + path), lines_(split_lines(read_text_file(path))) {}
   std::string spec() const override { return spec_; }
   int64_t size() const override { return lines_.size(); }
   ItemKind kind() const override { return ItemKind::Text; }
@@ -204,6 +216,83 @@ class TextFile : public Source {
  private:
   std::string spec_;
   std::vector<std::string> lines_;
+};
+
+// Texts with a header naming the columns: `text` (required), `label` (optional, an integer >= 0)
+// and numeric columns, which travel with each text as a vector (`identity` returns them): e.g.
+// prompts with the class and the properties they ask for, to score the images made from them.
+class TsvFile : public Source {
+ public:
+  explicit TsvFile(const std::string& path) : spec_("tsv:" + path) {
+    auto lines = split_lines(read_text_file(path));
+    if (lines.empty()) throw InputError("'" + path + "' is empty: a tsv source starts with a header naming its columns (text, label, ...)");
+    auto header = split_tabs(lines[0]);
+    int64_t text_col = -1, label_col = -1;
+    for (size_t c = 0; c < header.size(); ++c) {
+      const auto& name = header[c];
+      if (name.empty()) throw InputError("'" + path + "' header: column " + std::to_string(c + 1) + " has no name");
+      if (std::count(header.begin(), header.end(), name) > 1)
+        throw InputError("'" + path + "' header: column '" + name + "' appears twice");
+      if (name == "text") text_col = c;
+      else if (name == "label") label_col = c;
+      else numeric_.push_back(name);
+    }
+    if (text_col < 0) throw InputError("'" + path + "' header has no 'text' column (columns: " + lines[0] + ")");
+    has_labels_ = label_col >= 0;
+    const int64_t cols = numeric_.size();
+    std::vector<float> values;
+    for (size_t r = 1; r < lines.size(); ++r) {
+      auto fields = split_tabs(lines[r]);
+      const std::string where = "'" + path + "' line " + std::to_string(r + 1);
+      if (fields.size() != header.size())
+        throw InputError(where + ": " + std::to_string(fields.size()) + " fields, the header names " + std::to_string(header.size()));
+      texts_.push_back(fields[text_col]);
+      for (size_t c = 0; c < header.size(); ++c) {
+        if (int64_t(c) == text_col) continue;
+        const std::string& f = fields[c];
+        char* end = nullptr;
+        if (int64_t(c) == label_col) {
+          long long v = f.empty() ? -1 : std::strtoll(f.c_str(), &end, 10);
+          if (f.empty() || *end != '\0' || v < 0)
+            throw InputError(where + ", column 'label': '" + f + "' is not an integer class >= 0");
+          labels_.push_back(v);
+          num_classes_ = std::max<int64_t>(num_classes_, v + 1);
+        } else {
+          double v = f.empty() ? 0 : std::strtod(f.c_str(), &end);
+          if (f.empty() || *end != '\0' || !std::isfinite(v))
+            throw InputError(where + ", column '" + header[c] + "': '" + f + "' is not a finite number");
+          values.push_back(static_cast<float>(v));
+        }
+      }
+    }
+    if (cols > 0) vectors_ = torch::tensor(values).reshape({int64_t(texts_.size()), cols});
+  }
+  std::string spec() const override { return spec_; }
+  int64_t size() const override { return texts_.size(); }
+  ItemKind kind() const override { return ItemKind::Text; }
+  bool has_labels() const override { return has_labels_; }
+  int64_t num_classes() const override { return num_classes_; }
+  Batch get(const std::vector<int64_t>& indices) override {
+    Batch b;
+    b.index = indices;
+    b.kind = ItemKind::Text;
+    for (int64_t i : indices) {
+      check_index(i, size(), spec_);
+      b.texts.push_back(texts_[i]);
+    }
+    auto idx = torch::tensor(indices, torch::kLong);
+    if (has_labels_) b.labels = torch::tensor(labels_, torch::kLong).index_select(0, idx);
+    if (vectors_.defined()) b.tensor = vectors_.index_select(0, idx);
+    return b;
+  }
+
+ private:
+  std::string spec_;
+  std::vector<std::string> texts_, numeric_;
+  std::vector<int64_t> labels_;
+  bool has_labels_ = false;
+  int64_t num_classes_ = 0;
+  torch::Tensor vectors_;  // [rows, numeric columns]; undefined without numeric columns
 };
 
 // ---------------------------------------------------------------- h5:FILE:DATASET
@@ -247,6 +336,7 @@ class H5Rows : public Source {
   std::string name_;
   io::DatasetInfo info_;
   std::vector<int64_t> labels_;
+  bool has_labels_ = false;
   int64_t num_classes_ = 0;
 };
 
@@ -305,7 +395,7 @@ std::unique_ptr<Source> open_source(const std::string& spec, const SourceOptions
   auto colon = spec.find(':');
   std::string scheme = spec.substr(0, colon);
   std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  const std::string known = "fashion-mnist:train|test, images:DIR, text:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]";
+  const std::string known = "fashion-mnist:train|test, images:DIR, text:FILE, tsv:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]";
   if (scheme == "fashion-mnist") {
     if (rest != "train" && rest != "test")
       throw UsageError("source '" + spec + "': use fashion-mnist:train or fashion-mnist:test");
@@ -314,6 +404,7 @@ std::unique_ptr<Source> open_source(const std::string& spec, const SourceOptions
   if (rest.empty()) throw UsageError("source '" + spec + "' is not one of: " + known);
   if (scheme == "images") return std::make_unique<ImageDir>(rest);
   if (scheme == "text") return std::make_unique<TextFile>(rest);
+  if (scheme == "tsv") return std::make_unique<TsvFile>(rest);
   if (scheme == "h5") {
     auto last = rest.rfind(':');
     if (last == std::string::npos || last == 0 || last + 1 == rest.size())

@@ -4,6 +4,8 @@
 //   fashion-mnist:train|test   images [1,28,28] in [-1,1] + labels (the Debian package's files)
 //   images:DIR                 PNG/JPEG files sorted by name, [C,H,W] in [-1,1]
 //   text:FILE                  one item per line
+//   tsv:FILE                   texts with a header: column text, optional label (+ labels) and
+//                              numeric columns (a vector per item, which `identity` returns)
 //   h5:FILE:DATASET            rows of an HDF5 dataset (+ /label of that file when present)
 //   gaussian:N:DIM[:TRUNC]     seeded standard normal codes, truncated to |x| <= TRUNC
 #pragma once

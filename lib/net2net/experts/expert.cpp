@@ -221,7 +221,11 @@ class IdentityExpert : public Expert {
  public:
   std::string spec() const override { return "identity"; }
   torch::Tensor encode(const data::Batch& b) override {
-    if (b.kind == data::ItemKind::Text) throw InputError("expert 'identity' cannot pass texts on; use text-hash");
+    if (b.kind == data::ItemKind::Text) {
+      // A tsv source's numeric columns travel with its texts: those are passed on.
+      if (b.tensor.defined()) return b.tensor.to(torch::kFloat32).contiguous();
+      throw InputError("expert 'identity' cannot pass texts on; use text-hash (or a tsv source with numeric columns)");
+    }
     return b.tensor.to(torch::kFloat32).contiguous();
   }
   bool can_decode() const override { return true; }

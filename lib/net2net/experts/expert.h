@@ -1,7 +1,7 @@
 // Experts map a batch of items to a batch of vectors (or images):
 //   label[:K]         one-hot of the item's label (K classes; default: the source's count)
 //   text-hash[:DIM]   deterministic, weight-free text embedding (default DIM 256)
-//   identity          the item itself (vectors or images)
+//   identity          the item itself (vectors or images; a tsv source's numeric columns)
 //   ts:PATH[:METHOD]  a TorchScript module; METHOD defaults to encode, falling back to forward;
 //                     decode is the target side's decoder
 //   caption           Fashion-MNIST images (+ labels) -> texts: the class name with properties
