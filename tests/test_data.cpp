@@ -10,6 +10,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
 
 #include "net2net/core/error.h"
 #include "net2net/data/source.h"
@@ -478,4 +481,39 @@ TEST(Experts, ChainsComposeInOrder) {
   EXPECT_EQ(chain->fingerprint()["chain"].size(), 2u);
   EXPECT_THROW(experts::make_expert("identity,,identity"), UsageError);
   EXPECT_THROW(experts::make_expert("nosuch"), UsageError);
+}
+
+// The example's held-out prompts (configs/example/prompts_heldout.tsv): no word of theirs occurs in
+// any caption the caption expert writes, and the in-vocabulary twin asks for the same things.
+TEST(ExamplePrompts, HeldOutWordsNeverOccurInTrainingCaptionsAndTwinsAgree) {
+  auto words = [](std::string text) {
+    for (auto& ch : text) {
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (ch == '/' || ch == '-') ch = ' ';
+    }
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string w; in >> w;) out.push_back(w);
+    return out;
+  };
+  std::set<std::string> caption_words = {"a", "dark", "light", "small", "large"};
+  for (const auto& name : data::fashion_mnist_classes())
+    for (const auto& w : words(name)) caption_words.insert(w);
+  const std::string dir = std::string(NET2NET_SOURCE_DIR) + "/configs/example/";
+  auto heldout = data::open_source("tsv:" + dir + "prompts_heldout.tsv");
+  auto twin = data::open_source("tsv:" + dir + "prompts_in_vocabulary.tsv");
+  ASSERT_GE(heldout->size(), 60);
+  ASSERT_EQ(heldout->size(), twin->size());
+  std::vector<int64_t> all(heldout->size());
+  std::iota(all.begin(), all.end(), 0);
+  auto h = heldout->get(all), t = twin->get(all);
+  EXPECT_TRUE(torch::equal(h.labels, t.labels));
+  EXPECT_TRUE(torch::equal(h.tensor, t.tensor));
+  std::set<int64_t> classes;
+  for (int64_t i = 0; i < heldout->size(); ++i) {
+    classes.insert(h.labels[i].item<int64_t>());
+    for (const auto& w : words(h.texts[i])) EXPECT_EQ(caption_words.count(w), 0u) << "'" << h.texts[i] << "' uses '" << w << "'";
+    for (const auto& w : words(t.texts[i])) EXPECT_EQ(caption_words.count(w), 1u) << "'" << t.texts[i] << "' uses '" << w << "'";
+  }
+  EXPECT_EQ(classes.size(), 10u);
 }
