@@ -603,6 +603,29 @@ TEST(FusedKernels, NormLeakyReluEqualsActNormThenLeakyRelu) {
   kernels::cpu::set_capability(capabilities().back());
 }
 
+TEST(FusedKernels, NormActBackwardWithoutLeakyReluIsActNormsAlone) {
+  // alpha 0 means "no LeakyReLU" in every kernel (the flow's blocks without one pass 0): the
+  // gradient is then ActNorm's alone, gx = gy scale, whatever the sign of u.
+  for (const auto& isa : capabilities()) {
+    ASSERT_TRUE(kernels::cpu::set_capability(isa));
+    for (int64_t d : {3, 8, 13}) {
+      SCOPED_TRACE(isa + " d " + std::to_string(d));
+      torch::manual_seed(d);
+      const int64_t n = 11;
+      auto x = torch::randn({n, d}, f64()), loc = torch::randn({d}, f64()), scale = torch::randn({d}, f64());
+      auto gy = torch::randn({n, d}, f64());
+      auto gx = torch::empty_like(x), g_loc = torch::empty({d}, f64()), g_scale = torch::empty({d}, f64());
+      kernels::cpu::table<double>().norm_act_backward(x.data_ptr<double>(), loc.data_ptr<double>(), scale.data_ptr<double>(),
+                                                      0.0, gy.data_ptr<double>(), gx.data_ptr<double>(),
+                                                      g_loc.data_ptr<double>(), g_scale.data_ptr<double>(), n, d);
+      EXPECT_LT(max_abs(gx - gy * scale), 1e-12);
+      EXPECT_LT(max_abs(g_loc - (gy * scale).sum(0)), 1e-12);
+      EXPECT_LT(max_abs(g_scale - (gy * (x + loc)).sum(0)), 1e-12);
+    }
+  }
+  kernels::cpu::set_capability(capabilities().back());
+}
+
 TEST(FusedCoupling, FlowIsTheSameWithAndWithoutFusion) {
   auto model = ready_flow(small_config(9, "lrelu", "parallel", "none"));
   auto x = batch(16, 9, torch::kFloat64, 5), c = batch(16, 3, torch::kFloat64, 6);

@@ -1,8 +1,11 @@
-// Raw CPU kernels of the fused ops (coupling forward / backward / inverse, Adam step), compiled
-// twice: for the baseline x86-64 ISA (kernels_default.cpp) and with AVX2 + FMA
-// (kernels_avx2.cpp, where the compiler and SLEEF allow); table<T>() picks the best that this
-// CPU runs, once. NET2NET_CPU_CAPABILITY=default forces the baseline (tests compare the two).
+// Raw CPU kernels of the fused ops, in seven families (their bodies: cpu/impl/): the affine
+// coupling, Adam, three GEMM shapes for short batches (nn, nt, tn), the subnet pair, ActNorm +
+// LeakyReLU, the whole flow, and transposes. Compiled twice: for the baseline x86-64 ISA
+// (kernels_default.cpp) and with AVX2 + FMA (kernels_avx2.cpp, where the compiler and SLEEF
+// allow); table<T>() picks the best that this CPU runs, once. NET2NET_CPU_CAPABILITY=default
+// forces the baseline (tests compare the two).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -167,6 +170,18 @@ struct Table {
   // Elements of T per vector in this variant.
   int vector_width;
 };
+
+// Every function pointer of Table, by name: make_table (kernels_impl.h) fills each entry by this
+// list, and the assertion below fails when a field of Table is missing from it.
+#define NET2NET_CPU_TABLE_ENTRIES(X)                                                                       \
+  X(coupling_forward) X(coupling_backward) X(coupling_inverse) X(adam) X(adam_many) X(sum_squares_many)    \
+  X(matmul_nt) X(matmul_nn) X(matmul_tn) X(subnet_pair_forward) X(subnet_pair_backward) X(norm_act_forward) \
+  X(norm_act_backward) X(norm_act_inverse) X(flow_inverse) X(flow_forward) X(flow_backward) X(transpose_many) \
+  X(parallel_threads)
+#define NET2NET_COUNT_ENTRY(name) +1
+static_assert(offsetof(Table<float>, vector_width) == (0 NET2NET_CPU_TABLE_ENTRIES(NET2NET_COUNT_ENTRY)) * sizeof(void (*)()),
+              "NET2NET_CPU_TABLE_ENTRIES must name every function pointer of Table");
+#undef NET2NET_COUNT_ENTRY
 
 template <typename T>
 const Table<T>& table();
