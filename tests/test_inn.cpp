@@ -653,6 +653,46 @@ std::map<std::string, torch::Tensor> unbatched_grads(SubnetPair& pair, const Mlp
   return out;
 }
 
+TEST(SubnetPair, KernelParamsAreTheRegisteredParametersInTheirOrder) {
+  // The fused kernels' flat order (PairParams::append_to) is the order in which the layer
+  // registers its parameters (which the optimizer and checkpoints see): the same tensors, and
+  // read() takes the flat list back apart.
+  for (int64_t depth : {0, 1, 2}) {
+    SCOPED_TRACE(depth);
+    Mlp s(5, 8, depth, 3, true), t(5, 8, depth, 3, false);
+    SubnetPair pair(*s, *t);
+    std::vector<Tensor> flat;
+    pair->kernel_params().append_to(flat);
+    auto registered = pair->parameters();
+    ASSERT_EQ(static_cast<int64_t>(flat.size()), kernels::PairParams::count(depth));
+    ASSERT_EQ(flat.size(), registered.size());
+    for (size_t i = 0; i < flat.size(); ++i) EXPECT_TRUE(flat[i].is_same(registered[i])) << "tensor " << i;
+    const Tensor* cursor = flat.data();
+    auto back = kernels::PairParams::read(cursor, depth);
+    EXPECT_EQ(cursor, flat.data() + flat.size());
+    std::vector<Tensor> again;
+    back.append_to(again);
+    for (size_t i = 0; i < flat.size(); ++i) EXPECT_TRUE(again[i].is_same(flat[i]));
+    EXPECT_EQ(back.in(), 5);
+    EXPECT_EQ(back.hidden(), 8);
+    EXPECT_EQ(back.depth(), depth);
+    EXPECT_EQ(back.out(), 3);
+  }
+  // A flow block: ActNorm's loc and scale, then the coupling's two pairs, as registered.
+  auto cfg = small_config(6);
+  FlowBlock block(cfg, 0);
+  auto p = block->kernel_params();
+  std::vector<Tensor> flat;
+  p.append_to(flat);
+  std::vector<Tensor> registered = block->norm->parameters();
+  for (const auto& t : block->coupling->parameters()) registered.push_back(t);
+  ASSERT_EQ(flat.size(), registered.size());
+  ASSERT_EQ(static_cast<int64_t>(flat.size()), kernels::BlockParams::count(cfg.hidden_depth));
+  for (size_t i = 0; i < flat.size(); ++i) EXPECT_TRUE(flat[i].is_same(registered[i])) << "tensor " << i;
+  EXPECT_DOUBLE_EQ(p.alpha, cfg.leaky_relu_alpha);
+  EXPECT_TRUE(p.shuffle.is_same(block->shuffle->forward_index));
+}
+
 TEST(SubnetPair, SameValuesAndGradientsAsItsTwoMlps) {
   for (int64_t depth : {0, 1, 2}) {
     SCOPED_TRACE(depth);

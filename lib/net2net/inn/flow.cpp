@@ -1,12 +1,9 @@
 #include "net2net/inn/flow.h"
 
 #include <cmath>
-#include <deque>
-#include <memory>
 #include <tuple>
 
 #include "net2net/kernels/dispatch.h"
-#include "net2net/kernels/cpu/kernels.h"
 #include "net2net/kernels/norm_activation.h"
 
 namespace net2net::inn {
@@ -55,278 +52,14 @@ Tensor FlowBlockImpl::inverse(const Tensor& y, const Tensor& cond) {
   return norm->inverse(h);
 }
 
-// ---------------------------------------------------------------- the whole flow as one kernel
-namespace {
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-// The whole flow as one kernel (cpu flow_forward / flow_backward / flow_inverse) where every
-// coupling takes the fused subnet kernels and the tensors are CPU float / double. Forward needs
-// ActNorm initialised when training (its initialisation is the op-by-op path's first step), and
-// with gradients each pair's input width in whole vectors (flow_backward).
-bool fused_flow_possible(const std::vector<FlowBlock>& blocks, const Tensor& x, const std::vector<Tensor>& conds,
-                         bool forward) {
-  if (!kernels::fused_cpu({x}) || blocks.empty() || x.dim() != 2) return false;
-  const bool grad = torch::GradMode::is_enabled();
-  if (!forward && grad) return false;
-  const int width = kernels::cpu_vector_width(x.scalar_type());
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    const auto& blk = blocks[i];
-    const auto &st0 = blk->coupling->st0(), &st1 = blk->coupling->st1();
-    if (!kernels::fused_cpu({x, conds[i], blk->norm->loc, blk->norm->scale}) || !st0->fusable(x) || !st1->fusable(x))
-      return false;
-    if (forward && blk->norm->is_training() && !blk->norm->initialized()) return false;
-    if (forward && grad &&
-        (st0->in_dim() % width != 0 || st1->in_dim() % width != 0))
-      return false;
-  }
-  return true;
+kernels::BlockParams FlowBlockImpl::kernel_params() const {
+  kernels::BlockParams p;
+  p.loc = norm->loc, p.scale = norm->scale;
+  p.alpha = activation ? activation->alpha() : 0.0;
+  p.shuffle = shuffle->forward_index, p.unshuffle = shuffle->backward_index;
+  p.st0 = coupling->st0()->kernel_params(), p.st1 = coupling->st1()->kernel_params();
+  return p;
 }
-
-// Per block: loc, scale, then st0's and st1's kernel_params (SubnetPair order).
-std::vector<Tensor> flat_parameters(const std::vector<FlowBlock>& blocks) {
-  std::vector<Tensor> out;
-  for (const auto& blk : blocks) {
-    out.push_back(blk->norm->loc), out.push_back(blk->norm->scale);
-    for (const auto& st : {blk->coupling->st0(), blk->coupling->st1()})
-      for (auto& p : st->kernel_params()) out.push_back(p);
-  }
-  return out;
-}
-int64_t per_block(int64_t depth) { return 2 + 2 * (4 + 2 * depth); }
-
-// What the kernels read, as raw pointers into contiguous tensors held here; the transposed
-// weights go to one scratch tensor, filled by one parallel kernel call (finish()).
-template <typename T>
-struct KernelWeights {
-  std::vector<Tensor> keep;                  // contiguous tensors the kernel reads
-  std::deque<std::vector<const T*>> layers;  // per pair: w_hidden, b_hidden[, w_hidden_t] pointers
-  std::vector<kernels::cpu::FlowBlockWeights<T>> blocks;
-  Tensor scratch;  // the transposed copies, carved in order
-  T* next = nullptr;
-  std::vector<const T*> t_src;
-  std::vector<T*> t_dst;
-  std::vector<int64_t> t_rows, t_cols;
-
-  // Elements of the transposed copies that add_block will want: w_in per pair and, for the
-  // backward pass, the hidden and output weights.
-  static int64_t scratch_elements(at::TensorList params, int64_t depth, bool transposes) {
-    int64_t total = 0;
-    for (size_t base = 0; base < params.size(); base += per_block(depth))
-      for (size_t pair = base + 2; pair < base + per_block(depth); pair += 4 + 2 * depth) {
-        total += params[pair].numel();
-        if (!transposes) continue;
-        for (int64_t k = 0; k < depth; ++k) total += params[pair + 2 + 2 * k].numel();
-        total += params[pair + 2 + 2 * depth].numel();
-      }
-    return total;
-  }
-  KernelWeights(at::TensorList params, int64_t depth, bool transposes) {
-    scratch = torch::empty({scratch_elements(params, depth, transposes)}, params[0].options());
-    next = scratch.data_ptr<T>();
-  }
-  const T* hold(const Tensor& t) {
-    keep.push_back(t.contiguous());
-    return keep.back().data_ptr<T>();
-  }
-  const int64_t* index(const Tensor& t) {
-    keep.push_back(t.contiguous());
-    return keep.back().data_ptr<int64_t>();
-  }
-  // m [.., rows, cols] (a batch of matrices) transposed into the scratch: [.., cols, rows].
-  const T* transposed(const Tensor& m) {
-    const T* src = hold(m);
-    T* dst = next;
-    const int64_t rows = m.size(-2), cols = m.size(-1);
-    for (int64_t i = 0; i < m.numel() / (rows * cols); ++i) {
-      t_src.push_back(src + i * rows * cols), t_dst.push_back(dst + i * rows * cols);
-      t_rows.push_back(rows), t_cols.push_back(cols);
-    }
-    next += m.numel();
-    return dst;
-  }
-  // params: w_in [2H, in], b_in, (w_hidden{k}, b_hidden{k})..., w_out, b_out.
-  kernels::cpu::PairWeights<T> pair(const Tensor* params, int64_t depth, bool transposes) {
-    auto& ptrs = layers.emplace_back();
-    for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[2 + 2 * k]));
-    for (int64_t k = 0; k < depth; ++k) ptrs.push_back(hold(params[3 + 2 * k]));
-    if (transposes)
-      for (int64_t k = 0; k < depth; ++k) ptrs.push_back(transposed(params[2 + 2 * k]));
-    kernels::cpu::PairWeights<T> p{transposed(params[0]), hold(params[1]), ptrs.data(), ptrs.data() + depth,
-                                   hold(params[2 + 2 * depth]), hold(params[3 + 2 * depth]), params[0].size(1),
-                                   params[0].size(0) / 2, depth, params[3 + 2 * depth].size(-1)};
-    if (transposes) {
-      p.w_in_t = hold(params[0]);
-      p.w_hidden_t = ptrs.data() + 2 * depth;
-      p.w_out_t = transposed(params[2 + 2 * depth]);
-    }
-    return p;
-  }
-  // params: loc, scale, st0's, st1's (per_block(depth) tensors).
-  void add_block(const Tensor* params, int64_t depth, double alpha, const Tensor& shuffle, const Tensor& unshuffle,
-                 const Tensor& cond, bool transposes) {
-    kernels::cpu::FlowBlockWeights<T> b{hold(params[0]), hold(params[1]), static_cast<T>(alpha), index(unshuffle),
-                                        pair(params + 2, depth, transposes), pair(params + 6 + 2 * depth, depth, transposes),
-                                        hold(cond), cond.size(1)};
-    b.shuffle = index(shuffle);
-    blocks.push_back(b);
-  }
-  void finish() {
-    TORCH_CHECK(next == scratch.data_ptr<T>() + scratch.numel(), "KernelWeights: scratch size mismatch");
-    kernels::cpu::table<T>().transpose_many(t_src.data(), t_dst.data(), t_rows.data(), t_cols.data(),
-                                            static_cast<int64_t>(t_src.size()));
-  }
-};
-
-// Per block, from the modules: alpha (0: no LeakyReLU), the shuffle and its inverse.
-struct FlowMeta {
-  std::vector<double> alphas;
-  std::vector<Tensor> shuffles, unshuffles;
-  int64_t depth = 0, first_half = 0;
-};
-FlowMeta flow_meta(const std::vector<FlowBlock>& blocks) {
-  FlowMeta m;
-  for (const auto& blk : blocks) {
-    m.alphas.push_back(blk->activation ? blk->activation->alpha() : 0.0);
-    m.shuffles.push_back(blk->shuffle->forward_index), m.unshuffles.push_back(blk->shuffle->backward_index);
-  }
-  m.depth = blocks.front()->coupling->st0()->depth();
-  m.first_half = blocks.front()->coupling->first_half();
-  return m;
-}
-
-template <typename T>
-std::unique_ptr<KernelWeights<T>> kernel_weights(const FlowMeta& m, at::TensorList params, at::TensorList conds,
-                                                 bool transposes) {
-  auto w = std::make_unique<KernelWeights<T>>(params, m.depth, transposes);
-  const int64_t pb = per_block(m.depth);
-  for (size_t i = 0; i < m.alphas.size(); ++i)
-    w->add_block(params.data() + i * pb, m.depth, m.alphas[i], m.shuffles[i], m.unshuffles[i], conds[i], transposes);
-  w->finish();
-  return w;
-}
-
-// Training through flow_forward / flow_backward: one autograd node for the whole flow. inputs:
-// the block conditions, the flat parameters, then the shuffles and their inverses.
-struct FlowFn : public torch::autograd::Function<FlowFn> {
-  static FlowMeta meta(at::TensorList inputs, const std::vector<double>& alphas, int64_t depth, int64_t first_half) {
-    const int64_t count = static_cast<int64_t>(alphas.size()), base = count + count * per_block(depth);
-    FlowMeta m{alphas, {}, {}, depth, first_half};
-    for (int64_t i = 0; i < count; ++i)
-      m.shuffles.push_back(inputs[base + i]), m.unshuffles.push_back(inputs[base + count + i]);
-    return m;
-  }
-
-  static variable_list forward(AutogradContext* ctx, Tensor x, at::TensorList inputs, std::vector<double> alphas,
-                               int64_t depth, int64_t first_half) {
-    const int64_t count = static_cast<int64_t>(alphas.size()), n = x.size(0), d = x.size(1);
-    const FlowMeta m = meta(inputs, alphas, depth, first_half);
-    const Tensor xc = x.contiguous();
-    Tensor v = torch::empty_like(xc), logdet = torch::empty({n}, x.options()), saved;
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "flow_forward", [&] {
-      auto w = kernel_weights<scalar_t>(m, inputs.slice(count, count * per_block(depth)), inputs.slice(0, count), false);
-      int64_t total = 0;
-      for (const auto& b : w->blocks) total += kernels::cpu::flow_saved_elements(n, d, b);
-      saved = torch::empty({total}, x.options());
-      kernels::cpu::table<scalar_t>().flow_forward(xc.data_ptr<scalar_t>(), n, d, first_half, w->blocks.data(), count,
-                                                   v.data_ptr<scalar_t>(), logdet.data_ptr<scalar_t>(),
-                                                   saved.data_ptr<scalar_t>());
-    });
-    std::vector<Tensor> keep = {saved};
-    for (const auto& t : inputs) keep.push_back(t);
-    ctx->save_for_backward(keep);
-    ctx->saved_data["alphas"] = alphas;
-    ctx->saved_data["depth"] = depth;
-    ctx->saved_data["first_half"] = first_half;
-    return {v, logdet};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto all = ctx->get_saved_variables();
-    const Tensor& saved = all[0];
-    const std::vector<Tensor> inputs(all.begin() + 1, all.end());
-    const auto alphas = ctx->saved_data["alphas"].toDoubleVector();
-    const int64_t depth = ctx->saved_data["depth"].toInt(), first_half = ctx->saved_data["first_half"].toInt();
-    const int64_t count = static_cast<int64_t>(alphas.size()), pb = per_block(depth);
-    const FlowMeta m = meta(inputs, alphas, depth, first_half);
-    const at::TensorList conds(inputs.data(), count), params(inputs.data() + count, count * pb);
-    const int64_t n = conds[0].size(0), d = params[0].size(0);
-    auto opts = saved.options();
-    const Tensor gv = grads[0].defined() ? grads[0].contiguous() : torch::zeros({n, d}, opts);
-    const Tensor gld = grads[1].defined() ? grads[1].contiguous() : torch::zeros({n}, opts);
-    Tensor gx = torch::empty({n, d}, opts);
-    std::vector<Tensor> g_conds, g_params;
-    for (const auto& c : conds) g_conds.push_back(torch::empty({n, c.size(1)}, opts));
-    for (const auto& p : params) g_params.push_back(torch::empty(p.sizes(), opts));
-    AT_DISPATCH_FLOATING_TYPES(saved.scalar_type(), "flow_backward", [&] {
-      using T = scalar_t;
-      auto w = kernel_weights<T>(m, params, conds, true);
-      int64_t total = 0;
-      for (const auto& b : w->blocks) total += kernels::cpu::flow_work_elements(n, d, b);
-      Tensor work = torch::empty({total}, opts);
-      std::deque<std::vector<T*>> layer_ptrs;
-      auto pair_grads = [&](Tensor* g) {
-        auto& ptrs = layer_ptrs.emplace_back();
-        for (int64_t k = 0; k < depth; ++k) ptrs.push_back(g[2 + 2 * k].data_ptr<T>());
-        for (int64_t k = 0; k < depth; ++k) ptrs.push_back(g[3 + 2 * k].data_ptr<T>());
-        return kernels::cpu::PairGrads<T>{g[0].data_ptr<T>(), g[1].data_ptr<T>(), ptrs.data(), ptrs.data() + depth,
-                                          g[2 + 2 * depth].data_ptr<T>(), g[3 + 2 * depth].data_ptr<T>()};
-      };
-      std::vector<kernels::cpu::FlowBlockGrads<T>> bg;
-      for (int64_t i = 0; i < count; ++i) {
-        Tensor* g = g_params.data() + i * pb;
-        bg.push_back({g[0].data_ptr<T>(), g[1].data_ptr<T>(), pair_grads(g + 2), pair_grads(g + 6 + 2 * depth),
-                      g_conds[i].data_ptr<T>()});
-      }
-      kernels::cpu::table<T>().flow_backward(n, d, first_half, w->blocks.data(), count, saved.data_ptr<T>(),
-                                             gv.data_ptr<T>(), gld.data_ptr<T>(), work.data_ptr<T>(), gx.data_ptr<T>(),
-                                             bg.data());
-    });
-    variable_list result = {gx};
-    for (auto& g : g_conds) result.push_back(g);
-    for (auto& g : g_params) result.push_back(g);
-    for (int64_t i = 0; i < 2 * count; ++i) result.push_back(Tensor());  // the shuffles
-    for (int i = 0; i < 3; ++i) result.push_back(Tensor());               // alphas, depth, first_half
-    return result;
-  }
-};
-
-FlowOutput fused_forward(const std::vector<FlowBlock>& blocks, const Tensor& x, const std::vector<Tensor>& conds) {
-  const FlowMeta m = flow_meta(blocks);
-  const auto params = flat_parameters(blocks);
-  if (torch::GradMode::is_enabled()) {
-    std::vector<Tensor> inputs(conds.begin(), conds.end());
-    inputs.insert(inputs.end(), params.begin(), params.end());
-    inputs.insert(inputs.end(), m.shuffles.begin(), m.shuffles.end());
-    inputs.insert(inputs.end(), m.unshuffles.begin(), m.unshuffles.end());
-    auto out = FlowFn::apply(x, at::TensorList(inputs), m.alphas, m.depth, m.first_half);
-    return {out[0], out[1]};
-  }
-  const Tensor xc = x.contiguous();
-  Tensor v = torch::empty_like(xc), logdet = torch::empty({x.size(0)}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "flow_forward", [&] {
-    auto w = kernel_weights<scalar_t>(m, params, conds, false);
-    kernels::cpu::table<scalar_t>().flow_forward(xc.data_ptr<scalar_t>(), x.size(0), x.size(1), m.first_half,
-                                                 w->blocks.data(), static_cast<int64_t>(w->blocks.size()),
-                                                 v.data_ptr<scalar_t>(), logdet.data_ptr<scalar_t>(), nullptr);
-  });
-  return {v, logdet};
-}
-
-Tensor fused_inverse(const std::vector<FlowBlock>& blocks, const Tensor& v, const std::vector<Tensor>& conds) {
-  const FlowMeta m = flow_meta(blocks);
-  const auto params = flat_parameters(blocks);
-  const Tensor vc = v.contiguous();
-  Tensor x = torch::empty_like(vc);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "flow_inverse", [&] {
-    auto w = kernel_weights<scalar_t>(m, params, conds, false);
-    kernels::cpu::table<scalar_t>().flow_inverse(vc.data_ptr<scalar_t>(), vc.size(0), vc.size(1), m.first_half,
-                                                 w->blocks.data(), static_cast<int64_t>(w->blocks.size()),
-                                                 x.data_ptr<scalar_t>());
-  });
-  return x;
-}
-}  // namespace
 
 // ---------------------------------------------------------------- flow
 ConditionalFlowImpl::ConditionalFlowImpl(const config::FlowConfig& cfg) : cfg_(cfg) {
@@ -364,7 +97,10 @@ FlowOutput ConditionalFlowImpl::forward(const Tensor& x, const Tensor& cond) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == cfg_.in_dim, "target: expected [N, ", cfg_.in_dim, "], got ", x.sizes());
   TORCH_CHECK(x.size(0) == cond.size(0), "target and condition differ in rows: ", x.size(0), " vs ", cond.size(0));
   auto conds = block_conditions(cond);
-  if (fused_flow_possible(blocks_, x, conds, /*forward=*/true)) return fused_forward(blocks_, x, conds);
+  if (whole_flow_fusable(x, conds, /*forward=*/true)) {
+    auto [v, logdet] = kernels::fused_flow_forward(kernel_params(), x, conds);
+    return {v, logdet};
+  }
   Tensor h = x;
   Tensor logdet = torch::zeros({x.size(0)}, x.options());
   for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -375,18 +111,35 @@ FlowOutput ConditionalFlowImpl::forward(const Tensor& x, const Tensor& cond) {
   return {h, logdet};
 }
 
+kernels::FlowParams ConditionalFlowImpl::kernel_params() const {
+  kernels::FlowParams p;
+  for (const auto& blk : blocks_) p.blocks.push_back(blk->kernel_params());
+  p.first_half = blocks_.front()->coupling->first_half();
+  return p;
+}
+
+// The whole flow as one kernel (kernels/fused_flow.h) where the tensors allow it and, when
+// training, every ActNorm is initialised (its initialisation is the op-by-op path's first step).
+bool ConditionalFlowImpl::whole_flow_fusable(const Tensor& x, const std::vector<Tensor>& conds, bool forward) const {
+  if (!kernels::fused_cpu({x}) || blocks_.empty()) return false;  // first: the GPU path builds nothing
+  if (forward)
+    for (const auto& blk : blocks_)
+      if (blk->norm->is_training() && !blk->norm->initialized()) return false;
+  return kernels::flow_fusable(kernel_params(), x, conds, forward);
+}
+
 bool ConditionalFlowImpl::forward_is_fused(const Tensor& x, const Tensor& cond) {
-  return fused_flow_possible(blocks_, x, block_conditions(cond), /*forward=*/true);
+  return whole_flow_fusable(x, block_conditions(cond), /*forward=*/true);
 }
 
 bool ConditionalFlowImpl::inverse_is_fused(const Tensor& v, const Tensor& cond) {
-  return fused_flow_possible(blocks_, v, block_conditions(cond), /*forward=*/false);
+  return whole_flow_fusable(v, block_conditions(cond), /*forward=*/false);
 }
 
 Tensor ConditionalFlowImpl::inverse(const Tensor& v, const Tensor& cond) {
   TORCH_CHECK(v.dim() == 2 && v.size(1) == cfg_.in_dim, "residual: expected [N, ", cfg_.in_dim, "], got ", v.sizes());
   auto conds = block_conditions(cond);
-  if (fused_flow_possible(blocks_, v, conds, /*forward=*/false)) return fused_inverse(blocks_, v, conds);
+  if (whole_flow_fusable(v, conds, /*forward=*/false)) return kernels::fused_flow_inverse(kernel_params(), v, conds);
   Tensor h = v;
   for (size_t i = blocks_.size(); i-- > 0;) h = blocks_[i]->inverse(h, conds[i]);
   return h;

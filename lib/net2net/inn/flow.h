@@ -7,6 +7,7 @@
 
 #include "net2net/config/cinn_config.h"
 #include "net2net/inn/layers.h"
+#include "net2net/kernels/fused_flow.h"
 
 namespace net2net::inn {
 
@@ -20,6 +21,8 @@ class FlowBlockImpl : public torch::nn::Module {
   FlowBlockImpl(const config::FlowConfig& cfg, int64_t index);
   LayerOutput forward(const Tensor& x, const Tensor& cond);
   Tensor inverse(const Tensor& y, const Tensor& cond);
+  // The parameters as the whole-flow kernel takes them (handles to the registered ones).
+  kernels::BlockParams kernel_params() const;
 
   ActNorm norm{nullptr};
   InvLeakyRelu activation{nullptr};  // null when activation is "none"
@@ -56,6 +59,9 @@ class ConditionalFlowImpl : public torch::nn::Module {
   Mlp embedder{nullptr};
 
  private:
+  kernels::FlowParams kernel_params() const;
+  bool whole_flow_fusable(const Tensor& x, const std::vector<Tensor>& conds, bool forward) const;
+
   config::FlowConfig cfg_;
   std::vector<FlowBlock> blocks_;
   std::vector<torch::nn::Linear> cond_maps_;  // "parallel" / "sequential" conditioning

@@ -8,7 +8,6 @@
 
 #include "net2net/kernels/affine_coupling.h"
 #include "net2net/kernels/batched_linear.h"
-#include "net2net/kernels/cpu/kernels.h"
 
 namespace net2net::inn {
 
@@ -138,168 +137,47 @@ SubnetPairImpl::SubnetPairImpl(const MlpImpl& s, const MlpImpl& t) {
   const auto& lt = t.linears();
   TORCH_CHECK(ls.size() == lt.size() && ls.size() >= 2, "SubnetPair: the two subnets differ in depth");
   torch::NoGradGuard no_grad;
-  hidden_ = ls.front()->weight.size(0);
-  w_in_ = register_parameter("w_in", torch::cat({ls.front()->weight, lt.front()->weight}, 0));
-  b_in_ = register_parameter("b_in", torch::cat({ls.front()->bias, lt.front()->bias}, 0));
+  auto& p = params_;
+  p.w_in = register_parameter("w_in", torch::cat({ls.front()->weight, lt.front()->weight}, 0));
+  p.b_in = register_parameter("b_in", torch::cat({ls.front()->bias, lt.front()->bias}, 0));
   for (size_t k = 1; k + 1 < ls.size(); ++k) {
-    w_hidden_.push_back(register_parameter("w_hidden" + std::to_string(k),
-                                           torch::stack({ls[k]->weight.t(), lt[k]->weight.t()}).contiguous()));
-    b_hidden_.push_back(register_parameter("b_hidden" + std::to_string(k), torch::stack({ls[k]->bias, lt[k]->bias})));
+    p.w_hidden.push_back(register_parameter("w_hidden" + std::to_string(k),
+                                            torch::stack({ls[k]->weight.t(), lt[k]->weight.t()}).contiguous()));
+    p.b_hidden.push_back(register_parameter("b_hidden" + std::to_string(k), torch::stack({ls[k]->bias, lt[k]->bias})));
   }
-  w_out_ = register_parameter("w_out", torch::stack({ls.back()->weight.t(), lt.back()->weight.t()}).contiguous());
-  b_out_ = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
-  n_weights_ = w_in_.numel() + w_out_.numel();
-  for (const auto& w : w_hidden_) n_weights_ += w.numel();
-}
-
-namespace {
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-// The fused kernels (cpu subnet_pair_forward / backward) for this pair: CPU float / double, small
-// weights (each block of rows reads all of them: they must stay in cache), widths in whole vectors.
-bool fused_pair(const Tensor& x, const Tensor& w_in, int64_t hidden, int64_t out, int64_t n_weights) {
-  if (!kernels::fused_cpu({x, w_in}) || x.dim() != 2) return false;
-  const int64_t bytes = n_weights * static_cast<int64_t>(x.element_size());
-  const int width = kernels::cpu_vector_width(x.scalar_type());
-  return bytes <= (1 << 20) && hidden % width == 0 && out % width == 0;
-}
-
-// The data pointers of `ts` (T const for inputs).
-template <typename T>
-std::vector<T*> pointers(const std::vector<Tensor>& ts) {
-  std::vector<T*> out;
-  for (const auto& t : ts) out.push_back(t.data_ptr<std::remove_const_t<T>>());
-  return out;
-}
-
-// params: w_in [2H, in], b_in [2H], then per hidden layer w [2, H, H], b [2, H], then w_out [2, H,
-// out], b_out [2, out] (SubnetPair's parameters). (s, t) through the forward kernel; with `acts`
-// (training) a0 [N, 2H] and the hidden activations [2, N, H] are kept there (after each LeakyReLU).
-std::pair<Tensor, Tensor> pair_forward(const Tensor& x, at::TensorList params, int64_t hidden,
-                                       std::vector<Tensor>* acts) {
-  const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2, n = x.size(0), out = params.back().size(1);
-  const Tensor xc = x.contiguous(), w_in_t = params[0].t().contiguous(), b_in = params[1].contiguous();
-  std::vector<Tensor> wh, bh;
-  for (int64_t k = 0; k < depth; ++k) wh.push_back(params[2 + 2 * k].contiguous()), bh.push_back(params[3 + 2 * k].contiguous());
-  const Tensor w_out = params[2 + 2 * depth].contiguous(), b_out = params[3 + 2 * depth].contiguous();
-  if (acts) {
-    acts->assign({torch::empty({n, 2 * hidden}, x.options())});
-    for (int64_t k = 0; k < depth; ++k) acts->push_back(torch::empty({2, n, hidden}, x.options()));
-  }
-  Tensor s = torch::empty({n, out}, x.options()), t = torch::empty({n, out}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_forward", [&] {
-    auto wp = pointers<const scalar_t>(wh), bp = pointers<const scalar_t>(bh);
-    std::vector<scalar_t*> ap;
-    if (acts) ap = pointers<scalar_t>(std::vector<Tensor>(acts->begin() + 1, acts->end()));
-    kernels::cpu::table<scalar_t>().subnet_pair_forward(
-        xc.data_ptr<scalar_t>(), n, xc.size(1), w_in_t.data_ptr<scalar_t>(), b_in.data_ptr<scalar_t>(), hidden, depth,
-        wp.data(), bp.data(), w_out.data_ptr<scalar_t>(), b_out.data_ptr<scalar_t>(), out, s.data_ptr<scalar_t>(),
-        t.data_ptr<scalar_t>(), acts ? (*acts)[0].data_ptr<scalar_t>() : nullptr, acts ? ap.data() : nullptr);
-  });
-  return {s, t};
-}
-
-// Training through the fused kernels: the forward keeps x, the activations and s; the backward
-// kernel gives the gradients at every pre-activation, from which each layer's weight gradient is
-// one GEMM over the batch.
-struct SubnetPairFn : public torch::autograd::Function<SubnetPairFn> {
-  static variable_list forward(AutogradContext* ctx, Tensor x, at::TensorList params, int64_t hidden) {
-    const int64_t depth = (static_cast<int64_t>(params.size()) - 4) / 2;
-    std::vector<Tensor> acts;  // a0, then the hidden activations
-    auto [s, t] = pair_forward(x, params, hidden, &acts);
-    std::vector<Tensor> saved = {x.contiguous(), params[0].contiguous(), params[2 + 2 * depth].contiguous(), s};
-    for (auto& a : acts) saved.push_back(a);
-    for (int64_t k = 0; k < depth; ++k) saved.push_back(params[2 + 2 * k].contiguous());
-    ctx->save_for_backward(saved);
-    ctx->saved_data["hidden"] = hidden;
-    ctx->saved_data["depth"] = depth;
-    return {s, t};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const int64_t hidden = ctx->saved_data["hidden"].toInt(), depth = ctx->saved_data["depth"].toInt();
-    const Tensor &x = saved[0], &w_in = saved[1], &w_out = saved[2], &s = saved[3], &a0 = saved[4];
-    const std::vector<Tensor> acts(saved.begin() + 5, saved.begin() + 5 + depth),
-        wh(saved.begin() + 5 + depth, saved.begin() + 5 + 2 * depth);
-    const int64_t n = x.size(0), out = s.size(1);
-    const Tensor gs = grads[0].contiguous(), gt = grads[1].contiguous();
-    Tensor g_out = torch::empty({2, n, out}, x.options()), g_a0 = torch::empty({n, 2 * hidden}, x.options());
-    std::vector<Tensor> g_hidden;
-    for (int64_t k = 0; k < depth; ++k) g_hidden.push_back(torch::empty({2, n, hidden}, x.options()));
-    // The weights as [out, in]: the products with them are then the nn kernel's (small: copied).
-    std::vector<Tensor> wh_t;
-    for (const auto& w : wh) wh_t.push_back(w.transpose(1, 2).contiguous());
-    const Tensor w_out_t = w_out.transpose(1, 2).contiguous();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "subnet_pair_backward", [&] {
-      auto wp = pointers<const scalar_t>(wh_t), ap = pointers<const scalar_t>(acts);
-      auto gp = pointers<scalar_t>(g_hidden);
-      kernels::cpu::table<scalar_t>().subnet_pair_backward(
-          n, hidden, depth, wp.data(), w_out_t.data_ptr<scalar_t>(), out, s.data_ptr<scalar_t>(), a0.data_ptr<scalar_t>(),
-          ap.data(), gs.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), gp.data(),
-          g_a0.data_ptr<scalar_t>());
-    });
-    // Each layer's input: a0 as the pair [2, n, H] (a view), then the hidden activations.
-    auto input_of = [&](int64_t layer) { return layer == 0 ? a0.view({n, 2, hidden}).transpose(0, 1) : acts[layer - 1]; };
-    variable_list result;
-    result.push_back(ctx->needs_input_grad(0) ? torch::mm(g_a0, w_in) : Tensor());
-    result.push_back(torch::mm(g_a0.t(), x));
-    result.push_back(g_a0.sum(0));
-    for (int64_t k = 0; k < depth; ++k) {
-      result.push_back(torch::bmm(input_of(k).transpose(1, 2), g_hidden[k]));
-      result.push_back(g_hidden[k].sum(1));
-    }
-    result.push_back(torch::bmm(input_of(depth).transpose(1, 2), g_out));
-    result.push_back(g_out.sum(1));
-    result.push_back(Tensor());  // hidden (not a tensor)
-    return result;
-  }
-};
-}  // namespace
-
-bool SubnetPairImpl::fusable(const Tensor& x) const { return fused_pair(x, w_in_, hidden_, w_out_.size(2), n_weights_); }
-
-std::vector<Tensor> SubnetPairImpl::kernel_params() const {
-  std::vector<Tensor> params = {w_in_, b_in_};
-  for (size_t k = 0; k < w_hidden_.size(); ++k) params.push_back(w_hidden_[k]), params.push_back(b_hidden_[k]);
-  params.push_back(w_out_), params.push_back(b_out_);
-  return params;
+  p.w_out = register_parameter("w_out", torch::stack({ls.back()->weight.t(), lt.back()->weight.t()}).contiguous());
+  p.b_out = register_parameter("b_out", torch::stack({ls.back()->bias, lt.back()->bias}));
 }
 
 std::pair<Tensor, Tensor> SubnetPairImpl::forward(const Tensor& x) {
-  const int64_t n = x.size(0);
-  if (fusable(x)) {
-    const auto params = kernel_params();
-    if (torch::GradMode::is_enabled()) {
-      auto st = SubnetPairFn::apply(x, at::TensorList(params), hidden_);
-      return {st[0], st[1]};
-    }
-    return pair_forward(x, params, hidden_, nullptr);  // inference: no activations kept
-  }
-  auto h = torch::leaky_relu(kernels::linear(x, w_in_, b_in_), 0.01);  // [N, 2H]
-  auto pair = h.view({n, 2, hidden_}).transpose(0, 1);                   // [2, N, H], a view
-  for (size_t k = 0; k < w_hidden_.size(); ++k)
-    pair = torch::leaky_relu(kernels::batched_linear(pair, w_hidden_[k], b_hidden_[k]), 0.01);
-  auto out = kernels::batched_linear(pair, w_out_, b_out_);  // [2, N, out]
+  if (fusable(x)) return kernels::subnet_pair(x, params_);
+  const auto& p = params_;
+  const int64_t n = x.size(0), hidden = p.hidden();
+  auto h = torch::leaky_relu(kernels::linear(x, p.w_in, p.b_in), 0.01);  // [N, 2H]
+  auto pair = h.view({n, 2, hidden}).transpose(0, 1);                     // [2, N, H], a view
+  for (size_t k = 0; k < p.w_hidden.size(); ++k)
+    pair = torch::leaky_relu(kernels::batched_linear(pair, p.w_hidden[k], p.b_hidden[k]), 0.01);
+  auto out = kernels::batched_linear(pair, p.w_out, p.b_out);  // [2, N, out]
   return {torch::tanh(out.select(0, 0)), out.select(0, 1)};
 }
 
 std::vector<std::pair<std::string, Tensor>> SubnetPairImpl::unbatched(const std::string& s_name,
                                                                       const std::string& t_name) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  const size_t last = w_hidden_.size() + 1;
+  const auto& p = params_;
+  const int64_t hidden = p.hidden();
+  const size_t last = p.w_hidden.size() + 1;
   for (int64_t j = 0; j < 2; ++j) {
     const std::string& prefix = j == 0 ? s_name : t_name;
     auto name = [&](size_t k, const char* what) { return prefix + ".linear" + std::to_string(k) + "." + what; };
-    out.emplace_back(name(0, "weight"), w_in_.narrow(0, j * hidden_, hidden_));
-    out.emplace_back(name(0, "bias"), b_in_.narrow(0, j * hidden_, hidden_));
-    for (size_t k = 0; k < w_hidden_.size(); ++k) {
-      out.emplace_back(name(k + 1, "weight"), w_hidden_[k].select(0, j).t());
-      out.emplace_back(name(k + 1, "bias"), b_hidden_[k].select(0, j));
+    out.emplace_back(name(0, "weight"), p.w_in.narrow(0, j * hidden, hidden));
+    out.emplace_back(name(0, "bias"), p.b_in.narrow(0, j * hidden, hidden));
+    for (size_t k = 0; k < p.w_hidden.size(); ++k) {
+      out.emplace_back(name(k + 1, "weight"), p.w_hidden[k].select(0, j).t());
+      out.emplace_back(name(k + 1, "bias"), p.b_hidden[k].select(0, j));
     }
-    out.emplace_back(name(last, "weight"), w_out_.select(0, j).t());
-    out.emplace_back(name(last, "bias"), b_out_.select(0, j));
+    out.emplace_back(name(last, "weight"), p.w_out.select(0, j).t());
+    out.emplace_back(name(last, "bias"), p.b_out.select(0, j));
   }
   return out;
 }

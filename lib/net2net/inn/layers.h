@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "net2net/kernels/subnet_pair.h"
+
 namespace net2net::inn {
 
 using torch::Tensor;
@@ -94,19 +96,16 @@ class SubnetPairImpl : public torch::nn::Module {
   // The weights as the two Mlps would hold them: {name, view} with names "s.linear{k}.weight",
   // "s.linear{k}.bias", ... where s / t are the given prefixes. Views share storage.
   std::vector<std::pair<std::string, Tensor>> unbatched(const std::string& s_name, const std::string& t_name) const;
-  // Whether x takes the fused CPU kernels (cpu subnet_pair_forward): CPU float / double, weights
-  // small enough to stay in cache, widths in whole vectors.
-  bool fusable(const Tensor& x) const;
-  // The parameters in the kernels' order: w_in, b_in, (w_hidden{k}, b_hidden{k})..., w_out, b_out.
-  std::vector<Tensor> kernel_params() const;
-  int64_t hidden() const { return hidden_; }
-  int64_t in_dim() const { return w_in_.size(1); }
-  int64_t depth() const { return static_cast<int64_t>(w_hidden_.size()); }  // hidden layers
+  // Whether x takes the fused CPU kernels (kernels/subnet_pair.h).
+  bool fusable(const Tensor& x) const { return kernels::subnet_pair_fusable(x, params_); }
+  // The parameters as the fused kernels take them (handles to the registered ones).
+  const kernels::PairParams& kernel_params() const { return params_; }
+  int64_t hidden() const { return params_.hidden(); }
+  int64_t in_dim() const { return params_.in(); }
+  int64_t depth() const { return params_.depth(); }  // hidden layers
 
  private:
-  int64_t hidden_, n_weights_;
-  Tensor w_in_, b_in_, w_out_, b_out_;
-  std::vector<Tensor> w_hidden_, b_hidden_;
+  kernels::PairParams params_;
 };
 TORCH_MODULE(SubnetPair);
 
