@@ -307,11 +307,11 @@ int main(int argc, char** argv) {
         train::AutocastScope autocast(precision, device);
         out = model->forward(x, c);
       }
-      auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
+      auto loss = inn::nll_loss(out, 1.0 / x.size(0)).loss;  // as the trainer
       sync();
       lap(0);
       kernels::GradientSquares squares;
-      loss.backward();
+      kernels::backward_recording_squares(loss, squares);
       sync();
       lap(1);
       const double norm = kernels::gradient_norm(params, &squares);  // as the trainer

@@ -197,6 +197,52 @@ TEST(Configs, ReferenceHyperParameters) {
   EXPECT_EQ(f["train"]["batch_size"], 6);
 }
 
+TEST(Schema, TheFlowConfigDefaultsAreTheKeyTables) {
+  // FlowConfig has no defaults of its own: default_flow_config reads the table's.
+  auto c = default_flow_config(7, 5);
+  auto def = [](const std::string& path) { return cinn_schema().find(path)->default_value; };
+  EXPECT_EQ(c.in_dim, 7);
+  EXPECT_EQ(c.cond_dim, 5);
+  EXPECT_EQ(json(c.embedding_dim), def("model.embedding_dim"));
+  EXPECT_EQ(json(c.n_flows), def("model.n_flows"));
+  EXPECT_EQ(json(c.hidden_dim), def("model.hidden_dim"));
+  EXPECT_EQ(json(c.hidden_depth), def("model.hidden_depth"));
+  EXPECT_EQ(json(c.activation), def("model.activation"));
+  EXPECT_EQ(json(c.leaky_relu_alpha), def("model.leaky_relu_alpha"));
+  EXPECT_EQ(json(c.conditioning), def("model.conditioning"));
+  EXPECT_EQ(json(c.embedder.hidden_dim), def("model.embedder.hidden_dim"));
+  EXPECT_EQ(json(c.embedder.depth), def("model.embedder.depth"));
+  EXPECT_EQ(json(c.embedder.norm), def("model.embedder.norm"));
+  EXPECT_EQ(json(c.permutation_seed), def("train.seed"));  // null: train.seed
+}
+
+TEST(Schema, OnlyKeysMarkedResumableMayChangeOnResume) {
+  const Schema& s = cinn_schema();
+  json run = resolve_config(minimal(), {}, "run");
+  // Marked in the table: the run's length and reporting; they are taken from the request.
+  json later = resolve_config(minimal(), {"train.steps=5000", "train.val_every=7"}, "now");
+  json resumed = s.resumed_config(run, later);
+  EXPECT_EQ(resumed["train"]["steps"], 5000);
+  EXPECT_EQ(resumed["train"]["val_every"], 7);
+  EXPECT_EQ(resumed["model"], run["model"]);
+  // Anything else is refused, every difference listed, nested objects compared whole.
+  json other = resolve_config(minimal(), {"model.n_flows=3", "model.embedder.depth=1", "train.steps=9"}, "now");
+  try {
+    s.resumed_config(run, other);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("model.n_flows: run 20, now 3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.embedder"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("train.steps:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only train.steps, train.log_every, train.val_every, train.checkpoint_every may change"),
+              std::string::npos) << msg;
+  }
+  int resumable = 0;
+  for (const auto& k : s.keys()) resumable += k.resume_may_change;
+  EXPECT_EQ(resumable, 4);
+}
+
 TEST(Docs, ConfigTableIsInSyncWithTheSchema) {
   std::string doc = read_text_file(std::string(NET2NET_SOURCE_DIR) + "/docs/configs.md");
   for (const Schema* schema : {&cinn_schema(), &autoencoder_schema(), &classifier_schema()})

@@ -146,8 +146,8 @@ TEST(CudaKernels, AFlowGivesTheSameValuesGradientsAndSamplesOnBothDevices) {
   NET2NET_NEEDS_GPU();
   for (auto type : {torch::kFloat64, torch::kFloat32}) {
     SCOPED_TRACE(c10::toString(type));
-    config::FlowConfig cfg;
-    cfg.in_dim = 16, cfg.cond_dim = 10, cfg.embedding_dim = 8, cfg.n_flows = 6, cfg.hidden_dim = 64;
+    config::FlowConfig cfg = config::default_flow_config(16, 10);
+    cfg.embedding_dim = 8, cfg.n_flows = 6, cfg.hidden_dim = 64;
     cfg.hidden_depth = 2, cfg.activation = "lrelu", cfg.permutation_seed = 3;
     auto cpu_model = inn::build_flow(cfg, 7), gpu_model = inn::build_flow(cfg, 7);
     inn::convert_floating(*cpu_model, type), inn::convert_floating(*gpu_model, type);
@@ -170,7 +170,7 @@ TEST(CudaKernels, AFlowGivesTheSameValuesGradientsAndSamplesOnBothDevices) {
       auto xd = x.to(dev ? torch::kCUDA : torch::kCPU), cd = c.to(xd.device());
       m->train();
       auto out = m->forward(xd, cd);
-      auto loss = (0.5 * out.v.pow(2).sum(1) - out.logdet).mean();
+      auto loss = inn::nll_loss(out, 1.0 / out.v.size(0)).loss;
       auto params = m->parameters();
       auto g = torch::autograd::grad({loss}, params);
       results[dev] = {out.v, out.logdet};
@@ -207,8 +207,8 @@ TEST(CudaKernels, FusedAdamStepsEqualTheCpuSteps) {
 
 TEST(CudaKernels, Bf16AutocastKeepsTheLogDetAndLossInFloat32) {
   NET2NET_NEEDS_GPU();
-  config::FlowConfig cfg;
-  cfg.in_dim = 16, cfg.cond_dim = 10, cfg.embedding_dim = 8, cfg.n_flows = 4, cfg.hidden_dim = 64;
+  config::FlowConfig cfg = config::default_flow_config(16, 10);
+  cfg.embedding_dim = 8, cfg.n_flows = 4, cfg.hidden_dim = 64;
   cfg.hidden_depth = 1, cfg.activation = "lrelu", cfg.permutation_seed = 3;
   auto model = inn::build_flow(cfg, 7);
   model->to(torch::kCUDA);
@@ -226,7 +226,7 @@ TEST(CudaKernels, Bf16AutocastKeepsTheLogDetAndLossInFloat32) {
   EXPECT_LT(rel_diff(low.v, ref.v), 0.1);
   EXPECT_GT(max_abs(low.v - ref.v), 0.0);
   // The backward follows: float32 gradients for the float32 parameters, all finite.
-  auto loss = (0.5 * low.v.pow(2).sum(1) - low.logdet).mean();
+  auto loss = inn::nll_loss(low, 1.0 / low.v.size(0)).loss;
   loss.backward();
   for (const auto& p : model->parameters()) {
     ASSERT_TRUE(p.grad().defined());

@@ -1,5 +1,6 @@
 // The embedding store, the data sources and the experts, against independent computations
-// (h5py, sha256sum, closed forms, hand-built fixtures).
+// (h5py, sha256sum, closed forms, hand-built fixtures); the source and expert registries against
+// net2net-extract --help and the docs' tables.
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 #include <torch/script.h>
@@ -7,13 +8,16 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
+#include "net2net/cli/options.h"
 #include "net2net/core/error.h"
 #include "net2net/data/source.h"
 #include "net2net/experts/expert.h"
@@ -481,6 +485,169 @@ TEST(Experts, ChainsComposeInOrder) {
   EXPECT_EQ(chain->fingerprint()["chain"].size(), 2u);
   EXPECT_THROW(experts::make_expert("identity,,identity"), UsageError);
   EXPECT_THROW(experts::make_expert("nosuch"), UsageError);
+}
+
+// ------------------------------------------------------------------ registries, --help, docs
+namespace {
+// The first column of the markdown table(s) whose header starts with `| first_header |`: code
+// spans unwrapped, "\|" read as '|' ("| `a:b\|c` | ..." -> "a:b|c").
+std::vector<std::string> table_first_column(const std::string& doc, const std::string& first_header) {
+  auto cells = [](const std::string& line) {
+    std::vector<std::string> out;
+    std::string cur;
+    auto trimmed = [](const std::string& s) {
+      auto b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+      return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+    };
+    for (size_t i = 1; i < line.size(); ++i) {  // line[0] is the leading '|'
+      if (line[i] == '\\' && i + 1 < line.size() && line[i + 1] == '|') {
+        cur += '|', ++i;
+      } else if (line[i] == '|') {
+        out.push_back(trimmed(cur)), cur.clear();
+      } else {
+        cur += line[i];
+      }
+    }
+    return out;
+  };
+  enum { Outside, Wanted, Other } state = Outside;
+  std::vector<std::string> rows;
+  std::istringstream in(doc);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] != '|') {
+      state = Outside;
+      continue;
+    }
+    auto c = cells(line);
+    if (state == Outside) {  // the header row
+      state = !c.empty() && c[0] == first_header ? Wanted : Other;
+      continue;
+    }
+    if (state == Other || c.empty() || c[0].find_first_not_of("-: ") == std::string::npos) continue;  // the |---| row
+    std::string spec = c[0];
+    if (spec.size() >= 2 && spec.front() == '`' && spec.back() == '`') spec = spec.substr(1, spec.size() - 2);
+    rows.push_back(spec);
+  }
+  return rows;
+}
+
+std::vector<std::string> source_usage_list() {
+  std::vector<std::string> out;
+  for (const auto& s : data::source_schemes()) out.push_back(s.usage);
+  return out;
+}
+
+// The expert kinds' usages and the chain's.
+std::vector<std::string> expert_usage_list() {
+  std::vector<std::string> out;
+  for (const auto& k : experts::expert_registry().kinds()) out.push_back(k.usage);
+  out.push_back(experts::kChainUsage);
+  return out;
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+// The message of the UsageError that `f` throws ("" when it throws none).
+template <class F>
+std::string usage_error(F f) {
+  try {
+    f();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Registries, EveryEntryIsNamedOnceAndItsUsageStartsWithItsName) {
+  std::set<std::string> names;
+  for (const auto& s : data::source_schemes()) {
+    EXPECT_TRUE(names.insert(s.name).second) << "source scheme " << s.name << " twice";
+    EXPECT_EQ(s.usage.rfind(s.name + ":", 0), 0u) << s.usage;
+    EXPECT_FALSE(s.description.empty()) << s.name;
+    EXPECT_TRUE(static_cast<bool>(s.open)) << s.name;
+  }
+  names.clear();
+  for (const auto& k : experts::expert_registry().kinds()) {
+    EXPECT_TRUE(names.insert(k.name).second) << "expert kind " << k.name << " twice";
+    EXPECT_TRUE(k.usage == k.name || k.usage.rfind(k.name + ":", 0) == 0 || k.usage.rfind(k.name + "[:", 0) == 0) << k.usage;
+    EXPECT_FALSE(k.description.empty()) << k.name;
+    EXPECT_TRUE(static_cast<bool>(k.make)) << k.name;
+  }
+  // Every name there was before the registries: the engine's and the example's.
+  for (const char* name : {"fashion-mnist", "images", "text", "tsv", "h5", "gaussian"})
+    EXPECT_TRUE(std::any_of(data::source_schemes().begin(), data::source_schemes().end(),
+                            [&](const data::SourceScheme& s) { return s.name == name; }))
+        << name;
+  for (const char* name : {"label", "text-hash", "identity", "ts", "caption", "caption-props"})
+    EXPECT_NE(experts::expert_registry().find(name), nullptr) << name;
+  EXPECT_EQ(experts::expert_registry().find("nosuch"), nullptr);
+  // A name registered twice is a programming error.
+  experts::ExpertRegistry r;
+  r.add({"x", "x", "an expert", nullptr});
+  EXPECT_THROW(r.add({"x", "x:N", "another", nullptr}), std::logic_error);
+  // Kinds without an argument refuse one.
+  for (const char* spec : {"identity:3", "caption:x", "caption-props:x"})
+    EXPECT_NE(usage_error([&] { experts::make_expert(spec); }).find("takes no argument"), std::string::npos) << spec;
+}
+
+TEST(Registries, TheExtractHelpListsEveryUsage) {
+  auto tool = cli::make_tool("net2net-extract");
+  cli::GlobalOptions g;
+  auto app = cli::build_app(*tool, g);
+  EXPECT_NE(app->get_option("--data")->get_description().find(data::source_usages()), std::string::npos)
+      << app->get_option("--data")->get_description();
+  EXPECT_NE(app->get_option("--expert")->get_description().find(experts::expert_usages()), std::string::npos)
+      << app->get_option("--expert")->get_description();
+  const std::string help = app->help();
+  for (const auto& s : data::source_schemes()) {
+    EXPECT_NE(data::source_usages().find(s.usage), std::string::npos) << s.usage;
+    EXPECT_NE(help.find(s.description), std::string::npos) << "--help lacks " << s.description;
+  }
+  for (const auto& k : experts::expert_registry().kinds()) {
+    EXPECT_NE(experts::expert_usages().find(k.usage), std::string::npos) << k.usage;
+    EXPECT_NE(help.find(k.description), std::string::npos) << "--help lacks " << k.description;
+  }
+  EXPECT_NE(experts::expert_usages().find(experts::kChainUsage), std::string::npos);
+}
+
+// As tests/test_config.cpp holds docs/configs.md to the config schema: the docs' tables name
+// exactly the registered usages.
+TEST(Registries, TheDocsTablesListExactlyTheRegisteredUsages) {
+  struct Doc {
+    std::string file, header;
+    std::vector<std::string> usages;
+  };
+  for (const Doc& d : {Doc{"docs/experts.md", "spec", expert_usage_list()}, Doc{"docs/formats.md", "source", source_usage_list()}}) {
+    SCOPED_TRACE(d.file);
+    const auto rows = table_first_column(test::slurp(std::string(NET2NET_SOURCE_DIR) + "/" + d.file), d.header);
+    ASSERT_FALSE(rows.empty()) << d.file << " has no table headed '| " << d.header << " |'";
+    for (const auto& u : d.usages) EXPECT_TRUE(contains(rows, u)) << d.file << " lacks a row for `" << u << "`";
+    for (const auto& r : rows) EXPECT_TRUE(contains(d.usages, r)) << d.file << " lists `" << r << "`, which is not registered";
+    EXPECT_EQ(rows.size(), d.usages.size()) << d.file << ": a usage listed twice";
+  }
+}
+
+TEST(Registries, UnknownNamesAndMissingArgumentsListTheUsages) {
+  for (const std::string spec : {"nosuch:thing", "nosuch", ""}) {
+    std::string msg = usage_error([&] { data::open_source(spec); });
+    EXPECT_NE(msg.find("unknown source '" + spec + "'"), std::string::npos) << msg;
+    for (const auto& u : source_usage_list()) EXPECT_NE(msg.find(u), std::string::npos) << msg << " lacks " << u;
+  }
+  for (const std::string spec : {"nosuch", "nosuch:3", "identity,nosuch"}) {
+    std::string msg = usage_error([&] { experts::make_expert(spec); });
+    EXPECT_NE(msg.find("unknown expert"), std::string::npos) << msg;
+    for (const auto& u : expert_usage_list()) EXPECT_NE(msg.find(u), std::string::npos) << msg << " lacks " << u;
+  }
+  // A known scheme without its argument: the scheme's usage.
+  for (const auto& s : data::source_schemes())
+    for (const std::string spec : {s.name, s.name + ":"}) {
+      std::string msg = usage_error([&] { data::open_source(spec); });
+      EXPECT_NE(msg.find(s.usage), std::string::npos) << spec << ": " << msg;
+    }
+  EXPECT_NE(usage_error([] { experts::make_expert("ts"); }).find("ts:PATH[:METHOD]"), std::string::npos);
 }
 
 // The example's held-out prompts (configs/example/prompts_heldout.tsv): no word of theirs occurs in

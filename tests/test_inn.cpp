@@ -19,9 +19,7 @@ namespace {
 
 config::FlowConfig small_config(int64_t in_dim, const std::string& activation = "lrelu",
                                 const std::string& conditioning = "none", const std::string& norm = "none") {
-  config::FlowConfig c;
-  c.in_dim = in_dim;
-  c.cond_dim = 3;
+  config::FlowConfig c = config::default_flow_config(in_dim, 3);
   c.embedding_dim = 4;
   c.n_flows = 4;
   c.hidden_dim = 16;
@@ -233,7 +231,7 @@ TEST_P(FlowGrid, GradientsReachEveryParameter) {
   auto x = batch(32, cfg().in_dim);
   auto c = batch(32, 3, torch::kFloat64, 3);
   model->forward(x, c);  // ActNorm init pass (sets loc/scale from data; no gradient there)
-  auto terms = nll_loss(model->forward(x, c));
+  auto terms = nll_loss(model->forward(x, c), 1.0 / 32);
   terms.loss.backward();
   for (const auto& p : model->named_parameters()) {
     auto g = p.value().grad();
@@ -306,12 +304,12 @@ TEST(Flow, OneOptimizerStepLowersTheNllOfAFixedBatch) {
     auto x = batch(64, 6) * 2 + 1;
     auto c = batch(64, 3, torch::kFloat64, 3);
     torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-3).betas({0.5, 0.9}).amsgrad(true));
-    auto before = nll_loss(model->forward(x, c)).loss;  // includes the ActNorm init
-    before = nll_loss(model->forward(x, c)).loss;
+    auto before = nll_loss(model->forward(x, c), 1.0 / 64).loss;  // includes the ActNorm init
+    before = nll_loss(model->forward(x, c), 1.0 / 64).loss;
     opt.zero_grad();
     before.backward();
     opt.step();
-    auto after = nll_loss(model->forward(x, c)).loss;
+    auto after = nll_loss(model->forward(x, c), 1.0 / 64).loss;
     EXPECT_LT(after.item<double>(), before.item<double>()) << norm;
   }
 }
@@ -358,8 +356,8 @@ TEST(Flow, ReferenceNllIsHalfTheDimension) {
   // E[0.5 ||e||^2] = D / 2 for e ~ N(0, I_D); with 20000 rows the mean is within 0.1 of it.
   FlowOutput fake{torch::zeros({20000, 8}, f64()), torch::zeros({20000}, f64())};
   torch::manual_seed(1);
-  auto t = nll_loss(fake);
-  EXPECT_NEAR(t.reference_nll.item<double>(), 4.0, 0.1);
+  auto t = nll_loss(fake, 1.0 / 20000);
+  EXPECT_NEAR(reference_nll(fake.v, 1.0 / 20000).item<double>(), 4.0, 0.1);
   EXPECT_EQ(t.nll.item<double>(), 0.0);
 }
 
@@ -919,7 +917,7 @@ TEST(FusedAdam, RecordedGradientSquaresGiveTheNormOfTheGradients) {
       };
       {
         kernels::GradientSquares squares;
-        loss().backward();
+        kernels::backward_recording_squares(loss(), squares);
         EXPECT_EQ(squares.size(), 3u) << "the three weight gradients";
         for (const auto& w : {w1, w2, w3}) {
           auto found = squares.find(w.grad());
@@ -939,11 +937,11 @@ TEST(FusedAdam, RecordedGradientSquaresGiveTheNormOfTheGradients) {
         EXPECT_FALSE(squares.find(w1.grad()).has_value());
         EXPECT_NEAR(kernels::gradient_norm(params, &squares), true_norm(), tol * true_norm());
       }
-      // Nothing records without a live GradientSquares.
+      // Nothing records outside backward_recording_squares, even while a GradientSquares exists.
       EXPECT_FALSE(kernels::recording_gradient_squares());
+      kernels::GradientSquares later;
       for (auto& p : params) p.mutable_grad().reset();
       loss().backward();
-      kernels::GradientSquares later;
       EXPECT_EQ(later.size(), 0u);
     }
   at::set_num_threads(threads_before);

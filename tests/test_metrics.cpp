@@ -8,7 +8,11 @@
 #include <fstream>
 
 #include "net2net/core/error.h"
+#include "net2net/data/h5_spec.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
 #include "net2net/io/embedding_store.h"
+#include "net2net/metrics/accuracy.h"
 #include "net2net/metrics/energy_report.h"
 #include "net2net/metrics/fid.h"
 #include "net2net/train/energy.h"
@@ -187,4 +191,91 @@ TEST(EnergyReport, MeasuredEnergyAndReferenceEntries) {
   plain.runs = {dir.str()};
   auto j = to_json(energy_report(plain), plain);
   EXPECT_NEAR(j["rows"][0]["energy_kwh"].get<double>(), 3.0, 1e-9);
+}
+
+TEST(Accuracy, ClassesAndRequestedPropertiesAgainstAHandCount) {
+  const std::vector<int64_t> predicted = {0, 1, 2, 1, 0, 2};
+  const std::vector<int64_t> expected = {0, 1, 1, 1, 2, 2};  // right: items 0, 1, 3, 5
+  // Two property codes per item; a requested 0 means "not requested". A 7th row of codes is
+  // beyond the items and ignored.
+  PropertyCodes codes{{1, -1, /**/ 0, 1, /**/ 1, 1, /**/ -1, 0, /**/ 1, 1, /**/ -1, 1, /**/ 5, 5}, 7, 2};
+  PropertyCodes requested{{1, 0,    // 1 asked, 1 matched: counts (class right)
+                           -1, 1,   // 2 asked, 1 matched: fails
+                           0, 0,    // none asked, but the class is wrong
+                           0, 0,    // none asked: counts (class right)
+                           1, 1,    // 2 asked, 2 matched, but the class is wrong
+                           1, 0},   // 1 asked, 0 matched: fails
+                          6, 2};
+  auto r = classification_accuracy(predicted, expected, codes, requested);
+  EXPECT_EQ(r.n, 6);
+  EXPECT_EQ(r.correct, 4);
+  EXPECT_DOUBLE_EQ(r.accuracy, 4.0 / 6);
+  ASSERT_EQ(r.per_class.size(), 3u);
+  EXPECT_EQ(r.per_class.at(0), std::make_pair(int64_t(1), int64_t(1)));
+  EXPECT_EQ(r.per_class.at(1), std::make_pair(int64_t(2), int64_t(3)));
+  EXPECT_EQ(r.per_class.at(2), std::make_pair(int64_t(1), int64_t(2)));
+  EXPECT_TRUE(r.with_properties);
+  EXPECT_EQ(r.correct_with_properties, 2);
+  EXPECT_DOUBLE_EQ(r.accuracy_with_properties, 2.0 / 6);
+  EXPECT_EQ(r.properties_requested, 6);
+  EXPECT_EQ(r.properties_matched, 4);
+  EXPECT_DOUBLE_EQ(r.property_agreement, 4.0 / 6);
+
+  json j = to_json(r, "identity");
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), 4.0 / 6);
+  EXPECT_EQ(j["n"].get<int64_t>(), 6);
+  EXPECT_EQ(j["classifier"], "identity");
+  EXPECT_DOUBLE_EQ(j["per_class"]["1"].get<double>(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(j["accuracy_with_properties"].get<double>(), 2.0 / 6);
+  EXPECT_DOUBLE_EQ(j["property_agreement"].get<double>(), 4.0 / 6);
+  EXPECT_EQ(j["properties_requested"].get<int64_t>(), 6);
+
+  // Without property codes: no property keys; nothing requested: agreement 1.
+  auto plain = classification_accuracy(predicted, expected);
+  EXPECT_FALSE(plain.with_properties);
+  EXPECT_DOUBLE_EQ(plain.accuracy, 4.0 / 6);
+  EXPECT_FALSE(to_json(plain, "identity").contains("property_agreement"));
+  PropertyCodes none{std::vector<float>(12, 0.0f), 6, 2};
+  auto unasked = classification_accuracy(predicted, expected, codes, none);
+  EXPECT_EQ(unasked.properties_requested, 0);
+  EXPECT_DOUBLE_EQ(unasked.property_agreement, 1.0);
+  EXPECT_DOUBLE_EQ(unasked.accuracy_with_properties, 4.0 / 6);
+
+  EXPECT_THROW(classification_accuracy({0, 1}, expected), InputError);
+  PropertyCodes narrow{std::vector<float>(6, 1.0f), 6, 1};
+  EXPECT_THROW(classification_accuracy(predicted, expected, codes, narrow), InputError);
+}
+
+TEST(Accuracy, PredictionsComeInSourceOrderWhateverTheBatchSize) {
+  auto source = data::open_source("gaussian:7:4");
+  auto identity = experts::make_expert("identity");
+  auto all = source->get({0, 1, 2, 3, 4, 5, 6}).tensor.argmax(1);
+  for (int64_t batch : {1, 3, 7, 100}) {
+    std::vector<int64_t> starts;
+    encode_in_batches(*source, *identity, batch, [&](const data::Batch& b, const Tensor& out) {
+      starts.push_back(b.index.front());
+      EXPECT_EQ(out.size(0), b.size());
+    });
+    EXPECT_EQ(int64_t(starts.size()), (7 + batch - 1) / batch);
+    auto predicted = predict_classes(*source, *identity, batch);
+    ASSERT_EQ(predicted.size(), 7u);
+    for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(predicted[i], all[i].item<int64_t>()) << "batch " << batch;
+  }
+  EXPECT_THROW(predict_classes(*source, *identity, 0), UsageError);
+}
+
+TEST(H5Spec, TheDatasetFollowsTheLastColon) {
+  auto s = data::parse_h5_spec("h5:C:/runs/a:b.h5:label", "--labels");
+  EXPECT_EQ(s.file, "C:/runs/a:b.h5");
+  EXPECT_EQ(s.dataset, "label");
+  EXPECT_TRUE(data::is_h5_spec("h5:f.h5:x"));
+  EXPECT_FALSE(data::is_h5_spec("images:dir"));
+  for (const char* bad : {"f.h5:label", "h5:", "h5:f.h5", "h5::label", "h5:f.h5:"})
+    EXPECT_THROW(data::parse_h5_spec(bad, "--labels"), UsageError) << bad;
+  try {
+    data::parse_h5_spec("images:x", "--props");
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--props 'images:x' must be h5:FILE:DATASET"), std::string::npos) << e.what();
+  }
 }

@@ -13,6 +13,7 @@
 #include "net2net/core/error.h"
 #include "net2net/data/grid.h"
 #include "net2net/data/source.h"
+#include "net2net/example/captions.h"
 #include "net2net/experts/expert.h"
 #include "net2net/inn/flow.h"
 #include "net2net/io/checkpoint.h"
@@ -339,7 +340,7 @@ TEST(Captions, ClassAndRelativeProperties) {
     GTEST_SKIP() << "dataset-fashion-mnist not installed";
   auto source = data::open_source("fashion-mnist:train");
   auto b = source->get({0, 1, 2, 3, 4, 5, 6, 7});
-  auto texts = experts::fashion_captions(b);
+  auto texts = example::fashion_captions(b);
   const auto& names = data::fashion_mnist_classes();
   int with_property = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
@@ -353,7 +354,7 @@ TEST(Captions, ClassAndRelativeProperties) {
   // Darker images of a class get "dark": scale an item towards black and caption again.
   auto darker = b;
   darker.tensor = (b.tensor + 1) * 0.3 - 1;
-  for (const auto& t : experts::fashion_captions(darker)) EXPECT_EQ(t.find("light"), std::string::npos) << t;
+  for (const auto& t : example::fashion_captions(darker)) EXPECT_EQ(t.find("light"), std::string::npos) << t;
   // As a chain, captions become text-hash vectors equal to hashing the caption text.
   auto chain = experts::make_expert("caption,text-hash:64")->encode(b);
   EXPECT_TRUE(torch::allclose(chain, experts::text_hash(texts, 64)));

@@ -20,7 +20,7 @@ namespace net2net::cli {
 const std::vector<GlobalOptionSpec>& global_option_specs() {
   static const std::vector<GlobalOptionSpec> specs = {
       {"--threads", "NET2NET_THREADS", "CPU threads for LibTorch; 0 = all available cores (default)"},
-      {"--seed", "NET2NET_SEED", "Random seed (default 23, the reference's); makes runs repeatable"},
+      {"--seed", "NET2NET_SEED", "Random seed (default " + std::to_string(kDefaultSeed) + ", the reference's); makes runs repeatable"},
       {"--device", "NET2NET_DEVICE", "cpu or cuda[:N] (default cpu; cuda needs a CUDA build of LibTorch)"},
       {"--log-level", "NET2NET_LOG_LEVEL", "trace, debug, info, warn, error or off (logs go to stderr)"},
       {"--json", "", "Print a machine-readable JSON summary on stdout"},

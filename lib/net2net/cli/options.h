@@ -8,13 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "net2net/core/defaults.h"
+
 namespace net2net::cli {
 
 // Options every tool takes (the contract). Environment fallbacks: NET2NET_THREADS,
 // NET2NET_SEED, NET2NET_DEVICE, NET2NET_LOG_LEVEL; a flag on the command line wins.
 struct GlobalOptions {
   int threads = 0;           // 0: all available CPUs
-  uint64_t seed = 23;        // the reference's default seed
+  uint64_t seed = kDefaultSeed;
   bool seed_given = false;   // --seed or NET2NET_SEED was set
   std::string device = "cpu";
   std::string log_level = "info";

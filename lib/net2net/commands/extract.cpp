@@ -1,13 +1,26 @@
 // net2net-extract: runs experts over a data source into an HDF5 embedding cache; --merge joins
 // shard files. The engine is lib/net2net/extract.
+#include <algorithm>
 #include <iostream>
 
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
+#include "net2net/data/source.h"
+#include "net2net/experts/expert.h"
 #include "net2net/extract/extract.h"
 
 namespace net2net::commands {
 namespace {
+
+// One "  USAGE  description" line per registry entry (sources or expert kinds), usages in a column.
+template <class Entries>
+std::string listing(const Entries& entries) {
+  size_t width = 0;
+  for (const auto& e : entries) width = std::max(width, e.usage.size());
+  std::string out;
+  for (const auto& e : entries) out += "\n  " + e.usage + std::string(width + 2 - e.usage.size(), ' ') + e.description;
+  return out;
+}
 
 class ExtractTool : public cli::Tool {
  public:
@@ -17,6 +30,11 @@ class ExtractTool : public cli::Tool {
            "row-aligned, in one HDF5 file (docs/formats.md). An interrupted run (Ctrl-C, SIGTERM,\n"
            "SIGKILL, a SLURM time limit) continues with --resume; shards of an array job merge\n"
            "back into one file in source order with --merge.\n\n"
+           "Sources (--data SOURCE):" +
+           listing(data::source_schemes()) +
+           "\n\nExperts (--expert NAME=EXPERT; a chain " + experts::kChainUsage +
+           " feeds each one's output to the next):" + listing(experts::expert_registry().kinds()) +
+           "\n\n"
            "Examples:\n"
            "  net2net-extract --data fashion-mnist:train --expert label=label \\\n"
            "      --expert ae=ts:experts/ae.pt:encode --out cache/train.h5\n"
@@ -27,11 +45,8 @@ class ExtractTool : public cli::Tool {
            "  net2net-extract --merge --out cache/all.h5 cache/part*.h5";
   }
   void add_options(CLI::App& app) override {
-    app.add_option("--data", req_.source,
-                   "SOURCE: fashion-mnist:train|test, images:DIR, text:FILE, tsv:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]");
-    app.add_option("--expert", expert_args_,
-                   "NAME=EXPERT, repeatable; EXPERT: label[:K], text-hash[:DIM], identity, caption, caption-props, ts:PATH[:METHOD], "
-                   "or a chain A,B,... (docs/experts.md)");
+    app.add_option("--data", req_.source, "SOURCE: " + data::source_usages() + " (docs/formats.md)");
+    app.add_option("--expert", expert_args_, "NAME=EXPERT, repeatable; EXPERT: " + experts::expert_usages() + " (docs/experts.md)");
     app.add_option("--out", req_.out, "Output embedding cache (.h5)");
     app.add_option("--batch-size", req_.batch_size, "Items per expert call")->check(cli::positive_number());
     app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(cli::positive_number());

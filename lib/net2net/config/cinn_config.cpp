@@ -1,66 +1,15 @@
 #include "net2net/config/cinn_config.h"
 
+#include "net2net/core/defaults.h"
 #include "net2net/core/error.h"
 
 namespace net2net::config {
 
 namespace {
-Key str(std::string path, json def, std::string help, std::vector<std::string> choices = {}) {
-  Key k;
-  k.path = std::move(path);
-  k.type = Type::String;
-  k.default_value = std::move(def);
-  k.help = std::move(help);
-  k.choices = std::move(choices);
-  return k;
-}
-Key integer(std::string path, json def, std::string help, double min) {
-  Key k;
-  k.path = std::move(path);
-  k.type = Type::Int;
-  k.default_value = std::move(def);
-  k.help = std::move(help);
-  k.min = min;
-  return k;
-}
-Key number(std::string path, json def, std::string help, std::optional<double> min, std::optional<double> max = {}) {
-  Key k;
-  k.path = std::move(path);
-  k.type = Type::Number;
-  k.default_value = std::move(def);
-  k.help = std::move(help);
-  k.min = min;
-  k.max = max;
-  return k;
-}
-Key boolean(std::string path, bool def, std::string help) {
-  Key k;
-  k.path = std::move(path);
-  k.type = Type::Bool;
-  k.default_value = def;
-  k.help = std::move(help);
-  return k;
-}
-Key required(Key k) {
-  k.required = true;
-  k.default_value = nullptr;
-  return k;
-}
-Key nullable(Key k) {
-  k.nullable = true;
-  return k;
-}
+using namespace keys;
 
 Schema make_cinn_schema() {
-  Key betas;
-  betas.path = "train.betas";
-  betas.type = Type::NumberList;
-  betas.default_value = json::array({0.5, 0.9});
-  betas.help = "Adam betas (the reference's (0.5, 0.9)).";
-  betas.min = 0.0;
-  betas.max = 0.999999;
-  betas.list_size = 2;
-
+  const std::string seed = std::to_string(kDefaultSeed);
   return Schema("cinn", {
     str("kind", "cinn", "Config kind.", {"cinn"}),
     str("name", "", "Free-form name of the experiment (shown in logs and reports)."),
@@ -72,6 +21,7 @@ Schema make_cinn_schema() {
     required(str("data.target", nullptr, "Dataset name of the target z_theta (expert g) in the caches.")),
     nullable(str("data.condition_expert", nullptr, "Expert spec that made data.condition; null: taken from the cache's provenance. net2net-translate uses it for --labels, --text and --data.")),
     nullable(str("data.target_expert", nullptr, "Expert spec that made data.target; null: taken from the cache's provenance. Its decode is net2net-translate's default --decoder.")),
+    nullable(string_list("data.class_names", nullptr, "Names of the label classes, index by index; null: taken from the training cache (its source's names, e.g. Fashion-MNIST's). net2net-translate names the rows of its grids with them.")),
     nullable(integer("model.in_dim", nullptr, "Dimension of z_theta; null: taken from the data (checked against it when given).", 1)),
     nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given).", 1)),
     integer("model.embedding_dim", 128, "Output size of the condition embedder, fed to every coupling.", 1),
@@ -86,19 +36,19 @@ Schema make_cinn_schema() {
     str("model.embedder.norm", "none", "Normalisation in the embedder MLP.", {"none", "batchnorm", "actnorm"}),
     nullable(integer("model.permutation_seed", nullptr, "Seed of the fixed per-block permutations; null: train.seed.", 0)),
     integer("train.batch_size", 16, "Pairs per optimizer step (over all devices).", 1),
-    integer("train.steps", 100000, "Optimizer steps.", 0),
+    resumable(integer("train.steps", 100000, "Optimizer steps.", 0)),
     number("train.base_lr", 4.5e-6, "Base learning rate; lr = devices * batch_size * base_lr unless train.lr is set.", 0.0),
     nullable(number("train.lr", nullptr, "Learning rate that overrides the scaling rule.", 0.0)),
     str("train.lr_schedule", "constant", "constant: the learning rate throughout (the reference); cosine: decays from it to 0 at train.steps.", {"constant", "cosine"}),
-    betas,
+    number_list("train.betas", json::array({0.5, 0.9}), "Adam betas (the reference's (0.5, 0.9)).", 2, 0.0, 0.999999),
     boolean("train.amsgrad", true, "Use the AMSGrad variant of Adam."),
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
     nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
     str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16"}),
-    integer("train.seed", 23, "Seed of initialisation, shuffling and splits (the reference's default 23).", 0),
-    integer("train.log_every", 50, "Steps between train metrics lines.", 1),
-    integer("train.val_every", 1000, "Steps between validations.", 1),
-    integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1),
+    integer("train.seed", kDefaultSeed, "Seed of initialisation, shuffling and splits (the reference's default " + seed + ").", 0),
+    resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
+    resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),
+    resumable(integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1)),
   });
 }
 }  // namespace
@@ -154,22 +104,14 @@ FlowConfig flow_config_from_json(const json& resolved) {
   c.embedder.hidden_dim = m.at("embedder").at("hidden_dim").get<int64_t>();
   c.embedder.depth = m.at("embedder").at("depth").get<int64_t>();
   c.embedder.norm = m.at("embedder").at("norm").get<std::string>();
-  c.permutation_seed = m.at("permutation_seed").is_null() ? 23 : m.at("permutation_seed").get<uint64_t>();
+  c.permutation_seed = m.at("permutation_seed").is_null() ? kDefaultSeed : m.at("permutation_seed").get<uint64_t>();
   return c;
 }
 
-json to_json(const FlowConfig& c) {
-  return json{{"in_dim", c.in_dim},
-              {"cond_dim", c.cond_dim},
-              {"embedding_dim", c.embedding_dim},
-              {"n_flows", c.n_flows},
-              {"hidden_dim", c.hidden_dim},
-              {"hidden_depth", c.hidden_depth},
-              {"activation", c.activation},
-              {"leaky_relu_alpha", c.leaky_relu_alpha},
-              {"conditioning", c.conditioning},
-              {"embedder", {{"hidden_dim", c.embedder.hidden_dim}, {"depth", c.embedder.depth}, {"norm", c.embedder.norm}}},
-              {"permutation_seed", c.permutation_seed}};
+FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim) {
+  json user = {{"data", {{"train", ""}, {"condition", ""}, {"target", ""}}},
+               {"model", {{"in_dim", in_dim}, {"cond_dim", cond_dim}}}};
+  return flow_config_from_json(resolve_config(user, {}, "the key table's defaults"));
 }
 
 double effective_learning_rate(const json& resolved, int devices) {

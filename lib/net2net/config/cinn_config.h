@@ -19,30 +19,33 @@ const Schema& classifier_schema();
 // Schema of a config kind, or ConfigError naming key 'kind' (with a suggestion).
 const Schema& schema_for_kind(const std::string& kind, const std::string& origin);
 
+// Typed views of a resolved config's model section; the defaults live in the key table only
+// (default_flow_config gives them).
 struct EmbedderConfig {
-  int64_t hidden_dim = 256;
-  int64_t depth = 2;
-  std::string norm = "none";  // none | batchnorm | actnorm
+  int64_t hidden_dim = 0;
+  int64_t depth = 0;
+  std::string norm;  // none | batchnorm | actnorm
 };
 
 // Architecture of the conditional flow (the reference's ConditionalFlatCouplingFlow).
 struct FlowConfig {
   int64_t in_dim = 0;
   int64_t cond_dim = 0;
-  int64_t embedding_dim = 128;
-  int64_t n_flows = 20;
-  int64_t hidden_dim = 1024;
-  int64_t hidden_depth = 2;
-  std::string activation = "lrelu";   // none | lrelu
-  double leaky_relu_alpha = 0.9;
-  std::string conditioning = "none";  // none | parallel | sequential
+  int64_t embedding_dim = 0;
+  int64_t n_flows = 0;
+  int64_t hidden_dim = 0;
+  int64_t hidden_depth = 0;
+  std::string activation;    // none | lrelu
+  double leaky_relu_alpha = 0;
+  std::string conditioning;  // none | parallel | sequential
   EmbedderConfig embedder;
-  uint64_t permutation_seed = 23;
+  uint64_t permutation_seed = 0;
 };
 
 // Typed view of a resolved config's "model" section. in_dim / cond_dim must be set.
 FlowConfig flow_config_from_json(const json& resolved);
-json to_json(const FlowConfig& cfg);
+// The key table's defaults for a flow from in_dim to cond_dim (tests, benchmarks).
+FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim);
 
 // Reads the file, applies --set overrides in order, validates against the kind's schema and
 // fills derived values (model.permutation_seed from train.seed). in_dim / cond_dim may remain

@@ -16,6 +16,7 @@ std::string type_name(Type type) {
     case Type::String: return "string";
     case Type::Bool: return "boolean";
     case Type::NumberList: return "list of numbers";
+    case Type::StringList: return "list of strings";
   }
   return "?";
 }
@@ -171,6 +172,11 @@ void Schema::check_value(const Key& key, const json& v, const std::string& origi
         check_bounds(key, x.get<double>(), origin);
       }
       break;
+    case Type::StringList:
+      if (!v.is_array()) fail(origin, key.path, "expected a list of strings, got " + describe(v));
+      for (const auto& x : v)
+        if (!x.is_string()) fail(origin, key.path, "expected a list of strings, got an element " + describe(x));
+      break;
   }
 }
 
@@ -208,6 +214,32 @@ json Schema::resolve(const json& user, const std::string& origin) const {
   return out;
 }
 
+json Schema::resumed_config(const json& run, const json& requested) const {
+  auto may_change = [&](const std::string& path) {
+    const Key* k = find(path);
+    return k && k->resume_may_change;
+  };
+  std::string diff, allowed;
+  for (const auto& [section, values] : requested.items()) {
+    if (!values.is_object()) continue;
+    for (const auto& [key, value] : values.items()) {
+      const std::string path = section + "." + key;
+      const json* had = get_path(run, path);
+      if (!may_change(path) && (!had || *had != value))
+        diff += "\n  " + path + ": run " + (had ? had->dump() : std::string("null")) + ", now " + value.dump();
+    }
+  }
+  json out = run;
+  for (const auto& k : keys_) {
+    if (!k.resume_may_change) continue;
+    allowed += (allowed.empty() ? "" : ", ") + k.path;
+    if (const json* v = get_path(requested, k.path)) set_path(out, k.path, *v);
+  }
+  if (!diff.empty())
+    throw ConfigError("--resume: the config differs from the run's (only " + allowed + " may change):" + diff);
+  return out;
+}
+
 std::string Schema::markdown() const {
   std::ostringstream ss;
   ss << "| key | type | default | meaning |\n|---|---|---|---|\n";
@@ -222,6 +254,7 @@ std::string Schema::markdown() const {
     std::string bounds;
     if (k.min) bounds += " Min " + fmt_bound(*k.min) + ".";
     if (k.max) bounds += " Max " + fmt_bound(*k.max) + ".";
+    if (k.resume_may_change) bounds += " May change on --resume.";
     ss << "| `" << k.path << "` | " << type << " | " << def << " | " << k.help << bounds << " |\n";
   }
   return ss.str();
@@ -270,5 +303,59 @@ json load_json_file(const std::string& path) {
                       std::to_string(col) + ": " + e.what());
   }
 }
+
+namespace keys {
+namespace {
+Key make(std::string path, Type type, json def, std::string help) {
+  Key k;
+  k.path = std::move(path);
+  k.type = type;
+  k.default_value = std::move(def);
+  k.help = std::move(help);
+  return k;
+}
+}  // namespace
+Key str(std::string path, json def, std::string help, std::vector<std::string> choices) {
+  Key k = make(std::move(path), Type::String, std::move(def), std::move(help));
+  k.choices = std::move(choices);
+  return k;
+}
+Key integer(std::string path, json def, std::string help, std::optional<double> min) {
+  Key k = make(std::move(path), Type::Int, std::move(def), std::move(help));
+  k.min = min;
+  return k;
+}
+Key number(std::string path, json def, std::string help, std::optional<double> min, std::optional<double> max) {
+  Key k = make(std::move(path), Type::Number, std::move(def), std::move(help));
+  k.min = min;
+  k.max = max;
+  return k;
+}
+Key boolean(std::string path, bool def, std::string help) { return make(std::move(path), Type::Bool, def, std::move(help)); }
+Key number_list(std::string path, json def, std::string help, int size, std::optional<double> min,
+                std::optional<double> max) {
+  Key k = make(std::move(path), Type::NumberList, std::move(def), std::move(help));
+  k.list_size = size;
+  k.min = min;
+  k.max = max;
+  return k;
+}
+Key string_list(std::string path, json def, std::string help) {
+  return make(std::move(path), Type::StringList, std::move(def), std::move(help));
+}
+Key required(Key k) {
+  k.required = true;
+  k.default_value = nullptr;
+  return k;
+}
+Key nullable(Key k) {
+  k.nullable = true;
+  return k;
+}
+Key resumable(Key k) {
+  k.resume_may_change = true;
+  return k;
+}
+}  // namespace keys
 
 }  // namespace net2net::config

@@ -10,7 +10,7 @@ namespace net2net::config {
 
 using nlohmann::json;
 
-enum class Type { Int, Number, String, Bool, NumberList };
+enum class Type { Int, Number, String, Bool, NumberList, StringList };
 
 struct Key {
   std::string path;            // dotted, e.g. "model.n_flows"
@@ -23,7 +23,23 @@ struct Key {
   std::optional<double> max;   // inclusive bound
   std::vector<std::string> choices;  // allowed strings (empty: any)
   int list_size = -1;          // exact length for NumberList (-1: any)
+  bool resume_may_change = false;  // may differ from the run's when it is resumed (--resume)
 };
+
+// The one set of builders the key tables are written with (config/cinn_config.cpp,
+// config/expert_config.cpp): a Key of each type, and modifiers that return it changed.
+namespace keys {
+Key str(std::string path, json def, std::string help, std::vector<std::string> choices = {});
+Key integer(std::string path, json def, std::string help, std::optional<double> min = {});
+Key number(std::string path, json def, std::string help, std::optional<double> min = {}, std::optional<double> max = {});
+Key boolean(std::string path, bool def, std::string help);
+Key number_list(std::string path, json def, std::string help, int size, std::optional<double> min = {},
+                std::optional<double> max = {});
+Key string_list(std::string path, json def, std::string help);
+Key required(Key k);   // the user must give it (no default)
+Key nullable(Key k);   // null is valid (derived later)
+Key resumable(Key k);  // may change on --resume (how long a run goes, how often it reports)
+}  // namespace keys
 
 class Schema {
  public:
@@ -43,6 +59,11 @@ class Schema {
 
   // A markdown table of the keys (for docs/configs.md and --help texts).
   std::string markdown() const;
+
+  // A resumed run's config: its own values, but those of `requested` for the keys that may
+  // change on resume. ConfigError listing every other key whose value differs (nested objects
+  // compared whole), naming the keys that may change.
+  json resumed_config(const json& run, const json& requested) const;
 
  private:
   bool is_section(const std::string& path) const;

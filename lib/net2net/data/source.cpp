@@ -103,6 +103,7 @@ class FashionMnist : public Source {
   ItemKind kind() const override { return ItemKind::Image; }
   bool has_labels() const override { return true; }
   int64_t num_classes() const override { return 10; }
+  std::vector<std::string> class_names() const override { return fashion_mnist_classes(); }
   Batch get(const std::vector<int64_t>& indices) override {
     Batch b;
     b.index = indices;
@@ -306,8 +307,14 @@ class H5Rows : public Source {
     if (reader_.has("label") && dataset != "label" && reader_.info("label").rows == info_.rows) {
       labels_ = reader_.read_int64("label");
       for (int64_t l : labels_) num_classes_ = std::max(num_classes_, l + 1);
+      // A cache of net2net-extract records its source's class names.
+      nlohmann::json names = nlohmann::json::parse(reader_.attributes().value("class_names", std::string("null")), nullptr, false);
+      if (names.is_array())
+        for (const auto& n : names)
+          if (n.is_string()) class_names_.push_back(n.get<std::string>());
     }
   }
+  std::vector<std::string> class_names() const override { return class_names_; }
   std::string spec() const override { return spec_; }
   int64_t size() const override { return info_.rows; }
   ItemKind kind() const override { return info_.item_shape.size() == 3 ? ItemKind::Image : ItemKind::Vector; }
@@ -338,6 +345,7 @@ class H5Rows : public Source {
   std::vector<int64_t> labels_;
   bool has_labels_ = false;
   int64_t num_classes_ = 0;
+  std::vector<std::string> class_names_;
 };
 
 // ---------------------------------------------------------------- gaussian:N:DIM[:TRUNC]
@@ -389,52 +397,79 @@ int64_t parse_int(const std::string& s, const std::string& what, const std::stri
   throw UsageError("source '" + spec + "': " + what + " must be an integer, got '" + s + "'");
 }
 
+// ---------------------------------------------------------------- the schemes' factories
+std::unique_ptr<Source> open_fashion_mnist(const std::string& split, const std::string& spec, const SourceOptions& options) {
+  if (split != "train" && split != "test")
+    throw UsageError("source '" + spec + "': use fashion-mnist:train or fashion-mnist:test");
+  return std::make_unique<FashionMnist>(split, options.data_dir.empty() ? default_fashion_mnist_dir() : options.data_dir);
+}
+
+std::unique_ptr<Source> open_h5(const std::string& rest, const std::string& spec, const SourceOptions&) {
+  auto last = rest.rfind(':');
+  if (last == std::string::npos || last == 0 || last + 1 == rest.size())
+    throw UsageError("source '" + spec + "': use h5:FILE:DATASET");
+  return std::make_unique<H5Rows>(rest.substr(0, last), rest.substr(last + 1));
+}
+
+std::unique_ptr<Source> open_gaussian(const std::string& rest, const std::string& spec, const SourceOptions& options) {
+  std::vector<std::string> parts;
+  size_t s = 0;
+  while (true) {
+    auto c = rest.find(':', s);
+    parts.push_back(rest.substr(s, c == std::string::npos ? std::string::npos : c - s));
+    if (c == std::string::npos) break;
+    s = c + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3) throw UsageError("source '" + spec + "': use gaussian:N:DIM[:TRUNC]");
+  int64_t n = parse_int(parts[0], "N", spec), dim = parse_int(parts[1], "DIM", spec);
+  if (n < 0 || dim < 1) throw UsageError("source '" + spec + "': N must be >= 0 and DIM >= 1");
+  double trunc = 0;
+  if (parts.size() == 3) {
+    try {
+      trunc = std::stod(parts[2]);
+    } catch (...) {
+      throw UsageError("source '" + spec + "': TRUNC must be a number");
+    }
+    if (!(trunc > 0)) throw UsageError("source '" + spec + "': TRUNC must be > 0");
+  }
+  return std::make_unique<Gaussian>(n, dim, trunc, options.seed, spec);
+}
+
 }  // namespace
+
+const std::vector<SourceScheme>& source_schemes() {
+  using Options = const SourceOptions&;
+  static const std::vector<SourceScheme> schemes = {
+      {"fashion-mnist", "fashion-mnist:train|test",
+       "Fashion-MNIST images [1,28,28] + labels (Debian's files, or --data-dir)", open_fashion_mnist},
+      {"images", "images:DIR", "PNG/JPEG files of one size, sorted by name",
+       [](const std::string& dir, const std::string&, Options) -> std::unique_ptr<Source> { return std::make_unique<ImageDir>(dir); }},
+      {"text", "text:FILE", "texts, one per line",
+       [](const std::string& file, const std::string&, Options) -> std::unique_ptr<Source> { return std::make_unique<TextFile>(file); }},
+      {"tsv", "tsv:FILE", "texts under a header: text, optional label, numeric columns",
+       [](const std::string& file, const std::string&, Options) -> std::unique_ptr<Source> { return std::make_unique<TsvFile>(file); }},
+      {"h5", "h5:FILE:DATASET", "rows of an HDF5 dataset (+ its file's /label when present)", open_h5},
+      {"gaussian", "gaussian:N:DIM[:TRUNC]", "N seeded standard normal vectors of DIM, truncated to |x| <= TRUNC", open_gaussian},
+  };
+  return schemes;
+}
+
+std::string source_usages() {
+  std::string out;
+  for (const auto& s : source_schemes()) out += (out.empty() ? "" : ", ") + s.usage;
+  return out;
+}
 
 std::unique_ptr<Source> open_source(const std::string& spec, const SourceOptions& options) {
   auto colon = spec.find(':');
-  std::string scheme = spec.substr(0, colon);
-  std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  const std::string known = "fashion-mnist:train|test, images:DIR, text:FILE, tsv:FILE, h5:FILE:DATASET, gaussian:N:DIM[:TRUNC]";
-  if (scheme == "fashion-mnist") {
-    if (rest != "train" && rest != "test")
-      throw UsageError("source '" + spec + "': use fashion-mnist:train or fashion-mnist:test");
-    return std::make_unique<FashionMnist>(rest, options.data_dir.empty() ? default_fashion_mnist_dir() : options.data_dir);
+  const std::string name = spec.substr(0, colon);
+  const std::string argument = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  for (const auto& scheme : source_schemes()) {
+    if (scheme.name != name) continue;
+    if (argument.empty()) throw UsageError("source '" + spec + "': use " + scheme.usage);
+    return scheme.open(argument, spec, options);
   }
-  if (rest.empty()) throw UsageError("source '" + spec + "' is not one of: " + known);
-  if (scheme == "images") return std::make_unique<ImageDir>(rest);
-  if (scheme == "text") return std::make_unique<TextFile>(rest);
-  if (scheme == "tsv") return std::make_unique<TsvFile>(rest);
-  if (scheme == "h5") {
-    auto last = rest.rfind(':');
-    if (last == std::string::npos || last == 0 || last + 1 == rest.size())
-      throw UsageError("source '" + spec + "': use h5:FILE:DATASET");
-    return std::make_unique<H5Rows>(rest.substr(0, last), rest.substr(last + 1));
-  }
-  if (scheme == "gaussian") {
-    std::vector<std::string> parts;
-    size_t s = 0;
-    while (true) {
-      auto c = rest.find(':', s);
-      parts.push_back(rest.substr(s, c == std::string::npos ? std::string::npos : c - s));
-      if (c == std::string::npos) break;
-      s = c + 1;
-    }
-    if (parts.size() < 2 || parts.size() > 3) throw UsageError("source '" + spec + "': use gaussian:N:DIM[:TRUNCATION]");
-    int64_t n = parse_int(parts[0], "N", spec), dim = parse_int(parts[1], "DIM", spec);
-    if (n < 0 || dim < 1) throw UsageError("source '" + spec + "': N must be >= 0 and DIM >= 1");
-    double trunc = 0;
-    if (parts.size() == 3) {
-      try {
-        trunc = std::stod(parts[2]);
-      } catch (...) {
-        throw UsageError("source '" + spec + "': TRUNCATION must be a number");
-      }
-      if (!(trunc > 0)) throw UsageError("source '" + spec + "': TRUNCATION must be > 0");
-    }
-    return std::make_unique<Gaussian>(n, dim, trunc, options.seed, spec);
-  }
-  throw UsageError("unknown source '" + spec + "'; sources: " + known);
+  throw UsageError("unknown source '" + spec + "'; sources: " + source_usages());
 }
 
 torch::Tensor read_image(const std::string& path, int channels) {

@@ -1,19 +1,17 @@
 // Data sources of the contract: a SOURCE names a sequence of items (images, texts or vectors,
 // optionally with labels) with random access by index, so that batches, shards and resumed
-// runs all see the same item at the same index.
-//   fashion-mnist:train|test   images [1,28,28] in [-1,1] + labels (the Debian package's files)
-//   images:DIR                 PNG/JPEG files sorted by name, [C,H,W] in [-1,1]
-//   text:FILE                  one item per line
-//   tsv:FILE                   texts with a header: column text, optional label (+ labels) and
-//                              numeric columns (a vector per item, which `identity` returns)
-//   h5:FILE:DATASET            rows of an HDF5 dataset (+ /label of that file when present)
-//   gaussian:N:DIM[:TRUNC]     seeded standard normal codes, truncated to |x| <= TRUNC
+// runs all see the same item at the same index. A spec is SCHEME:ARGUMENT; the schemes are the
+// entries of source_schemes() (source.cpp), each with its usage and a description; docs/formats.md
+// ("Data sources") lists the same, which tests/test_data.cpp checks.
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "net2net/core/defaults.h"
 
 namespace net2net::data {
 
@@ -38,16 +36,34 @@ class Source {
   virtual bool has_labels() const { return false; }
   // Number of classes for one-hot labels (0: unknown).
   virtual int64_t num_classes() const { return 0; }
+  // Names of the classes, index by index (empty: none known; then "class K").
+  virtual std::vector<std::string> class_names() const { return {}; }
   // Items at `indices` (each in [0, size())), in that order.
   virtual Batch get(const std::vector<int64_t>& indices) = 0;
 };
 
 struct SourceOptions {
   std::string data_dir;  // Fashion-MNIST folder; empty: NET2NET_FASHION_MNIST_DIR or the Debian path
-  uint64_t seed = 23;    // for gaussian:
+  uint64_t seed = kDefaultSeed;  // for gaussian:
 };
 
-// UsageError for a malformed spec, IoError / InputError naming the file for unreadable data.
+// One source scheme: a spec NAME:ARGUMENT is opened by the entry called NAME.
+struct SourceScheme {
+  std::string name;         // "h5"
+  std::string usage;        // "h5:FILE:DATASET" (help texts, error messages, docs/formats.md)
+  std::string description;  // one line
+  // argument: what follows "NAME:" (never empty: open_source refuses NAME and NAME: with the
+  // usage); spec: the whole spec, for messages and Source::spec().
+  std::function<std::unique_ptr<Source>(const std::string& argument, const std::string& spec, const SourceOptions& options)>
+      open;
+};
+// Every scheme, in the order of source_usages().
+const std::vector<SourceScheme>& source_schemes();
+// The usages joined: "fashion-mnist:train|test, images:DIR, ..." (net2net-extract --help, errors).
+std::string source_usages();
+
+// UsageError for a malformed spec or an unknown scheme (the message lists source_usages()),
+// IoError / InputError naming the file for unreadable data.
 std::unique_ptr<Source> open_source(const std::string& spec, const SourceOptions& options = {});
 
 // The ten Fashion-MNIST class names, by label.

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 
 #include "net2net/core/error.h"
+#include "net2net/example/captions.h"
 
 namespace net2net::experts {
 namespace fs = std::filesystem;
@@ -21,75 +23,6 @@ torch::Tensor Expert::decode(const torch::Tensor&) {
 json Expert::fingerprint() const { return json{{"spec", spec()}}; }
 
 data::Batch Expert::transform(const data::Batch& batch) { return as_batch(encode(batch), batch); }
-
-namespace {
-// Foreground share and mean foreground brightness of images [N,1,H,W] in [-1, 1].
-std::pair<torch::Tensor, torch::Tensor> image_properties(const torch::Tensor& x) {
-  auto p = (x.reshape({x.size(0), -1}) + 1) / 2;
-  auto fg = (p > 0.1).to(torch::kFloat32);
-  auto size = fg.mean(1);
-  auto brightness = (p * fg).sum(1) / fg.sum(1).clamp_min(1);
-  return {size, brightness};
-}
-
-// Class-relative tertiles of size and brightness over the Fashion-MNIST training images.
-struct CaptionThresholds {
-  std::vector<float> size_lo, size_hi, bright_lo, bright_hi;
-};
-const CaptionThresholds& caption_thresholds() {
-  static const CaptionThresholds t = [] {
-    CaptionThresholds t;
-    auto source = data::open_source("fashion-mnist:train");
-    std::vector<int64_t> idx(source->size());
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    auto b = source->get(idx);
-    auto [size, bright] = image_properties(b.tensor);
-    for (int64_t c = 0; c < 10; ++c) {
-      auto mask = b.labels == c;
-      auto s = std::get<0>(size.masked_select(mask).sort()), br = std::get<0>(bright.masked_select(mask).sort());
-      int64_t n = s.size(0);
-      t.size_lo.push_back(s[n / 3].item<float>()), t.size_hi.push_back(s[2 * n / 3].item<float>());
-      t.bright_lo.push_back(br[n / 3].item<float>()), t.bright_hi.push_back(br[2 * n / 3].item<float>());
-    }
-    return t;
-  }();
-  return t;
-}
-}  // namespace
-
-torch::Tensor fashion_properties(const data::Batch& b) {
-  if (b.kind != data::ItemKind::Image || !b.labels.defined())
-    throw InputError("expert 'caption' needs labelled Fashion-MNIST images (e.g. --data fashion-mnist:train)");
-  const auto& t = caption_thresholds();
-  auto [size, bright] = image_properties(b.tensor);
-  auto out = torch::zeros({b.size(), 2});
-  for (int64_t i = 0; i < b.size(); ++i) {
-    int64_t c = b.labels[i].item<int64_t>();
-    if (c < 0 || c > 9) throw InputError("expert 'caption': item " + std::to_string(b.index[i]) + " has no Fashion-MNIST label");
-    float br = bright[i].item<float>(), sz = size[i].item<float>();
-    out[i][0] = br <= t.bright_lo[c] ? -1.0f : br >= t.bright_hi[c] ? 1.0f : 0.0f;
-    out[i][1] = sz <= t.size_lo[c] ? -1.0f : sz >= t.size_hi[c] ? 1.0f : 0.0f;
-  }
-  return out;
-}
-
-std::vector<std::string> fashion_captions(const data::Batch& b) {
-  auto props = fashion_properties(b);
-  std::vector<std::string> out;
-  for (int64_t i = 0; i < b.size(); ++i) {
-    int64_t c = b.labels[i].item<int64_t>();
-    std::string text = "a";
-    float br = props[i][0].item<float>(), sz = props[i][1].item<float>();
-    if (br < 0) text += " dark";
-    else if (br > 0) text += " light";
-    if (sz < 0) text += " small";
-    else if (sz > 0) text += " large";
-    std::string name = data::fashion_mnist_classes()[c];
-    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    out.push_back(text + " " + name);
-  }
-  return out;
-}
 
 std::string sha256_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -302,29 +235,6 @@ class TorchScriptExpert : public Expert {
   mutable torch::jit::Module module_;
 };
 
-class CaptionExpert : public Expert {
- public:
-  std::string spec() const override { return "caption"; }
-  torch::Tensor encode(const data::Batch&) override {
-    throw UsageError("expert 'caption' produces texts: chain it with a text expert, e.g. caption,text-hash:256");
-  }
-  data::Batch transform(const data::Batch& b) override {
-    data::Batch out;
-    out.index = b.index;
-    out.labels = b.labels;
-    out.kind = data::ItemKind::Text;
-    out.texts = fashion_captions(b);
-    return out;
-  }
-};
-
-// [N, 2] property codes of the caption: brightness (-1 dark, 0, +1 light), size (-1 small, 0, +1 large).
-class CaptionPropsExpert : public Expert {
- public:
-  std::string spec() const override { return "caption-props"; }
-  torch::Tensor encode(const data::Batch& b) override { return fashion_properties(b); }
-};
-
 class ChainExpert : public Expert {
  public:
   ChainExpert(std::vector<std::unique_ptr<Expert>> parts, std::string spec) : parts_(std::move(parts)), spec_(std::move(spec)) {}
@@ -345,7 +255,69 @@ class ChainExpert : public Expert {
   std::string spec_;
 };
 
+// ---------------------------------------------------------------- the engine's kinds
+std::unique_ptr<Expert> make_label(const std::string& arg, const std::string& spec, const ExpertContext& context) {
+  return std::make_unique<LabelExpert>(arg.empty() ? context.num_classes : parse_positive(arg, spec), spec);
+}
+
+std::unique_ptr<Expert> make_text_hash(const std::string& arg, const std::string& spec, const ExpertContext&) {
+  return std::make_unique<TextHashExpert>(arg.empty() ? 256 : parse_positive(arg, spec), spec);
+}
+
+std::unique_ptr<Expert> make_identity(const std::string& arg, const std::string&, const ExpertContext&) {
+  if (!arg.empty()) throw UsageError("expert 'identity' takes no argument");
+  return std::make_unique<IdentityExpert>();
+}
+
+std::unique_ptr<Expert> make_torchscript(const std::string& arg, const std::string& spec, const ExpertContext& context) {
+  if (arg.empty()) throw UsageError("expert '" + spec + "': use ts:PATH[:METHOD]");
+  // ts:PATH:METHOD, where METHOD is an identifier after the last ':' (paths may hold ':').
+  std::string path = arg, method;
+  auto last = arg.rfind(':');
+  if (last != std::string::npos) {
+    std::string tail = arg.substr(last + 1);
+    bool ident = !tail.empty() && (std::isalpha(static_cast<unsigned char>(tail[0])) || tail[0] == '_');
+    for (char c : tail) ident = ident && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (ident) path = arg.substr(0, last), method = tail;
+  }
+  return std::make_unique<TorchScriptExpert>(path, method, spec, context.device);
+}
+
+void register_engine_experts(ExpertRegistry& registry) {
+  registry.add({"label", "label[:K]", "one-hot [N, K] of the label; K defaults to the source's class count", make_label});
+  registry.add({"text-hash", "text-hash[:DIM]", "weight-free hashed text embedding [N, DIM], default DIM 256", make_text_hash});
+  registry.add({"identity", "identity", "the items themselves (or a tsv source's numeric columns)", make_identity});
+  registry.add({"ts", "ts:PATH[:METHOD]", "a TorchScript module's METHOD (default encode, else forward)", make_torchscript});
+}
+
 }  // namespace
+
+void ExpertRegistry::add(ExpertKind kind) {
+  if (find(kind.name)) throw std::logic_error("expert kind '" + kind.name + "' is registered twice");
+  kinds_.push_back(std::move(kind));
+}
+
+const ExpertKind* ExpertRegistry::find(const std::string& name) const {
+  for (const auto& k : kinds_)
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+const ExpertRegistry& expert_registry() {
+  static const ExpertRegistry registry = [] {
+    ExpertRegistry r;
+    register_engine_experts(r);
+    example::register_example_experts(r);
+    return r;
+  }();
+  return registry;
+}
+
+std::string expert_usages() {
+  std::string out;
+  for (const auto& k : expert_registry().kinds()) out += k.usage + ", ";
+  return out + "or a chain " + kChainUsage;
+}
 
 std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext& context) {
   if (spec.empty()) throw UsageError("empty expert spec");
@@ -363,34 +335,10 @@ std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext
     return std::make_unique<ChainExpert>(std::move(parts), spec);
   }
   auto colon = spec.find(':');
-  std::string name = spec.substr(0, colon);
-  std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  if (name == "label") return std::make_unique<LabelExpert>(arg.empty() ? context.num_classes : parse_positive(arg, spec), spec);
-  if (name == "text-hash") return std::make_unique<TextHashExpert>(arg.empty() ? 256 : parse_positive(arg, spec), spec);
-  if (name == "caption-props") return std::make_unique<CaptionPropsExpert>();
-  if (name == "caption") {
-    if (!arg.empty()) throw UsageError("expert 'caption' takes no argument");
-    return std::make_unique<CaptionExpert>();
-  }
-  if (name == "identity") {
-    if (!arg.empty()) throw UsageError("expert 'identity' takes no argument");
-    return std::make_unique<IdentityExpert>();
-  }
-  if (name == "ts") {
-    if (arg.empty()) throw UsageError("expert '" + spec + "': use ts:PATH[:METHOD]");
-    // ts:PATH:METHOD, where METHOD is an identifier after the last ':' (paths may hold ':').
-    std::string path = arg, method;
-    auto last = arg.rfind(':');
-    if (last != std::string::npos) {
-      std::string tail = arg.substr(last + 1);
-      bool ident = !tail.empty() && (std::isalpha(static_cast<unsigned char>(tail[0])) || tail[0] == '_');
-      for (char c : tail) ident = ident && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-      if (ident) path = arg.substr(0, last), method = tail;
-    }
-    return std::make_unique<TorchScriptExpert>(path, method, spec, context.device);
-  }
-  throw UsageError("unknown expert '" + spec +
-                   "'; experts: label[:K], text-hash[:DIM], identity, caption, caption-props, ts:PATH[:METHOD], A,B,...");
+  const std::string name = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (const ExpertKind* kind = expert_registry().find(name)) return kind->make(arg, spec, context);
+  throw UsageError("unknown expert '" + spec + "'; experts: " + expert_usages());
 }
 
 }  // namespace net2net::experts

@@ -1,19 +1,14 @@
-// Experts map a batch of items to a batch of vectors (or images):
-//   label[:K]         one-hot of the item's label (K classes; default: the source's count)
-//   text-hash[:DIM]   deterministic, weight-free text embedding (default DIM 256)
-//   identity          the item itself (vectors or images; a tsv source's numeric columns)
-//   ts:PATH[:METHOD]  a TorchScript module; METHOD defaults to encode, falling back to forward;
-//                     decode is the target side's decoder
-//   caption           Fashion-MNIST images (+ labels) -> texts: the class name with properties
-//                     (dark / light, small / large: class-relative tertiles), for chains such
-//                     as caption,text-hash:256; caption-props gives the property codes
-//                     [N, 2] (brightness, size: -1, 0, +1)
-//   A,B,...           a chain: each expert's output is the next one's input
+// Experts map a batch of items to a batch of vectors (or images). A spec is NAME[:ARGUMENT],
+// or a chain A,B,... (each expert's output is the next one's input). The kinds are the entries
+// of expert_registry(): the engine's (expert.cpp) and the Fashion-MNIST example's
+// (example/captions.cpp), each with its usage and a description; docs/experts.md lists the
+// same, which tests/test_data.cpp checks.
 // Inputs reach experts as the contract says: images float32 [N,C,H,W] in [-1,1], texts as a
 // list of strings, vectors float32 [N,D].
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -42,18 +37,45 @@ struct ExpertContext {
   torch::Device device = torch::kCPU;
 };
 
-// UsageError for a malformed spec, IoError / InputError naming the file for a bad module.
+// One kind of expert: a spec NAME or NAME:ARGUMENT is made by the entry called NAME.
+struct ExpertKind {
+  std::string name;         // "text-hash"
+  std::string usage;        // "text-hash[:DIM]" (help texts, error messages, docs/experts.md)
+  std::string description;  // one line
+  // argument: what follows "NAME:" ("" when absent: each kind says whether that is allowed);
+  // spec: the whole spec, for messages and Expert::spec().
+  std::function<std::unique_ptr<Expert>(const std::string& argument, const std::string& spec, const ExpertContext& context)>
+      make;
+};
+
+class ExpertRegistry {
+ public:
+  // Adds a kind after those already there; std::logic_error when its name is taken.
+  void add(ExpertKind kind);
+  // The kind called `name`; nullptr when there is none.
+  const ExpertKind* find(const std::string& name) const;
+  const std::vector<ExpertKind>& kinds() const { return kinds_; }
+
+ private:
+  std::vector<ExpertKind> kinds_;
+};
+
+// The kinds make_expert knows, built on first use: the engine's, then the example's
+// (example::register_example_experts).
+const ExpertRegistry& expert_registry();
+// The usage of a chain: syntax, not a registry entry.
+inline constexpr const char* kChainUsage = "A,B,...";
+// The usages joined, with the chain: "label[:K], ..., or a chain A,B,..." (net2net-extract
+// --help, errors).
+std::string expert_usages();
+
+// UsageError for a malformed spec or an unknown name (the message lists expert_usages()),
+// IoError / InputError naming the file for a bad module.
 std::unique_ptr<Expert> make_expert(const std::string& spec, const ExpertContext& context = {});
 
 // The weight-free text embedding of text-hash: hashed word unigrams and bigrams and character
 // trigrams, signed feature hashing, L2-normalised (texts sharing words and spellings are close).
 torch::Tensor text_hash(const std::vector<std::string>& texts, int64_t dim);
-
-// Caption property codes [N, 2]: brightness (-1 dark, 0, +1 light) and size (-1 small, 0,
-// +1 large), relative to the item's class (expert caption-props).
-torch::Tensor fashion_properties(const data::Batch& batch);
-// The caption of each image of a batch (needs labels): "a dark large coat", "a sandal", ...
-std::vector<std::string> fashion_captions(const data::Batch& batch);
 
 // SHA-256 of a file as lowercase hex (OpenSSL). IoError naming the file.
 std::string sha256_file(const std::string& path);

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -199,180 +200,226 @@ json dataset_summary(const json& datasets, int64_t rows) {
 
 }  // namespace
 
-json run_extraction(const ExtractRequest& req) {
-  if (req.batch_size < 1) throw UsageError("--batch-size must be >= 1");
-  if (req.out.empty()) throw UsageError("--out is required");
-  const fs::path out(req.out);
-  const fs::path journal = req.out + ".partial";
-  std::error_code ec;
-  const bool out_exists = fs::exists(out, ec), journal_exists = fs::exists(journal, ec);
-  if (out_exists && !req.force) {
-    if (req.resume && !journal_exists) {
-      io::EmbeddingReader done(req.out);
-      spdlog::info("'{}' is already complete ({} rows); nothing to resume", req.out, done.rows());
-      return json{{"out", req.out}, {"rows", done.rows()}, {"already_complete", true}};
+namespace {
+
+// One extraction: run() calls the phases in order (check the output, open the inputs, open or
+// check the journal, recover its rows, encode batch by batch, write the cache). Rows go through
+// a journal (OUT.partial/) so that an interrupted run resumes from its last whole batch.
+class Extraction {
+ public:
+  explicit Extraction(const ExtractRequest& req) : req_(req), journal_(req.out + ".partial"), meta_path_(journal_ / "meta.json") {}
+
+  json run() {
+    if (auto complete = check_output()) return *complete;
+    open_inputs();
+    open_journal();
+    recover_rows();
+    StopSignals signals;
+    encode_all();
+    return write_cache();
+  }
+
+ private:
+  // ---- the output: refuse to overwrite, report an already complete one, clear a forced journal
+  std::optional<json> check_output() {
+    if (req_.batch_size < 1) throw UsageError("--batch-size must be >= 1");
+    if (req_.out.empty()) throw UsageError("--out is required");
+    std::error_code ec;
+    const bool out_exists = fs::exists(fs::path(req_.out), ec), journal_exists = fs::exists(journal_, ec);
+    if (out_exists && !req_.force) {
+      if (req_.resume && !journal_exists) {
+        io::EmbeddingReader done(req_.out);
+        spdlog::info("'{}' is already complete ({} rows); nothing to resume", req_.out, done.rows());
+        return json{{"out", req_.out}, {"rows", done.rows()}, {"already_complete", true}};
+      }
+      if (!req_.resume) throw UsageError("'" + req_.out + "' exists; use --force to overwrite it (or --resume to finish it)");
     }
-    if (!req.resume) throw UsageError("'" + req.out + "' exists; use --force to overwrite it (or --resume to finish it)");
-  }
-  if (journal_exists && !req.resume && !req.force)
-    throw UsageError("an interrupted extraction into '" + req.out + "' exists (" + journal.string() +
-                     "); use --resume to continue it or --force to start over");
-  if (journal_exists && req.force) fs::remove_all(journal);
-
-  data::SourceOptions sopts;
-  sopts.data_dir = req.data_dir;
-  sopts.seed = req.seed;
-  auto source = data::open_source(req.source, sopts);
-  int64_t n = source->size();
-  if (req.limit > 0) n = std::min(n, req.limit);
-  std::vector<int64_t> items;
-  for (int64_t i = req.shard.index; i < n; i += req.shard.count) items.push_back(i);
-  const int64_t total = items.size();
-
-  experts::ExpertContext ctx;
-  ctx.num_classes = source->num_classes();
-  ctx.device = torch::Device(req.device);
-  std::vector<std::unique_ptr<experts::Expert>> experts;
-  json expert_list = json::array(), fingerprints = json::object();
-  for (const auto& e : req.experts) {
-    experts.push_back(experts::make_expert(e.spec, ctx));
-    expert_list.push_back({{"name", e.name}, {"spec", e.spec}});
-    fingerprints[e.name] = experts.back()->fingerprint();
-  }
-  const bool labels = source->has_labels();
-
-  // What a resumed run must agree with.
-  json identity = {{"source", source->spec()}, {"experts", expert_list}, {"fingerprints", fingerprints},
-                   {"shard", req.shard.str()}, {"limit", req.limit}, {"seed", req.seed}, {"items", total},
-                   {"batch_size", req.batch_size}};
-  json meta;
-  const fs::path meta_path = journal / "meta.json";
-  if (fs::exists(journal, ec)) {
-    meta = json::parse(read_text_file(meta_path.string()), nullptr, false);
-    if (meta.is_discarded() || !meta.contains("identity"))
-      throw InputError("'" + meta_path.string() + "' is unreadable; use --force to start over");
-    std::string diff;
-    for (const auto& [key, value] : identity.items())
-      if (meta["identity"][key] != value)
-        diff += "\n  " + key + ": interrupted run " + meta["identity"][key].dump() + ", this run " + value.dump();
-    if (!diff.empty())
-      throw UsageError("--resume: this request differs from the interrupted run in '" + journal.string() + "':" + diff +
-                       "\nuse the same arguments, or --force to start over");
-  } else {
-    fs::create_directories(journal);
-    meta = {{"identity", identity}, {"datasets", nullptr}};
-    write_text_atomically(meta_path.string(), meta.dump(2));
+    if (journal_exists && !req_.resume && !req_.force)
+      throw UsageError("an interrupted extraction into '" + req_.out + "' exists (" + journal_.string() +
+                       "); use --resume to continue it or --force to start over");
+    if (journal_exists && req_.force) fs::remove_all(journal_);
+    return std::nullopt;
   }
 
-  // Rows every journal file holds; cut the files back to that.
-  int64_t done = 0;
-  if (!meta["datasets"].is_null()) {
-    done = file_rows(journal / "index.i64", 8);
-    for (const auto& e : req.experts) done = std::min(done, file_rows(journal / (e.name + ".f32"), 4 * meta["datasets"][e.name]["cols"].get<int64_t>()));
-    if (labels) done = std::min(done, file_rows(journal / "label.i64", 8));
-    // Back to a batch boundary: the resumed run then feeds the experts exactly the batches an
-    // uninterrupted run would, so its rows are bit-identical (experts need not be batch-invariant).
-    done = std::min(done, total);
-    if (done < total) done -= done % req.batch_size;
-    for (const auto& e : req.experts)
-      fs::resize_file(journal / (e.name + ".f32"), done * 4 * meta["datasets"][e.name]["cols"].get<int64_t>());
-    fs::resize_file(journal / "index.i64", done * 8);
-    if (labels) fs::resize_file(journal / "label.i64", done * 8);
-    if (done > 0) spdlog::info("resuming '{}' at row {} of {}", req.out, done, total);
+  // ---- the source (this shard's items) and the experts
+  void open_inputs() {
+    data::SourceOptions sopts;
+    sopts.data_dir = req_.data_dir;
+    sopts.seed = req_.seed;
+    source_ = data::open_source(req_.source, sopts);
+    int64_t n = source_->size();
+    if (req_.limit > 0) n = std::min(n, req_.limit);
+    for (int64_t i = req_.shard.index; i < n; i += req_.shard.count) items_.push_back(i);
+    total_ = items_.size();
+    experts::ExpertContext ctx;
+    ctx.num_classes = source_->num_classes();
+    ctx.device = torch::Device(req_.device);
+    for (const auto& e : req_.experts) {
+      experts_.push_back(experts::make_expert(e.spec, ctx));
+      expert_list_.push_back({{"name", e.name}, {"spec", e.spec}});
+      fingerprints_[e.name] = experts_.back()->fingerprint();
+    }
+    labels_ = source_->has_labels();
   }
-  const int64_t resumed_from = done;
 
-  StopSignals signals;
-  {
-    JournalWriter writer(journal, req.experts, labels);
-    Progress progress("extract " + source->spec(), total, "rows", done);
-    while (done < total && !stop_requested()) {
-      int64_t b = std::min(req.batch_size, total - done);
-      std::vector<int64_t> idx(items.begin() + done, items.begin() + done + b);
-      data::Batch batch = source->get(idx);
-      Rows rows;
-      rows.index = idx;
-      if (labels) rows.labels.assign(batch.labels.data_ptr<int64_t>(), batch.labels.data_ptr<int64_t>() + b);
-      bool first = meta["datasets"].is_null();
-      json dims = first ? json::object() : meta["datasets"];
-      for (size_t e = 0; e < experts.size(); ++e) {
-        const auto& name = req.experts[e].name;
-        torch::Tensor y = experts[e]->encode(batch);
-        if (y.dim() < 1 || y.size(0) != b)
-          throw InputError("expert '" + name + "' (" + req.experts[e].spec + ") returned " + std::to_string(y.dim() ? y.size(0) : 0) +
-                           " rows for a batch of " + std::to_string(b));
-        auto finite = torch::isfinite(y.reshape({b, -1})).all(1);
-        if (!finite.all().item<bool>()) {
-          int64_t r = (~finite).nonzero()[0][0].item<int64_t>();
-          throw InputError("expert '" + name + "' (" + req.experts[e].spec + ") produced NaN or Inf for item " +
-                           std::to_string(idx[r]) + " of source '" + source->spec() + "'");
-        }
-        std::vector<int64_t> shape(y.sizes().begin() + 1, y.sizes().end());
-        if (shape.empty()) shape.push_back(1);
-        int64_t cols = 1;
-        for (auto s : shape) cols *= s;
-        if (first) {
-          dims[name] = {{"cols", cols}, {"shape", shape}};
-        } else if (dims[name]["cols"].get<int64_t>() != cols) {
-          throw InputError("expert '" + name + "' returned " + std::to_string(cols) + " values per item, earlier " +
-                           dims[name]["cols"].dump());
-        }
-        auto flat = y.reshape({b, cols}).contiguous();
-        rows.values.emplace_back(flat.data_ptr<float>(), flat.data_ptr<float>() + b * cols);
-      }
-      if (first) {  // dims are known before any row is written, so a resume can count rows
-        meta["datasets"] = dims;
-        write_text_atomically(meta_path.string(), meta.dump(2));
-      }
-      writer.push(std::move(rows));
-      done += b;
-      progress.update(done);
+  // ---- the journal: a new one, or an interrupted one whose request must be this one
+  void open_journal() {
+    json identity = {{"source", source_->spec()}, {"experts", expert_list_}, {"fingerprints", fingerprints_},
+                     {"shard", req_.shard.str()}, {"limit", req_.limit}, {"seed", req_.seed}, {"items", total_},
+                     {"batch_size", req_.batch_size}};
+    std::error_code ec;
+    if (fs::exists(journal_, ec)) {
+      meta_ = json::parse(read_text_file(meta_path_.string()), nullptr, false);
+      if (meta_.is_discarded() || !meta_.contains("identity"))
+        throw InputError("'" + meta_path_.string() + "' is unreadable; use --force to start over");
+      std::string diff;
+      for (const auto& [key, value] : identity.items())
+        if (meta_["identity"][key] != value)
+          diff += "\n  " + key + ": interrupted run " + meta_["identity"][key].dump() + ", this run " + value.dump();
+      if (!diff.empty())
+        throw UsageError("--resume: this request differs from the interrupted run in '" + journal_.string() + "':" + diff +
+                         "\nuse the same arguments, or --force to start over");
+    } else {
+      fs::create_directories(journal_);
+      meta_ = {{"identity", identity}, {"datasets", nullptr}};
+      write_text_atomically(meta_path_.string(), meta_.dump(2));
+    }
+  }
+
+  // ---- rows every journal file holds, cut back to that and to a batch boundary: the resumed
+  // run then feeds the experts exactly the batches an uninterrupted run would, so its rows are
+  // bit-identical (experts need not be batch-invariant)
+  void recover_rows() {
+    if (meta_["datasets"].is_null()) return;
+    int64_t done = file_rows(journal_ / "index.i64", 8);
+    for (const auto& e : req_.experts)
+      done = std::min(done, file_rows(journal_ / (e.name + ".f32"), 4 * cols_of(e.name)));
+    if (labels_) done = std::min(done, file_rows(journal_ / "label.i64", 8));
+    done = std::min(done, total_);
+    if (done < total_) done -= done % req_.batch_size;
+    for (const auto& e : req_.experts) fs::resize_file(journal_ / (e.name + ".f32"), done * 4 * cols_of(e.name));
+    fs::resize_file(journal_ / "index.i64", done * 8);
+    if (labels_) fs::resize_file(journal_ / "label.i64", done * 8);
+    if (done > 0) spdlog::info("resuming '{}' at row {} of {}", req_.out, done, total_);
+    done_ = resumed_from_ = done;
+  }
+  int64_t cols_of(const std::string& name) const { return meta_["datasets"][name]["cols"].get<int64_t>(); }
+
+  // ---- every remaining batch through the experts into the journal (a writer thread), until a
+  // stop signal
+  void encode_all() {
+    JournalWriter writer(journal_, req_.experts, labels_);
+    Progress progress("extract " + source_->spec(), total_, "rows", done_);
+    while (done_ < total_ && !stop_requested()) {
+      const int64_t b = std::min(req_.batch_size, total_ - done_);
+      writer.push(encode_batch(std::vector<int64_t>(items_.begin() + done_, items_.begin() + done_ + b)));
+      done_ += b;
+      progress.update(done_);
     }
     writer.close();
-    if (done < total) {
-      throw Interrupted("extraction stopped by signal " + std::to_string(stop_signal()) + " after " + std::to_string(done) +
-                        " of " + std::to_string(total) + " rows; rerun with --resume to continue");
+    if (done_ < total_) {
+      throw Interrupted("extraction stopped by signal " + std::to_string(stop_signal()) + " after " + std::to_string(done_) +
+                        " of " + std::to_string(total_) + " rows; rerun with --resume to continue");
     }
     progress.finish();
   }
-  double seconds = 0;
-  // Every row is in the journal: write the cache, atomically, completion recorded last.
-  auto t0 = std::chrono::steady_clock::now();
-  const json datasets = meta["datasets"].is_null() ? json::object() : meta["datasets"];
-  io::WriterOptions wopts;
-  wopts.compression = req.compression;
-  io::write_store(req.out, wopts, [&](io::EmbeddingWriter& w) {
-    for (const auto& e : req.experts) {
-      int64_t cols = datasets.contains(e.name) ? datasets[e.name]["cols"].get<int64_t>() : 1;
-      w.create_float(e.name, cols, datasets.contains(e.name) ? datasets[e.name]["shape"].get<std::vector<int64_t>>() : std::vector<int64_t>{});
-      if (total > 0) copy_journal_into(w, journal / (e.name + ".f32"), e.name, cols, total);
+
+  // One batch: every expert's rows, checked (row count, finite, width); the first batch records
+  // the widths in meta.json before any row is written, so that a resume can count rows.
+  Rows encode_batch(const std::vector<int64_t>& idx) {
+    const int64_t b = static_cast<int64_t>(idx.size());
+    data::Batch batch = source_->get(idx);
+    Rows rows;
+    rows.index = idx;
+    if (labels_) rows.labels.assign(batch.labels.data_ptr<int64_t>(), batch.labels.data_ptr<int64_t>() + b);
+    const bool first = meta_["datasets"].is_null();
+    json dims = first ? json::object() : meta_["datasets"];
+    for (size_t e = 0; e < experts_.size(); ++e) {
+      const auto& name = req_.experts[e].name;
+      torch::Tensor y = experts_[e]->encode(batch);
+      if (y.dim() < 1 || y.size(0) != b)
+        throw InputError("expert '" + name + "' (" + req_.experts[e].spec + ") returned " + std::to_string(y.dim() ? y.size(0) : 0) +
+                         " rows for a batch of " + std::to_string(b));
+      auto finite = torch::isfinite(y.reshape({b, -1})).all(1);
+      if (!finite.all().item<bool>()) {
+        int64_t r = (~finite).nonzero()[0][0].item<int64_t>();
+        throw InputError("expert '" + name + "' (" + req_.experts[e].spec + ") produced NaN or Inf for item " +
+                         std::to_string(idx[r]) + " of source '" + source_->spec() + "'");
+      }
+      std::vector<int64_t> shape(y.sizes().begin() + 1, y.sizes().end());
+      if (shape.empty()) shape.push_back(1);
+      int64_t cols = 1;
+      for (auto s : shape) cols *= s;
+      if (first) {
+        dims[name] = {{"cols", cols}, {"shape", shape}};
+      } else if (dims[name]["cols"].get<int64_t>() != cols) {
+        throw InputError("expert '" + name + "' returned " + std::to_string(cols) + " values per item, earlier " +
+                         dims[name]["cols"].dump());
+      }
+      auto flat = y.reshape({b, cols}).contiguous();
+      rows.values.emplace_back(flat.data_ptr<float>(), flat.data_ptr<float>() + b * cols);
     }
-    w.create_int64("index");
-    auto index = total > 0 ? read_i64_file(journal / "index.i64", total) : std::vector<int64_t>{};
-    w.append_int64("index", index.data(), total);
-    if (labels) {
-      w.create_int64("label");
-      auto lab = total > 0 ? read_i64_file(journal / "label.i64", total) : std::vector<int64_t>{};
-      w.append_int64("label", lab.data(), total);
+    if (first) {
+      meta_["datasets"] = dims;
+      write_text_atomically(meta_path_.string(), meta_.dump(2));
     }
-    w.set_attribute("source", source->spec());
-    w.set_attribute("experts", expert_list);
-    w.set_attribute("expert_fingerprints", fingerprints);
-    w.set_attribute("shard", req.shard.str());
-    w.set_attribute("limit", req.limit);
-    w.set_attribute("seed", static_cast<int64_t>(req.seed));
-    w.set_attribute("items_in_source", source->size());
-    w.set_attribute("rows", total);
-    w.set_attribute("tool_version", std::string("net2net ") + kVersion);
-    w.set_attribute("created", utc_now());
-  });
-  fs::remove_all(journal);
-  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("wrote '{}': {} rows, datasets {}", req.out, total, datasets.dump());
-  return json{{"out", req.out}, {"source", source->spec()}, {"shard", req.shard.str()}, {"rows", total},
-              {"resumed_from", resumed_from}, {"datasets", dataset_summary(datasets, total)},
-              {"labels", labels}, {"write_seconds", seconds}};
-}
+    return rows;
+  }
+
+  // ---- every row is in the journal: the cache, atomically, completion recorded last
+  json write_cache() {
+    auto t0 = std::chrono::steady_clock::now();
+    const json datasets = meta_["datasets"].is_null() ? json::object() : meta_["datasets"];
+    io::WriterOptions wopts;
+    wopts.compression = req_.compression;
+    io::write_store(req_.out, wopts, [&](io::EmbeddingWriter& w) {
+      for (const auto& e : req_.experts) {
+        int64_t cols = datasets.contains(e.name) ? datasets[e.name]["cols"].get<int64_t>() : 1;
+        w.create_float(e.name, cols,
+                       datasets.contains(e.name) ? datasets[e.name]["shape"].get<std::vector<int64_t>>() : std::vector<int64_t>{});
+        if (total_ > 0) copy_journal_into(w, journal_ / (e.name + ".f32"), e.name, cols, total_);
+      }
+      w.create_int64("index");
+      auto index = total_ > 0 ? read_i64_file(journal_ / "index.i64", total_) : std::vector<int64_t>{};
+      w.append_int64("index", index.data(), total_);
+      if (labels_) {
+        w.create_int64("label");
+        auto lab = total_ > 0 ? read_i64_file(journal_ / "label.i64", total_) : std::vector<int64_t>{};
+        w.append_int64("label", lab.data(), total_);
+      }
+      w.set_attribute("source", source_->spec());
+      w.set_attribute("experts", expert_list_);
+      if (const auto names = source_->class_names(); !names.empty()) w.set_attribute("class_names", json(names));
+      w.set_attribute("expert_fingerprints", fingerprints_);
+      w.set_attribute("shard", req_.shard.str());
+      w.set_attribute("limit", req_.limit);
+      w.set_attribute("seed", static_cast<int64_t>(req_.seed));
+      w.set_attribute("items_in_source", source_->size());
+      w.set_attribute("rows", total_);
+      w.set_attribute("tool_version", std::string("net2net ") + kVersion);
+      w.set_attribute("created", utc_now());
+    });
+    fs::remove_all(journal_);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spdlog::info("wrote '{}': {} rows, datasets {}", req_.out, total_, datasets.dump());
+    return json{{"out", req_.out}, {"source", source_->spec()}, {"shard", req_.shard.str()}, {"rows", total_},
+                {"resumed_from", resumed_from_}, {"datasets", dataset_summary(datasets, total_)},
+                {"labels", labels_}, {"write_seconds", seconds}};
+  }
+
+  const ExtractRequest& req_;
+  const fs::path journal_, meta_path_;
+  std::unique_ptr<data::Source> source_;
+  std::vector<int64_t> items_;
+  int64_t total_ = 0, done_ = 0, resumed_from_ = 0;
+  std::vector<std::unique_ptr<experts::Expert>> experts_;
+  json expert_list_ = json::array(), fingerprints_ = json::object(), meta_;
+  bool labels_ = false;
+};
+
+}  // namespace
+
+json run_extraction(const ExtractRequest& req) { return Extraction(req).run(); }
 
 json merge_caches(const std::vector<std::string>& inputs, const std::string& out, bool force, int compression) {
   if (inputs.empty()) throw UsageError("--merge needs the shard files to merge");

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "net2net/core/defaults.h"
+
 namespace net2net::extract {
 
 struct ExpertSpec {
@@ -39,7 +41,7 @@ struct ExtractRequest {
   bool force = false;
   int compression = 0;
   std::string data_dir;
-  uint64_t seed = 23;
+  uint64_t seed = kDefaultSeed;
   std::string device = "cpu";
 };
 

@@ -168,16 +168,19 @@ int64_t count_parameters(const torch::nn::Module& module) {
   return n;
 }
 
-NllTerms nll_loss(const FlowOutput& out) {
+NllTerms nll_loss(const FlowOutput& out, double scale) {
+  const Tensor nll_sum = (0.5 * out.v.pow(2).sum(1)).sum(), logdet_sum = out.logdet.sum();
   NllTerms t;
-  t.nll = (0.5 * out.v.pow(2).sum(1)).mean();
-  t.nlogdet = -out.logdet.mean();
-  t.loss = t.nll + t.nlogdet;
-  {
-    torch::NoGradGuard no_grad;
-    t.reference_nll = (0.5 * torch::randn_like(out.v).pow(2).sum(1)).mean();
-  }
+  t.loss = (nll_sum - logdet_sum) * scale;
+  torch::NoGradGuard no_grad;
+  t.nll = nll_sum.detach() * scale;
+  t.nlogdet = -logdet_sum.detach() * scale;
   return t;
+}
+
+Tensor reference_nll(const Tensor& v, double scale) {
+  torch::NoGradGuard no_grad;
+  return (0.5 * torch::randn_like(v).pow(2).sum(1)).sum() * scale;
 }
 
 Tensor bits_per_dim(const FlowOutput& out) {

@@ -75,13 +75,18 @@ ConditionalFlow build_flow(const config::FlowConfig& cfg, uint64_t init_seed);
 // Parameters that require gradients, summed.
 int64_t count_parameters(const torch::nn::Module& module);
 
-// The reference's loss: nll = mean 0.5 ||v||^2 (no constant), nlogdet = -mean logdet,
-// loss = nll + nlogdet, reference_nll = mean 0.5 ||e||^2 of e ~ N(0, I) of v's shape
-// (a sanity line: a trained model's nll approaches it).
+// The reference's loss (no constant) of a batch, the one that training, validation and the
+// tests use: sums over the rows times `scale` (1 / N: the batch mean; world_size / global batch:
+// one rank's share of the global mean, which the all-reduce then completes):
+//   nll = scale sum_i 0.5 ||v_i||^2, nlogdet = -scale sum_i logdet_i (both detached),
+//   loss = scale (sum_i 0.5 ||v_i||^2 - sum_i logdet_i) (what the gradient is taken of).
 struct NllTerms {
-  Tensor loss, nll, nlogdet, reference_nll;
+  Tensor loss, nll, nlogdet;
 };
-NllTerms nll_loss(const FlowOutput& out);
+NllTerms nll_loss(const FlowOutput& out, double scale);
+// The same nll for e ~ N(0, I) of v's shape (the default generator of v's device): a sanity line
+// that a trained model's nll approaches (D / 2 per row).
+Tensor reference_nll(const Tensor& v, double scale);
 
 // Per-item negative log-likelihood under the full Gaussian density, in bits per dimension:
 // (0.5 ||v||^2 + 0.5 D log(2 pi) - logdet) / (D log 2).

@@ -135,13 +135,18 @@ Tensor FusedAdam::step(LossClosure closure) {
 }
 
 namespace {
+// Where the weight-gradient kernels record, while backward_recording_squares runs (an atomic, not
+// thread-local: nothing guarantees that autograd runs the backward on the calling thread).
 std::atomic<GradientSquares*> live_squares{nullptr};
-}
+}  // namespace
 
-GradientSquares::GradientSquares() : previous_(live_squares.exchange(this)) {}
-GradientSquares::~GradientSquares() {
-  GradientSquares* self = this;
-  live_squares.compare_exchange_strong(self, previous_);
+void backward_recording_squares(const Tensor& loss, GradientSquares& into) {
+  struct Live {
+    GradientSquares* previous;
+    explicit Live(GradientSquares* s) : previous(live_squares.exchange(s)) {}
+    ~Live() { live_squares.store(previous); }
+  } live(&into);
+  loss.backward();
 }
 
 std::optional<double> GradientSquares::find(const Tensor& grad) const {

@@ -29,16 +29,13 @@ class FusedAdam : public torch::optim::Adam {
 torch::optim::AdamParamState* adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& p);
 
 // Sums of squares of weight gradients taken as the backward kernels wrote them (the tn kernel
-// holds each value in a register once). While a GradientSquares lives, the short-batch linear
-// layers' backward (kernels/batched_linear) records each weight gradient's sum of squares, and
-// gradient_norm(params, &it) takes the recorded value instead of reading the gradient again
-// (1 GB a step on text2biggan). A value counts only for the same storage, offset, size and
+// holds each value in a register once): backward_recording_squares fills one during a backward
+// pass, and gradient_norm(params, &it) takes the recorded value instead of reading the gradient
+// again (1 GB a step on text2biggan). A value counts only for the same storage, offset, size and
 // version: a gradient that is added to, scaled or all-reduced in place afterwards is read again.
-// One lives at a time (the newest wins); its scope should be one training step.
 class GradientSquares {
  public:
-  GradientSquares();
-  ~GradientSquares();
+  GradientSquares() = default;
   GradientSquares(const GradientSquares&) = delete;
   GradientSquares& operator=(const GradientSquares&) = delete;
   // The recorded sum of squares of `grad` as it is now, if any.
@@ -60,9 +57,12 @@ class GradientSquares {
   friend void record_gradient_squares(const torch::Tensor& grad, double sum_squares);
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
-  GradientSquares* previous_;
 };
-// Whether a GradientSquares is live (the kernels then compute the sums), and the recording.
+// loss.backward(), during which (and only then) the short-batch linear layers' weight-gradient
+// kernels (kernels/batched_linear) record each gradient's sum of squares into `into`.
+void backward_recording_squares(const torch::Tensor& loss, GradientSquares& into);
+// For those kernels: whether a backward_recording_squares is running (they then compute the
+// sums), and the recording.
 bool recording_gradient_squares();
 void record_gradient_squares(const torch::Tensor& grad, double sum_squares);
 

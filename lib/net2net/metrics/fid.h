@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "net2net/core/defaults.h"
+
 namespace net2net::metrics {
 
 struct FeatureStats {
@@ -38,7 +40,7 @@ struct KidResult {
   int64_t subset_size = 0;
 };
 KidResult kernel_inception_distance(const torch::Tensor& a, const torch::Tensor& b, int subsets = 100,
-                                    int64_t subset_size = 1000, uint64_t seed = 23);
+                                    int64_t subset_size = 1000, uint64_t seed = kDefaultSeed);
 
 // HDF5: /mu [D], /sigma [D, D] float64, attributes n, features, format = "net2net.fid-stats".
 void save_stats(const std::string& path, const FeatureStats& stats);

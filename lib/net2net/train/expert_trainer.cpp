@@ -11,7 +11,7 @@
 #include "net2net/core/error.h"
 #include "net2net/core/progress.h"
 #include "net2net/data/source.h"
-#include "net2net/experts/example_models.h"
+#include "net2net/example/models.h"
 #include "net2net/train/lr_schedule.h"
 
 namespace net2net::train {
@@ -24,8 +24,8 @@ namespace {
 torch::jit::Module build(const json& c) {
   const json& m = c["model"];
   uint64_t seed = c["train"]["seed"];
-  if (c["kind"] == "autoencoder") return experts::make_autoencoder(m["latent_dim"], m["channels"], seed);
-  return experts::make_classifier(m["channels"], m["hidden"], m["classes"], seed);
+  if (c["kind"] == "autoencoder") return example::make_autoencoder(m["latent_dim"], m["channels"], seed);
+  return example::make_classifier(m["channels"], m["hidden"], m["classes"], seed);
 }
 
 struct Images {
@@ -141,7 +141,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
   }
   for (auto p : module.parameters()) p.set_requires_grad(false);
   module.to(torch::kCPU);
-  experts::save_module(module, out.string());
+  example::save_module(module, out.string());
   spdlog::info("saved {} -> {} ({})", config["kind"].get<std::string>(), out.string(), summary.dump());
   return summary;
 }

@@ -62,6 +62,9 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
         for (const auto& e : experts)
           if (e.is_object() && e.value("name", std::string()) == config["data"][dataset].get<std::string>())
             config["data"][key] = e.value("spec", std::string());
+    // The names of the label classes, where the cache's source had them.
+    json names = json::parse(reader.attributes().value("class_names", std::string("null")), nullptr, false);
+    if (config["data"]["class_names"].is_null() && names.is_array()) config["data"]["class_names"] = names;
   }
   return info;
 }
@@ -160,8 +163,9 @@ ValResult evaluate(inn::ConditionalFlow& model, const Pairs& data, torch::Device
   for (int64_t s = 0; s < n; s += batch) {
     int64_t b = std::min(batch, n - s);
     auto out = model->forward(data.target.narrow(0, s, b).to(device), data.cond.narrow(0, s, b).to(device));
-    nll += (0.5 * out.v.pow(2).sum(1)).sum().item<double>();
-    nlogdet += (-out.logdet).sum().item<double>();
+    auto terms = inn::nll_loss(out, 1.0);  // sums; divided by n below
+    nll += terms.nll.item<double>();
+    nlogdet += terms.nlogdet.item<double>();
     bpd += inn::bits_per_dim(out).sum().item<double>();
   }
   model->train(was_training);
@@ -210,263 +214,324 @@ class MetricsLog {
   std::FILE* f_ = nullptr;
 };
 
-// Keys that may change when a run is resumed: how long it runs and how often it reports.
-bool resumable_key(const std::string& section, const std::string& key) {
-  return section == "train" && (key == "steps" || key == "log_every" || key == "val_every" || key == "checkpoint_every");
-}
-
-void check_same_run(const json& saved, const json& requested) {
-  std::string diff;
-  for (const auto& [section, values] : requested.items()) {
-    if (!values.is_object()) continue;
-    for (const auto& [key, value] : values.items())
-      if (!resumable_key(section, key) && saved[section][key] != value)
-        diff += "\n  " + section + "." + key + ": run " + saved[section][key].dump() + ", now " + value.dump();
-  }
-  if (!diff.empty())
-    throw ConfigError("--resume: the config differs from the run's (only train.steps and the *_every keys may change):" + diff);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- training
-json run_training(const TrainOptions& opt) {
-  const DistEnv env = detect_distributed();
-  const bool lead = env.rank == 0;
-  torch::Device device(opt.device == "cuda" && env.world_size > 1 ? "cuda:" + std::to_string(env.local_rank) : opt.device);
-  if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+namespace {
 
-  // Run directory and config.
-  std::string run_dir = opt.run_dir;
-  json config;
-  io::LoadedFlow resumed;
-  fs::path last_path;
-  if (opt.resume) {
-    if (run_dir.empty()) throw UsageError("--resume needs --run-dir");
-    last_path = fs::path(run_dir) / "checkpoints" / "last.pt";
-    if (!fs::exists(last_path)) throw IoError("--resume: '" + last_path.string() + "' does not exist");
-    resumed = io::load_flow_checkpoint(last_path.string());
-    config = resumed.config;
-    if (!opt.config_path.empty()) {
-      json requested = prepare_config(opt.config_path, opt.overrides, opt.seed_given, opt.seed);
-      check_same_run(config, requested);
-      for (const char* k : {"steps", "log_every", "val_every", "checkpoint_every"}) config["train"][k] = requested["train"][k];
-    } else {
-      for (const auto& o : opt.overrides) config::apply_override(config, o);
-      config = config::resolve_config(config, {}, last_path.string());
-      check_same_run(resumed.config, config);
-    }
-  } else {
-    if (opt.config_path.empty()) throw UsageError("--config is required (or --resume --run-dir DIR)");
-    config = prepare_config(opt.config_path, opt.overrides, opt.seed_given, opt.seed);
-    if (run_dir.empty()) {
-      std::string name = config["name"].get<std::string>();
-      run_dir = "runs/" + (name.empty() ? fs::path(opt.config_path).stem().string() : name);
-    }
-    last_path = fs::path(run_dir) / "checkpoints" / "last.pt";
-    if (fs::exists(last_path) && !opt.force)
-      throw UsageError("run directory '" + run_dir + "' already has a checkpoint; use --resume to continue it or --force to start over");
-  }
-  const fs::path dir(run_dir), best_path = dir / "checkpoints" / "best.pt";
-  const json& t = config["train"];
-  const int64_t steps = t["steps"], batch = t["batch_size"], log_every = t["log_every"], val_every = t["val_every"],
-                ckpt_every = t["checkpoint_every"];
-  const uint64_t seed = t["seed"];
-  const std::string lr_schedule = t["lr_schedule"];
-  const Precision precision = parse_precision(t["precision"].get<std::string>());
-  check_precision(precision, device);
-  if (lead) {
-    fs::create_directories(dir / "checkpoints");
-    if (!opt.resume && opt.force) fs::remove(best_path);
-    write_text_atomically((dir / "config.json").string(), config.dump(2) + "\n");
-  }
+// One training run: run() calls the phases in order (prepare, resume or initialise, then per
+// step: step, log, validate, checkpoint, stop?; finish). The members are what the phases share;
+// the order of their work is the order of an uninterrupted run (the RNG draws, the ActNorm init
+// and the energy meter's start included), which exact resume depends on.
+class TrainingRun {
+ public:
+  explicit TrainingRun(const TrainOptions& opt) : opt_(opt), env_(detect_distributed()), lead_(env_.rank == 0) {}
 
-  // Data (every rank holds all of it; each takes its share of every batch).
-  Split data = make_split(config);
-  if (data.train.size() == 0) throw InputError("data.train '" + config["data"]["train"].get<std::string>() + "' has no rows");
-  data.train.cond = data.train.cond.to(device), data.train.target = data.train.target.to(device);
-  BatchOrder order(data.train.size(), batch, seed);
-  const int64_t global_batch = order.batch();
-  if (lead && global_batch < batch)
-    spdlog::warn("train.batch_size {} is larger than the {} training rows: every step takes all of them", batch,
-                 data.train.size());
-  if (global_batch < env.world_size)
-    throw ConfigError("train.batch_size " + std::to_string(global_batch) + " is smaller than the world size " +
-                      std::to_string(env.world_size));
-  const int64_t share_begin = global_batch * env.rank / env.world_size,
-                share_end = global_batch * (env.rank + 1) / env.world_size;
-
-  // Model and optimizer.
-  auto flow_cfg = config::flow_config_from_json(config);
-  inn::ConditionalFlow model = opt.resume ? resumed.model : inn::build_flow(flow_cfg, seed);
-  model->to(device);
-  model->train();
-  const double lr = config::effective_learning_rate(config, env.world_size);
-  auto betas = t["betas"].get<std::vector<double>>();
-  kernels::FusedAdam adam(model->parameters(), torch::optim::AdamOptions(lr)
-                                                   .betas({betas[0], betas[1]})
-                                                   .amsgrad(t["amsgrad"].get<bool>())
-                                                   .weight_decay(t["weight_decay"].get<double>()));
-  io::TrainingState state;
-  json previous_energy = nullptr;
-  if (opt.resume) {
-    state = io::load_training_state(last_path.string(), adam);
-    if (state.rng_state.defined()) {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(state.rng_state);
-    }
-    if (state.extra.is_object() && state.extra.contains("energy")) previous_energy = state.extra["energy"];
-    if (opt.deterministic && state.extra.value("threads", 0) != 0 && state.extra.value("threads", 0) != at::get_num_threads())
-      spdlog::warn("--deterministic: the run used {} threads, this part {}; results may differ in the last bits",
-                   state.extra.value("threads", 0), at::get_num_threads());
-    spdlog::info("resuming '{}' at step {}", run_dir, state.step);
-  } else {
-    // ActNorm's data-dependent init on the first global batch, the same on every rank.
-    torch::NoGradGuard g;
-    auto idx = order.indices(0).to(device);
-    model->forward(data.train.target.index_select(0, idx), data.train.cond.index_select(0, idx));
-  }
-  auto comm = make_communicator(env, device.str());
-  {
-    torch::NoGradGuard g;
-    comm->broadcast(model->parameters());
-  }
-
-  EnergyMeter energy;
-  std::unique_ptr<MetricsLog> metrics;  // rank 0 alone writes
-  if (lead) metrics = std::make_unique<MetricsLog>(dir / "metrics.jsonl", state.step, !opt.resume);
-  auto training_state_extra = [&]() {
-    return json{{"energy", energy.record(previous_energy)},
-                {"threads", at::get_num_threads()},
-                {"world_size", env.world_size},
-                {"tool_version", std::string("net2net ") + kVersion},
-                {"device", device.str()}};
-  };
-  auto save_last = [&]() {
-    if (!lead) return;
-    if (!all_finite(model)) throw Error("model parameters are not finite; last good checkpoint kept at '" + last_path.string() + "'", kExitFailure);
-    {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      state.rng_state = gen.get_state();
-    }
-    state.extra = training_state_extra();
-    io::save_training_checkpoint(last_path.string(), config, model, adam, state);
-    write_text_atomically((dir / "energy.json").string(), state.extra["energy"].dump(2) + "\n");
-  };
-  auto validate = [&](int64_t step) {
-    if (!lead || data.val.size() == 0) return;
-    auto r = evaluate(model, data.val, device);
-    metrics->write({{"step", step}, {"split", "val"}, {"loss", r.loss}, {"nll", r.nll}, {"nlogdet", r.nlogdet},
-                   {"bits_per_dim", r.bpd}});
-    spdlog::info("step {} val loss {:.4f} (nll {:.4f}, -logdet {:.4f}, {:.4f} bits/dim)", step, r.loss, r.nll, r.nlogdet, r.bpd);
-    if (!state.has_best || r.loss < state.best_val) {
-      state.best_val = r.loss, state.has_best = true;
-      if (all_finite(model)) {
-        auto extra_state = state;
-        extra_state.extra = training_state_extra();
-        io::save_training_checkpoint(best_path.string(), config, model, adam, extra_state);
+  json run() {
+    prepare();
+    resume_or_initialise();
+    open_outputs();
+    StopSignals signals;
+    Progress progress("train", steps_, "steps", state_.step);
+    t_log_ = std::chrono::steady_clock::now();
+    spdlog::info("training {} steps of {} items ({} per rank, {} rank(s), {}, {}, {}), lr {:.3g}, {} parameters",
+                 steps_ - state_.step, global_batch_, share_end_ - share_begin_, env_.world_size, comm_->backend(),
+                 device_.str(), to_string(precision_), lr_, inn::count_parameters(*model_));
+    while (state_.step < steps_) {
+      const StepStats s = step(state_.step);
+      state_.step += 1;
+      log(s, progress);
+      progress.update(state_.step);
+      if (state_.step % val_every_ == 0 && state_.step < steps_) validate(state_.step);
+      if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint();
+      if (comm_->any(stop_requested())) {
+        checkpoint();
+        throw Interrupted("training stopped by a signal at step " + std::to_string(state_.step) + "; checkpoint '" +
+                          last_path_.string() + "' written; rerun with --resume --run-dir " + run_dir_);
       }
     }
+    return finish();
+  }
+
+ private:
+  struct StepStats {
+    int64_t step;
+    double nll, nlogdet, reference_nll, total, grad_norm, lr;
   };
 
-  StopSignals signals;
-  const auto params = model->parameters();
-  int consecutive_bad = 0;
-  Progress progress("train", steps, "steps", state.step);
-  auto t_log = std::chrono::steady_clock::now();
-  int64_t items_since_log = 0;
-  json last_train = nullptr;
-  spdlog::info("training {} steps of {} items ({} per rank, {} rank(s), {}, {}, {}), lr {:.3g}, {} parameters",
-               steps - state.step, global_batch, share_end - share_begin, env.world_size, comm->backend(), device.str(),
-               to_string(precision), lr, inn::count_parameters(*model));
-  while (state.step < steps) {
-    const int64_t step = state.step;
-    auto idx = order.indices(step).narrow(0, share_begin, share_end - share_begin).to(device);
-    auto x = data.train.target.index_select(0, idx), c = data.train.cond.index_select(0, idx);
-    std::optional<MatmulPrecisionScope> tf32;  // TF32 through the step (tf32 only), not validation
-    tf32.emplace(precision, device);
-    adam.clear_grads();
-    inn::FlowOutput out;
-    {
-      AutocastScope autocast(precision, device);  // bfloat16 forward (bf16 only)
-      out = model->forward(x, c);
-    }
-    auto nll_i = 0.5 * out.v.pow(2).sum(1);
-    // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.
-    const double scale = static_cast<double>(env.world_size) / global_batch;
-    auto loss = (nll_i.sum() - out.logdet.sum()) * scale;
-    kernels::GradientSquares squares;  // this step's weight gradients' sums of squares, for grad_norm
-    loss.backward();
-    Tensor stats;
-    {
-      torch::NoGradGuard g;
-      auto ref = 0.5 * torch::randn_like(out.v).pow(2).sum(1);
-      stats = torch::stack({nll_i.sum(), -out.logdet.sum(), ref.sum()}).detach() * scale;
-    }
-    std::vector<Tensor> bucket;
-    for (const auto& p : params)
-      if (p.grad().defined()) bucket.push_back(p.grad());
-    bucket.push_back(stats);
-    comm->allreduce_mean(bucket);
-    double grad_norm;
-    if (!t["grad_clip"].is_null()) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(params, t["grad_clip"].get<double>());
+  // ---- prepare: device, run directory and config, data, model and optimizer
+  void prepare() {
+    device_ = torch::Device(opt_.device == "cuda" && env_.world_size > 1 ? "cuda:" + std::to_string(env_.local_rank)
+                                                                          : opt_.device);
+    if (opt_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+    prepare_config();
+    prepare_data();
+    prepare_model();
+  }
+
+  void prepare_config() {
+    run_dir_ = opt_.run_dir;
+    if (opt_.resume) {
+      if (run_dir_.empty()) throw UsageError("--resume needs --run-dir");
+      last_path_ = fs::path(run_dir_) / "checkpoints" / "last.pt";
+      if (!fs::exists(last_path_)) throw IoError("--resume: '" + last_path_.string() + "' does not exist");
+      resumed_ = io::load_flow_checkpoint(last_path_.string());
+      config_ = resumed_.config;
+      if (!opt_.config_path.empty()) {
+        json requested = prepare_config_file(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
+        config_ = config::cinn_schema().resumed_config(config_, requested);
+      } else {
+        for (const auto& o : opt_.overrides) config::apply_override(config_, o);
+        config_ = config::cinn_schema().resumed_config(resumed_.config,
+                                                       config::resolve_config(config_, {}, last_path_.string()));
+      }
     } else {
-      grad_norm = kernels::gradient_norm(params, &squares);
+      if (opt_.config_path.empty()) throw UsageError("--config is required (or --resume --run-dir DIR)");
+      config_ = prepare_config_file(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
+      if (run_dir_.empty()) {
+        std::string name = config_["name"].get<std::string>();
+        run_dir_ = "runs/" + (name.empty() ? fs::path(opt_.config_path).stem().string() : name);
+      }
+      last_path_ = fs::path(run_dir_) / "checkpoints" / "last.pt";
+      if (fs::exists(last_path_) && !opt_.force)
+        throw UsageError("run directory '" + run_dir_ +
+                         "' already has a checkpoint; use --resume to continue it or --force to start over");
     }
-    const double nll = stats[0].item<double>(), nlogdet = stats[1].item<double>(), total = nll + nlogdet;
-    const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
-    const double step_lr = scheduled_lr(lr, lr_schedule, step, steps);
-    if (finite) {
-      set_learning_rate(adam, step_lr);
-      adam.step();
-      consecutive_bad = 0;
-    } else {
-      ++consecutive_bad;
-      spdlog::warn("step {}: non-finite {} ({}); update skipped", step, std::isfinite(total) ? "gradient norm" : "loss",
-                   std::isfinite(total) ? grad_norm : total);
-      if (lead) metrics->write({{"step", step + 1}, {"split", "train"}, {"skipped", true}, {"loss", finite ? total : 0.0}});
-      if (consecutive_bad >= 10)
-        throw Error("training diverged: 10 non-finite steps in a row at step " + std::to_string(step) +
-                        "; the last good checkpoint is '" + last_path.string() + "' (try a smaller lr or train.grad_clip)",
-                    kExitFailure);
-    }
-    tf32.reset();
-    state.step = step + 1;
-    items_since_log += global_batch;
-    if (lead && (state.step % log_every == 0 || state.step == steps)) {
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_log).count();
-      t_log = std::chrono::steady_clock::now();
-      last_train = {{"step", state.step}, {"split", "train"}, {"epoch", order.epoch_of(step)}, {"loss", total}, {"nll", nll},
-                    {"nlogdet", nlogdet}, {"reference_nll", stats[2].item<double>()}, {"lr", step_lr}, {"grad_norm", grad_norm},
-                    {"items_per_s", secs > 0 ? items_since_log / secs : 0.0}};
-      items_since_log = 0;
-      metrics->write(last_train);
-      double eta = progress.rate() > 0 ? (steps - state.step) / progress.rate() : NAN;
-      spdlog::info("step {}/{} loss {:.4f} (nll {:.4f}, -logdet {:.4f}, ref {:.4f}) |g| {:.3g} {:.0f} items/s ETA {}",
-                   state.step, steps, total, nll, nlogdet, stats[2].item<double>(), grad_norm,
-                   last_train["items_per_s"].get<double>(), format_duration(eta));
-    }
-    progress.update(state.step);
-    if (state.step % val_every == 0 && state.step < steps) validate(state.step);
-    if (state.step % ckpt_every == 0 && state.step < steps) save_last();
-    if (comm->any(stop_requested())) {
-      save_last();
-      throw Interrupted("training stopped by a signal at step " + std::to_string(state.step) + "; checkpoint '" +
-                        last_path.string() + "' written; rerun with --resume --run-dir " + run_dir);
+    dir_ = fs::path(run_dir_);
+    best_path_ = dir_ / "checkpoints" / "best.pt";
+    const json& t = config_["train"];
+    steps_ = t["steps"], batch_ = t["batch_size"], log_every_ = t["log_every"], val_every_ = t["val_every"],
+    ckpt_every_ = t["checkpoint_every"];
+    seed_ = t["seed"];
+    lr_schedule_ = t["lr_schedule"];
+    precision_ = parse_precision(t["precision"].get<std::string>());
+    check_precision(precision_, device_);
+    if (lead_) {
+      fs::create_directories(dir_ / "checkpoints");
+      if (!opt_.resume && opt_.force) fs::remove(best_path_);
+      write_text_atomically((dir_ / "config.json").string(), config_.dump(2) + "\n");
     }
   }
-  validate(state.step);
-  save_last();
-  if (lead && !fs::exists(best_path)) fs::copy_file(last_path, best_path, fs::copy_options::overwrite_existing);
-  json summary = {{"run_dir", run_dir}, {"steps", state.step}, {"world_size", env.world_size}, {"backend", comm->backend()},
-                  {"lr", lr}, {"parameters", inn::count_parameters(*model)}, {"train", last_train},
-                  {"best_val_loss", state.has_best ? json(state.best_val) : json(nullptr)},
-                  {"checkpoint", last_path.string()}, {"energy", lead ? state.extra["energy"] : json(nullptr)}};
-  return summary;
-}
+
+  // Every rank holds all the data; each takes its share of every batch.
+  void prepare_data() {
+    data_ = make_split(config_);
+    if (data_.train.size() == 0) throw InputError("data.train '" + config_["data"]["train"].get<std::string>() + "' has no rows");
+    data_.train.cond = data_.train.cond.to(device_), data_.train.target = data_.train.target.to(device_);
+    order_.emplace(data_.train.size(), batch_, seed_);
+    global_batch_ = order_->batch();
+    if (lead_ && global_batch_ < batch_)
+      spdlog::warn("train.batch_size {} is larger than the {} training rows: every step takes all of them", batch_,
+                   data_.train.size());
+    if (global_batch_ < env_.world_size)
+      throw ConfigError("train.batch_size " + std::to_string(global_batch_) + " is smaller than the world size " +
+                        std::to_string(env_.world_size));
+    share_begin_ = global_batch_ * env_.rank / env_.world_size;
+    share_end_ = global_batch_ * (env_.rank + 1) / env_.world_size;
+  }
+
+  void prepare_model() {
+    const json& t = config_["train"];
+    auto flow_cfg = config::flow_config_from_json(config_);
+    model_ = opt_.resume ? resumed_.model : inn::build_flow(flow_cfg, seed_);  // build_flow seeds the RNG
+    model_->to(device_);
+    model_->train();
+    lr_ = config::effective_learning_rate(config_, env_.world_size);
+    auto betas = t["betas"].get<std::vector<double>>();
+    adam_ = std::make_unique<kernels::FusedAdam>(model_->parameters(), torch::optim::AdamOptions(lr_)
+                                                                         .betas({betas[0], betas[1]})
+                                                                         .amsgrad(t["amsgrad"].get<bool>())
+                                                                         .weight_decay(t["weight_decay"].get<double>()));
+    params_ = model_->parameters();
+  }
+
+  // ---- resume (optimizer, RNG, step) or initialise (ActNorm's data-dependent init), then the
+  // same parameters on every rank
+  void resume_or_initialise() {
+    if (opt_.resume) {
+      state_ = io::load_training_state(last_path_.string(), *adam_);
+      if (state_.rng_state.defined()) {
+        auto gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(state_.rng_state);
+      }
+      if (state_.extra.is_object() && state_.extra.contains("energy")) previous_energy_ = state_.extra["energy"];
+      if (opt_.deterministic && state_.extra.value("threads", 0) != 0 &&
+          state_.extra.value("threads", 0) != at::get_num_threads())
+        spdlog::warn("--deterministic: the run used {} threads, this part {}; results may differ in the last bits",
+                     state_.extra.value("threads", 0), at::get_num_threads());
+      spdlog::info("resuming '{}' at step {}", run_dir_, state_.step);
+    } else {
+      // ActNorm's data-dependent init on the first global batch, the same on every rank.
+      torch::NoGradGuard g;
+      auto idx = order_->indices(0).to(device_);
+      model_->forward(data_.train.target.index_select(0, idx), data_.train.cond.index_select(0, idx));
+    }
+    comm_ = make_communicator(env_, device_.str());
+    torch::NoGradGuard g;
+    comm_->broadcast(model_->parameters());
+  }
+
+  // The energy meter counts from here on; rank 0 alone writes metrics.
+  void open_outputs() {
+    energy_.emplace();
+    if (lead_) metrics_ = std::make_unique<MetricsLog>(dir_ / "metrics.jsonl", state_.step, !opt_.resume);
+  }
+
+  // ---- one optimizer step on this rank's share of the global batch
+  StepStats step(int64_t step) {
+    auto idx = order_->indices(step).narrow(0, share_begin_, share_end_ - share_begin_).to(device_);
+    auto x = data_.train.target.index_select(0, idx), c = data_.train.cond.index_select(0, idx);
+    MatmulPrecisionScope tf32(precision_, device_);  // TF32 through the step (tf32 only), not validation
+    adam_->clear_grads();
+    inn::FlowOutput out;
+    {
+      AutocastScope autocast(precision_, device_);  // bfloat16 forward (bf16 only)
+      out = model_->forward(x, c);
+    }
+    // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.
+    const double scale = static_cast<double>(env_.world_size) / global_batch_;
+    const inn::NllTerms terms = inn::nll_loss(out, scale);
+    kernels::GradientSquares squares;  // this step's weight gradients' sums of squares, for grad_norm
+    kernels::backward_recording_squares(terms.loss, squares);
+    const Tensor stats = torch::stack({terms.nll, terms.nlogdet, inn::reference_nll(out.v, scale)});
+    std::vector<Tensor> bucket;
+    for (const auto& p : params_)
+      if (p.grad().defined()) bucket.push_back(p.grad());
+    bucket.push_back(stats);
+    comm_->allreduce_mean(bucket);
+    const json& t = config_["train"];
+    StepStats s{step, stats[0].item<double>(), stats[1].item<double>(), 0, 0, 0, 0};
+    s.grad_norm = !t["grad_clip"].is_null() ? torch::nn::utils::clip_grad_norm_(params_, t["grad_clip"].get<double>())
+                                            : kernels::gradient_norm(params_, &squares);
+    s.total = s.nll + s.nlogdet;
+    const bool finite = std::isfinite(s.total) && std::isfinite(s.grad_norm);
+    s.lr = scheduled_lr(lr_, lr_schedule_, step, steps_);
+    if (finite) {
+      set_learning_rate(*adam_, s.lr);
+      adam_->step();
+      consecutive_bad_ = 0;
+    } else {
+      ++consecutive_bad_;
+      spdlog::warn("step {}: non-finite {} ({}); update skipped", step, std::isfinite(s.total) ? "gradient norm" : "loss",
+                   std::isfinite(s.total) ? s.grad_norm : s.total);
+      if (lead_) metrics_->write({{"step", step + 1}, {"split", "train"}, {"skipped", true}, {"loss", 0.0}});
+      if (consecutive_bad_ >= 10)
+        throw Error("training diverged: 10 non-finite steps in a row at step " + std::to_string(step) +
+                        "; the last good checkpoint is '" + last_path_.string() + "' (try a smaller lr or train.grad_clip)",
+                    kExitFailure);
+    }
+    s.reference_nll = stats[2].item<double>();
+    return s;
+  }
+
+  // ---- the train metrics line every log_every steps (and at the last)
+  void log(const StepStats& s, const Progress& progress) {
+    items_since_log_ += global_batch_;
+    if (!lead_ || (state_.step % log_every_ != 0 && state_.step != steps_)) return;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_log_).count();
+    t_log_ = std::chrono::steady_clock::now();
+    last_train_ = {{"step", state_.step}, {"split", "train"}, {"epoch", order_->epoch_of(s.step)}, {"loss", s.total},
+                   {"nll", s.nll}, {"nlogdet", s.nlogdet}, {"reference_nll", s.reference_nll}, {"lr", s.lr},
+                   {"grad_norm", s.grad_norm}, {"items_per_s", secs > 0 ? items_since_log_ / secs : 0.0}};
+    items_since_log_ = 0;
+    metrics_->write(last_train_);
+    double eta = progress.rate() > 0 ? (steps_ - state_.step) / progress.rate() : NAN;
+    spdlog::info("step {}/{} loss {:.4f} (nll {:.4f}, -logdet {:.4f}, ref {:.4f}) |g| {:.3g} {:.0f} items/s ETA {}",
+                 state_.step, steps_, s.total, s.nll, s.nlogdet, s.reference_nll, s.grad_norm,
+                 last_train_["items_per_s"].get<double>(), format_duration(eta));
+  }
+
+  // ---- validation (rank 0): the val metrics line, best.pt when it improves
+  void validate(int64_t step) {
+    if (!lead_ || data_.val.size() == 0) return;
+    auto r = evaluate(model_, data_.val, device_);
+    metrics_->write({{"step", step}, {"split", "val"}, {"loss", r.loss}, {"nll", r.nll}, {"nlogdet", r.nlogdet},
+                     {"bits_per_dim", r.bpd}});
+    spdlog::info("step {} val loss {:.4f} (nll {:.4f}, -logdet {:.4f}, {:.4f} bits/dim)", step, r.loss, r.nll, r.nlogdet, r.bpd);
+    if (!state_.has_best || r.loss < state_.best_val) {
+      state_.best_val = r.loss, state_.has_best = true;
+      if (all_finite(model_)) {
+        auto extra_state = state_;
+        extra_state.extra = state_extra();
+        io::save_training_checkpoint(best_path_.string(), config_, model_, *adam_, extra_state);
+      }
+    }
+  }
+
+  // ---- last.pt (rank 0): model, optimizer, RNG, step, energy so far
+  void checkpoint() {
+    if (!lead_) return;
+    if (!all_finite(model_))
+      throw Error("model parameters are not finite; last good checkpoint kept at '" + last_path_.string() + "'",
+                  kExitFailure);
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      state_.rng_state = gen.get_state();
+    }
+    state_.extra = state_extra();
+    io::save_training_checkpoint(last_path_.string(), config_, model_, *adam_, state_);
+    write_text_atomically((dir_ / "energy.json").string(), state_.extra["energy"].dump(2) + "\n");
+  }
+
+  json state_extra() {
+    return json{{"energy", energy_->record(previous_energy_)},
+                {"threads", at::get_num_threads()},
+                {"world_size", env_.world_size},
+                {"tool_version", std::string("net2net ") + kVersion},
+                {"device", device_.str()}};
+  }
+
+  // ---- the final validation and checkpoint, best.pt at least the last, the summary
+  json finish() {
+    validate(state_.step);
+    checkpoint();
+    if (lead_ && !fs::exists(best_path_)) fs::copy_file(last_path_, best_path_, fs::copy_options::overwrite_existing);
+    return {{"run_dir", run_dir_}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
+            {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
+            {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
+            {"checkpoint", last_path_.string()}, {"energy", lead_ ? state_.extra["energy"] : json(nullptr)}};
+  }
+
+  static json prepare_config_file(const std::string& path, const std::vector<std::string>& overrides, bool seed_given,
+                                  uint64_t seed) {
+    return train::prepare_config(path, overrides, seed_given, seed);
+  }
+
+  const TrainOptions& opt_;
+  const DistEnv env_;
+  const bool lead_;
+  torch::Device device_{torch::kCPU};
+  std::string run_dir_;
+  fs::path dir_, last_path_, best_path_;
+  json config_;
+  io::LoadedFlow resumed_;
+  int64_t steps_ = 0, batch_ = 0, log_every_ = 1, val_every_ = 1, ckpt_every_ = 1;
+  uint64_t seed_ = 0;
+  std::string lr_schedule_;
+  Precision precision_ = Precision::fp32;
+  double lr_ = 0;
+  Split data_;
+  std::optional<BatchOrder> order_;
+  int64_t global_batch_ = 0, share_begin_ = 0, share_end_ = 0;
+  inn::ConditionalFlow model_{nullptr};
+  std::unique_ptr<kernels::FusedAdam> adam_;
+  std::vector<Tensor> params_;
+  io::TrainingState state_;
+  json previous_energy_ = nullptr;
+  std::unique_ptr<Communicator> comm_;
+  std::optional<EnergyMeter> energy_;
+  std::unique_ptr<MetricsLog> metrics_;
+  int consecutive_bad_ = 0;
+  int64_t items_since_log_ = 0;
+  std::chrono::steady_clock::time_point t_log_;
+  json last_train_ = nullptr;
+};
+
+}  // namespace
+
+json run_training(const TrainOptions& opt) { return TrainingRun(opt).run(); }
 
 json evaluate_nll(const std::string& checkpoint, const std::string& data_file, const std::string& device, int64_t batch) {
   auto loaded = io::load_flow_checkpoint(checkpoint);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "net2net/core/defaults.h"
+
 namespace net2net::train {
 
 struct TrainOptions {
@@ -20,7 +22,7 @@ struct TrainOptions {
   bool force = false;
   bool deterministic = false;
   bool seed_given = false;
-  uint64_t seed = 23;
+  uint64_t seed = kDefaultSeed;
   std::string device = "cpu";
   int threads = 0;
 };

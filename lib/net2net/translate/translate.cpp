@@ -22,9 +22,9 @@ using torch::Tensor;
 
 namespace {
 
-std::string class_caption(int64_t label, int64_t classes) {
-  const auto& names = data::fashion_mnist_classes();
-  if (classes == 10 && label >= 0 && label < 10) return names[label];
+// The name of class `label` (names: the model's data.class_names, else the source's), else "class K".
+std::string class_caption(int64_t label, const std::vector<std::string>& names) {
+  if (label >= 0 && label < static_cast<int64_t>(names.size())) return names[label];
   return "class " + std::to_string(label);
 }
 
@@ -37,6 +37,7 @@ struct Conditions {
   std::vector<std::string> captions;   // given in full: one per condition
   bool labelled = false;               // every condition has a class: labels[k], once rows() reached k
   std::vector<int64_t> labels;
+  std::vector<std::string> class_names;  // of the labels (may be empty)
   std::unique_ptr<data::Source> source;  // else: the source, its expert and the block size
   std::unique_ptr<experts::Expert> expert;
   int64_t block = 1024;
@@ -66,7 +67,7 @@ struct Conditions {
   std::string caption(int64_t k) const {
     if (all.defined()) return captions[k];
     std::string c = "#" + std::to_string(k);
-    return labelled ? c + " " + class_caption(labels[k], source->num_classes()) : c;
+    return labelled ? c + " " + class_caption(labels[k], class_names) : c;
   }
 
  private:
@@ -90,13 +91,15 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   int given = !r.cond.empty() + !r.labels.empty() + !r.texts.empty() + !r.data.empty();
   if (given != 1) throw UsageError("give the conditions one way: --cond h5:FILE:DATASET, --labels, --text, or --data with --cond-expert");
   Conditions out;
+  if (config["data"].value("class_names", json()).is_array())
+    out.class_names = config["data"]["class_names"].get<std::vector<std::string>>();
   if (!r.labels.empty()) {
     if (!cond_expert.empty() && cond_expert.rfind("label", 0) != 0)
       throw UsageError("--labels: this model's condition is '" + cond_expert + "', not one-hot labels");
     for (int64_t l : r.labels)
       if (l < 0 || l >= cond_dim) throw UsageError("--labels: " + std::to_string(l) + " is outside 0.." + std::to_string(cond_dim - 1));
     out.all = torch::one_hot(torch::tensor(r.labels, torch::kLong), cond_dim).to(torch::kFloat32);
-    for (int64_t l : r.labels) out.captions.push_back(class_caption(l, cond_dim)), out.labels.push_back(l);
+    for (int64_t l : r.labels) out.captions.push_back(class_caption(l, out.class_names)), out.labels.push_back(l);
     out.labelled = true;
     out.count = out.all.size(0);
     return out;
@@ -132,6 +135,7 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   out.block = r.batch_size;
   out.labelled = out.source->has_labels();
   if (out.labelled) out.labels.assign(static_cast<size_t>(out.count), -1);
+  if (out.class_names.empty()) out.class_names = out.source->class_names();
   return out;
 }
 
@@ -157,175 +161,229 @@ struct Diversity {
 
 }  // namespace
 
-json run_translate(const TranslateRequest& r) {
-  if (r.out.empty()) throw UsageError("--out is required");
-  if (fs::exists(r.out) && !r.force) throw UsageError("'" + r.out + "' exists; use --force to overwrite it");
-  if (r.samples < 1) throw UsageError("--samples must be >= 1");
-  if (r.mode != "sample" && r.mode != "transfer") throw UsageError("--mode must be sample or transfer");
-  auto loaded = io::load_flow_checkpoint(r.checkpoint);
-  auto& model = loaded.model;
-  const json& config = loaded.config;
-  torch::Device device(r.device);
-  model->to(device);
-  model->eval();
-  torch::NoGradGuard no_grad;
-  const auto& fc = model->config();
-  Conditions cond = make_conditions(r, config, fc.cond_dim);
-  const int64_t cond_cols = cond.rows(0, 1).size(1);
-  if (cond_cols != fc.cond_dim)
-    throw InputError("the conditions have " + std::to_string(cond_cols) + " dimensions, the model expects " +
-                     std::to_string(fc.cond_dim));
-  const int64_t m = cond.count;
+namespace {
 
-  // Exemplars (transfer): their residuals v = T(z_theta | z_phi).
-  Tensor exemplar_v, exemplar_z;
-  int64_t per_cond = r.samples;
-  if (r.mode == "transfer") {
-    if (r.exemplar.empty()) throw UsageError("--mode transfer needs --exemplar FILE.h5 (a cache with the model's datasets)");
-    std::string file = r.exemplar.rfind("h5:", 0) == 0 ? r.exemplar.substr(3) : r.exemplar;
+// One translation: run() calls the phases in order (check the request, load the model, the
+// conditions and the exemplars, make the decoder, plan the batches, write the rows batch by
+// batch, then the summary and the grid). Rows are condition-major, per_cond_ per condition; the
+// RNG draws depend on the batches, so plan_batches decides them once.
+class Translation {
+ public:
+  explicit Translation(const TranslateRequest& r) : r_(r), gen_(at::detail::createCPUGenerator(r.seed)) {}
+
+  json run() {
+    check_request();
+    load_model();
+    torch::NoGradGuard no_grad;
+    load_conditions();
+    load_exemplars();
+    make_decoder();
+    plan_batches();
+    // SIGINT / SIGTERM / SIGUSR1 stop between batches: the temporary output is removed and
+    // nothing is left behind (a killed process would leave its temporary file; a rerun with the
+    // same seed gives the same rows, so there is nothing to resume).
+    StopSignals signals;
+    write_rows();
+    return finish();
+  }
+
+ private:
+  void check_request() {
+    if (r_.out.empty()) throw UsageError("--out is required");
+    if (fs::exists(r_.out) && !r_.force) throw UsageError("'" + r_.out + "' exists; use --force to overwrite it");
+    if (r_.samples < 1) throw UsageError("--samples must be >= 1");
+    if (r_.mode != "sample" && r_.mode != "transfer") throw UsageError("--mode must be sample or transfer");
+  }
+
+  void load_model() {
+    loaded_ = io::load_flow_checkpoint(r_.checkpoint);
+    device_ = torch::Device(r_.device);
+    loaded_.model->to(device_);
+    loaded_.model->eval();
+  }
+
+  void load_conditions() {
+    const auto& fc = loaded_.model->config();
+    cond_ = make_conditions(r_, loaded_.config, fc.cond_dim);
+    const int64_t cond_cols = cond_.rows(0, 1).size(1);
+    if (cond_cols != fc.cond_dim)
+      throw InputError("the conditions have " + std::to_string(cond_cols) + " dimensions, the model expects " +
+                       std::to_string(fc.cond_dim));
+    per_cond_ = r_.samples;
+  }
+
+  // Transfer: the exemplars' residuals v = T(z_theta | z_phi), one row per exemplar.
+  void load_exemplars() {
+    if (r_.mode != "transfer") return;
+    if (r_.exemplar.empty()) throw UsageError("--mode transfer needs --exemplar FILE.h5 (a cache with the model's datasets)");
+    std::string file = r_.exemplar.rfind("h5:", 0) == 0 ? r_.exemplar.substr(3) : r_.exemplar;
     io::EmbeddingReader reader(file);
+    const json& config = loaded_.config;
     const std::string cname = config["data"]["condition"], tname = config["data"]["target"];
-    int64_t e = std::min<int64_t>(reader.rows(), r.exemplar_limit);
+    int64_t e = std::min<int64_t>(reader.rows(), r_.exemplar_limit);
     if (e < 1) throw InputError("exemplar cache '" + file + "' has no rows");
     auto ci = reader.info(cname), ti = reader.info(tname);
     auto cv = reader.read_rows(cname, 0, e), tv = reader.read_rows(tname, 0, e);
-    auto ec = torch::from_blob(cv.data(), {e, ci.cols}).clone().to(device);
-    exemplar_z = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device);
-    exemplar_v = model->forward(exemplar_z, ec).v;
-    per_cond = e;
+    auto ec = torch::from_blob(cv.data(), {e, ci.cols}).clone().to(device_);
+    exemplar_z_ = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device_);
+    exemplar_v_ = loaded_.model->forward(exemplar_z_, ec).v;
+    per_cond_ = e;
   }
 
-  // Decoder: --decoder, else the model's target expert when it decodes.
-  std::unique_ptr<experts::Expert> decoder;
-  std::string decoder_spec = r.decoder;
-  // A TorchScript target expert decodes through its decode method, whatever method encoded.
-  if (decoder_spec.empty() && !r.png.empty() && config["data"].value("target_expert", json()).is_string() &&
-      config["data"]["target_expert"].get<std::string>().rfind("ts:", 0) == 0)
-    decoder_spec = config["data"]["target_expert"].get<std::string>();
-  if (!decoder_spec.empty()) {
-    experts::ExpertContext ctx;
-    ctx.device = device;
-    try {
-      decoder = experts::make_expert(decoder_spec, ctx);
-    } catch (const Error& e) {
-      if (!r.decoder.empty()) throw;
-      // The path was recorded by net2net-train, relative to where it ran: say where it came from.
-      throw Error(std::string(e.what()) + " (the model's target expert, recorded in " + r.checkpoint +
-                      "; run from where it was trained or pass --decoder ts:PATH)",
-                  e.exit_code());
+  // --decoder, else the model's target expert when it decodes (a TorchScript target expert
+  // decodes through its decode method, whatever method encoded).
+  void make_decoder() {
+    const json& config = loaded_.config;
+    decoder_spec_ = r_.decoder;
+    if (decoder_spec_.empty() && !r_.png.empty() && config["data"].value("target_expert", json()).is_string() &&
+        config["data"]["target_expert"].get<std::string>().rfind("ts:", 0) == 0)
+      decoder_spec_ = config["data"]["target_expert"].get<std::string>();
+    if (!decoder_spec_.empty()) {
+      experts::ExpertContext ctx;
+      ctx.device = device_;
+      try {
+        decoder_ = experts::make_expert(decoder_spec_, ctx);
+      } catch (const Error& e) {
+        if (!r_.decoder.empty()) throw;
+        // The path was recorded by net2net-train, relative to where it ran: say where it came from.
+        throw Error(std::string(e.what()) + " (the model's target expert, recorded in " + r_.checkpoint +
+                        "; run from where it was trained or pass --decoder ts:PATH)",
+                    e.exit_code());
+      }
+      if (!decoder_->can_decode()) throw UsageError("--decoder '" + decoder_spec_ + "' has no decode method");
     }
-    if (!decoder->can_decode()) throw UsageError("--decoder '" + decoder_spec + "' has no decode method");
+    if (!r_.png.empty() && !decoder_) throw UsageError("--png needs a decoder: --decoder EXPERT (the model records none)");
   }
-  if (!r.png.empty() && !decoder) throw UsageError("--png needs a decoder: --decoder EXPERT (the model records none)");
 
-  // Rows: condition-major, per_cond per condition.
-  auto gen = at::detail::createCPUGenerator(r.seed);
-  const int64_t rows = m * per_cond;
-  std::vector<Tensor> img_all;  // the grid's cells, condition-major
-  Diversity diversity_z, diversity_pixels;
-  const bool diversity = r.mode == "sample" && r.samples > 1;
-  std::vector<int64_t> img_shape;
-  json summary;
   // Batches: whole conditions while a condition's samples fit in --batch-size (then the RNG
   // draws, and so the rows, are those of earlier versions), else slices of one condition's
   // samples of --batch-size rows, at least kDiversitySamples so that a condition's first slice
   // holds the samples its diversity is measured on.
-  const bool whole = per_cond <= r.batch_size;
-  const int64_t grid_cols = std::min(per_cond, r.max_cols_in_png);
-  const int64_t batch_rows =
-      whole ? std::max<int64_t>(1, r.batch_size / per_cond) * per_cond : std::max(r.batch_size, kDiversitySamples);
-  // SIGINT / SIGTERM / SIGUSR1 stop between batches: the temporary output is removed and nothing
-  // is left behind (a killed process would leave its temporary file; a rerun with the same seed
-  // gives the same rows, so there is nothing to resume).
-  StopSignals signals;
-  Progress progress("translate", rows, "rows");
-  io::write_store(r.out, {}, [&](io::EmbeddingWriter& w) {
-    w.create_float("z", fc.in_dim);
-    w.create_int64("cond_index");
-    if (r.mode == "transfer") w.create_int64("exemplar_index");
-    if (cond.labelled) w.create_int64("label");
-    bool image_created = false;
-    for (int64_t row0 = 0; row0 < rows;) {
-      if (stop_requested())
-        throw Error("translation stopped by signal " + std::to_string(stop_signal()) + " after " +
-                        std::to_string(row0) + " of " + std::to_string(rows) + " rows; nothing was written to '" + r.out +
-                        "' (the same seed gives the same rows again)",
-                    kExitFailure);
-      const int64_t n = whole ? std::min(batch_rows, rows - row0) : std::min(batch_rows, per_cond - row0 % per_cond);
-      const auto row_index = torch::arange(row0, row0 + n, torch::kLong);
-      const auto cond_of_row = torch::div(row_index, per_cond, "floor"), sample_of_row = row_index.remainder(per_cond);
-      const int64_t first_cond = row0 / per_cond, last_cond = (row0 + n - 1) / per_cond;
-      auto c = cond.rows(first_cond, last_cond + 1).index_select(0, cond_of_row - first_cond).to(device);
-      Tensor v;
-      if (r.mode == "transfer") {
-        v = exemplar_v.index_select(0, sample_of_row.to(device));
-      } else {
-        v = at::randn({n, fc.in_dim}, gen, torch::kFloat32).to(device) * r.temperature;
-      }
-      auto z = model->inverse(v, c).to(torch::kCPU).contiguous();
-      w.append_float("z", z.data_ptr<float>(), z.size(0));
-      std::vector<int64_t> ci(cond_of_row.data_ptr<int64_t>(), cond_of_row.data_ptr<int64_t>() + n),
-          ei(sample_of_row.data_ptr<int64_t>(), sample_of_row.data_ptr<int64_t>() + n), lab;
-      if (cond.labelled)
-        for (int64_t k : ci) lab.push_back(cond.labels[k]);
-      w.append_int64("cond_index", ci.data(), ci.size());
-      if (r.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
-      if (cond.labelled) w.append_int64("label", lab.data(), lab.size());
-      // Diversity: every condition of a whole batch, or a condition's first slice.
-      const bool measure = diversity && (whole || row0 % per_cond == 0);
-      const int64_t measured_conds = whole ? n / per_cond : 1, measured_k = whole ? per_cond : n;
-      if (measure) diversity_z.add(z, measured_conds, measured_k);
-      if (decoder) {
-        auto img = decoder->decode(z).to(torch::kCPU, torch::kFloat32).contiguous();
-        if (!image_created) {
-          img_shape.assign(img.sizes().begin() + 1, img.sizes().end());
-          w.create_float("image", img[0].numel(), img_shape);
-          image_created = true;
-        }
-        auto flat = img.reshape({img.size(0), -1}).contiguous();
-        w.append_float("image", flat.data_ptr<float>(), flat.size(0));
-        if (measure) diversity_pixels.add(img, measured_conds, measured_k);
-        if (!r.png.empty()) {  // the grid's cells: the first grid_cols samples of the first grid rows
-          auto drawn = ((sample_of_row < grid_cols) & (cond_of_row < r.max_rows_in_png)).nonzero().squeeze(1);
-          if (drawn.numel() > 0) img_all.push_back(img.index_select(0, drawn));
-        }
-      }
-      row0 += n;
-      progress.update(row0);
-    }
-    progress.finish();
-    w.set_attribute("checkpoint", loaded.path);
-    w.set_attribute("mode", r.mode);
-    w.set_attribute("samples", per_cond);
-    w.set_attribute("temperature", r.temperature);
-    w.set_attribute("seed", static_cast<int64_t>(r.seed));
-    if (!decoder_spec.empty()) w.set_attribute("decoder", decoder_spec);
-  });
-  summary = {{"out", r.out}, {"rows", rows}, {"conditions", m}, {"per_condition", per_cond}, {"mode", r.mode},
-             {"temperature", r.temperature}, {"seed", r.seed}};
-  if (diversity) {
-    summary["diversity_z"] = diversity_z.mean();
-    if (decoder) summary["diversity_pixels"] = diversity_pixels.mean();
+  void plan_batches() {
+    rows_ = cond_.count * per_cond_;
+    diversity_ = r_.mode == "sample" && r_.samples > 1;
+    whole_ = per_cond_ <= r_.batch_size;
+    grid_cols_ = std::min(per_cond_, r_.max_cols_in_png);
+    batch_rows_ = whole_ ? std::max<int64_t>(1, r_.batch_size / per_cond_) * per_cond_
+                         : std::max(r_.batch_size, kDiversitySamples);
   }
-  if (!r.png.empty()) {
-    auto images = torch::cat(img_all);
-    int64_t grid_rows = std::min<int64_t>(images.size(0) / grid_cols, r.max_rows_in_png);
-    std::vector<std::string> labels;
-    for (int64_t k = 0; k < grid_rows; ++k) labels.push_back(cond.caption(k));
-    Tensor grid_images = images.narrow(0, 0, grid_rows * grid_cols);
-    int64_t grid_total_rows = grid_rows;
-    if (r.mode == "transfer") {
-      // First row: the exemplars themselves (decoded), then one row per target condition.
-      auto ex = decoder->decode(exemplar_z.narrow(0, 0, grid_cols)).to(torch::kCPU, torch::kFloat32);
-      grid_images = torch::cat({ex, grid_images});
-      labels.insert(labels.begin(), "exemplars");
-      grid_total_rows += 1;
-    }
-    data::write_png(r.png, data::make_grid(grid_images, grid_total_rows, grid_cols, labels));
-    summary["png"] = r.png;
+
+  void write_rows() {
+    Progress progress("translate", rows_, "rows");
+    io::write_store(r_.out, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("z", loaded_.model->config().in_dim);
+      w.create_int64("cond_index");
+      if (r_.mode == "transfer") w.create_int64("exemplar_index");
+      if (cond_.labelled) w.create_int64("label");
+      for (int64_t row0 = 0; row0 < rows_;) {
+        if (stop_requested())
+          throw Error("translation stopped by signal " + std::to_string(stop_signal()) + " after " +
+                          std::to_string(row0) + " of " + std::to_string(rows_) + " rows; nothing was written to '" +
+                          r_.out + "' (the same seed gives the same rows again)",
+                      kExitFailure);
+        const int64_t n =
+            whole_ ? std::min(batch_rows_, rows_ - row0) : std::min(batch_rows_, per_cond_ - row0 % per_cond_);
+        translate_batch(w, row0, n);
+        row0 += n;
+        progress.update(row0);
+      }
+      progress.finish();
+      w.set_attribute("checkpoint", loaded_.path);
+      w.set_attribute("mode", r_.mode);
+      w.set_attribute("samples", per_cond_);
+      w.set_attribute("temperature", r_.temperature);
+      w.set_attribute("seed", static_cast<int64_t>(r_.seed));
+      if (!decoder_spec_.empty()) w.set_attribute("decoder", decoder_spec_);
+    });
   }
-  spdlog::info("wrote '{}': {} rows ({} conditions x {})", r.out, rows, m, per_cond);
-  return summary;
-}
+
+  // Rows [row0, row0 + n): their conditions, residuals (drawn or the exemplars'), the inverse,
+  // the decoded images, the diversity and the grid's cells.
+  void translate_batch(io::EmbeddingWriter& w, int64_t row0, int64_t n) {
+    const auto row_index = torch::arange(row0, row0 + n, torch::kLong);
+    const auto cond_of_row = torch::div(row_index, per_cond_, "floor"), sample_of_row = row_index.remainder(per_cond_);
+    const int64_t first_cond = row0 / per_cond_, last_cond = (row0 + n - 1) / per_cond_;
+    auto c = cond_.rows(first_cond, last_cond + 1).index_select(0, cond_of_row - first_cond).to(device_);
+    Tensor v;
+    if (r_.mode == "transfer") {
+      v = exemplar_v_.index_select(0, sample_of_row.to(device_));
+    } else {
+      v = at::randn({n, loaded_.model->config().in_dim}, gen_, torch::kFloat32).to(device_) * r_.temperature;
+    }
+    auto z = loaded_.model->inverse(v, c).to(torch::kCPU).contiguous();
+    w.append_float("z", z.data_ptr<float>(), z.size(0));
+    std::vector<int64_t> ci(cond_of_row.data_ptr<int64_t>(), cond_of_row.data_ptr<int64_t>() + n),
+        ei(sample_of_row.data_ptr<int64_t>(), sample_of_row.data_ptr<int64_t>() + n), lab;
+    if (cond_.labelled)
+      for (int64_t k : ci) lab.push_back(cond_.labels[k]);
+    w.append_int64("cond_index", ci.data(), ci.size());
+    if (r_.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
+    if (cond_.labelled) w.append_int64("label", lab.data(), lab.size());
+    // Diversity: every condition of a whole batch, or a condition's first slice.
+    const bool measure = diversity_ && (whole_ || row0 % per_cond_ == 0);
+    const int64_t measured_conds = whole_ ? n / per_cond_ : 1, measured_k = whole_ ? per_cond_ : n;
+    if (measure) diversity_z_.add(z, measured_conds, measured_k);
+    if (!decoder_) return;
+    auto img = decoder_->decode(z).to(torch::kCPU, torch::kFloat32).contiguous();
+    if (img_shape_.empty()) {
+      img_shape_.assign(img.sizes().begin() + 1, img.sizes().end());
+      w.create_float("image", img[0].numel(), img_shape_);
+    }
+    auto flat = img.reshape({img.size(0), -1}).contiguous();
+    w.append_float("image", flat.data_ptr<float>(), flat.size(0));
+    if (measure) diversity_pixels_.add(img, measured_conds, measured_k);
+    if (!r_.png.empty()) {  // the grid's cells: the first grid_cols samples of the first grid rows
+      auto drawn = ((sample_of_row < grid_cols_) & (cond_of_row < r_.max_rows_in_png)).nonzero().squeeze(1);
+      if (drawn.numel() > 0) img_all_.push_back(img.index_select(0, drawn));
+    }
+  }
+
+  // The summary (and the diversity), then the PNG grid when asked.
+  json finish() {
+    json summary = {{"out", r_.out}, {"rows", rows_}, {"conditions", cond_.count}, {"per_condition", per_cond_},
+                    {"mode", r_.mode}, {"temperature", r_.temperature}, {"seed", r_.seed}};
+    if (diversity_) {
+      summary["diversity_z"] = diversity_z_.mean();
+      if (decoder_) summary["diversity_pixels"] = diversity_pixels_.mean();
+    }
+    if (!r_.png.empty()) {
+      auto images = torch::cat(img_all_);
+      int64_t grid_rows = std::min<int64_t>(images.size(0) / grid_cols_, r_.max_rows_in_png);
+      std::vector<std::string> labels;
+      for (int64_t k = 0; k < grid_rows; ++k) labels.push_back(cond_.caption(k));
+      Tensor grid_images = images.narrow(0, 0, grid_rows * grid_cols_);
+      int64_t grid_total_rows = grid_rows;
+      if (r_.mode == "transfer") {
+        // First row: the exemplars themselves (decoded), then one row per target condition.
+        auto ex = decoder_->decode(exemplar_z_.narrow(0, 0, grid_cols_)).to(torch::kCPU, torch::kFloat32);
+        grid_images = torch::cat({ex, grid_images});
+        labels.insert(labels.begin(), "exemplars");
+        grid_total_rows += 1;
+      }
+      data::write_png(r_.png, data::make_grid(grid_images, grid_total_rows, grid_cols_, labels));
+      summary["png"] = r_.png;
+    }
+    spdlog::info("wrote '{}': {} rows ({} conditions x {})", r_.out, rows_, cond_.count, per_cond_);
+    return summary;
+  }
+
+  const TranslateRequest& r_;
+  at::Generator gen_;
+  io::LoadedFlow loaded_;
+  torch::Device device_{torch::kCPU};
+  Conditions cond_;
+  int64_t per_cond_ = 1, rows_ = 0, grid_cols_ = 1, batch_rows_ = 1;
+  bool whole_ = true, diversity_ = false;
+  Tensor exemplar_v_, exemplar_z_;
+  std::unique_ptr<experts::Expert> decoder_;
+  std::string decoder_spec_;
+  Diversity diversity_z_, diversity_pixels_;
+  std::vector<Tensor> img_all_;         // the grid's cells, condition-major
+  std::vector<int64_t> img_shape_;      // empty until the first decoded batch
+};
+
+}  // namespace
+
+json run_translate(const TranslateRequest& r) { return Translation(r).run(); }
 
 }  // namespace net2net::translate

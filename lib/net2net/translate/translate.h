@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "net2net/core/defaults.h"
+
 namespace net2net::translate {
 
 struct TranslateRequest {
@@ -20,7 +22,7 @@ struct TranslateRequest {
   int64_t limit = 0;                 // --cond / --data: only the first N conditions (0: all)
   int64_t samples = 1;
   double temperature = 1.0;
-  uint64_t seed = 23;
+  uint64_t seed = kDefaultSeed;
   std::string out;                   // .h5
   std::string decoder;               // default: the model's target expert, when it can decode
   std::string png;

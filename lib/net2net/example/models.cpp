@@ -1,11 +1,11 @@
-#include "net2net/experts/example_models.h"
+#include "net2net/example/models.h"
 
 #include <cmath>
 
 #include "net2net/core/atomic_file.h"
 #include "net2net/core/error.h"
 
-namespace net2net::experts {
+namespace net2net::example {
 
 namespace {
 // Kaiming-uniform weights and small uniform biases, as torch's default layer init.
@@ -100,4 +100,4 @@ void save_module(torch::jit::Module& module, const std::string& path) {
   });
 }
 
-}  // namespace net2net::experts
+}  // namespace net2net::example

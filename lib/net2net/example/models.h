@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-namespace net2net::experts {
+namespace net2net::example {
 
 torch::jit::Module make_autoencoder(int64_t latent_dim, int64_t channels, uint64_t seed);
 torch::jit::Module make_classifier(int64_t channels, int64_t hidden, int64_t classes, uint64_t seed);
@@ -19,4 +19,5 @@ torch::jit::Module make_classifier(int64_t channels, int64_t hidden, int64_t cla
 // Saves a module atomically (temporary name, then rename).
 void save_module(torch::jit::Module& module, const std::string& path);
 
-}  // namespace net2net::experts
+}  // namespace net2net::example
+
