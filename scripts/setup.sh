@@ -16,7 +16,8 @@ packages=(
   libstb-dev            # PNG/JPEG images
   libsleef-dev          # vector exp for the AVX2 build of the fused CPU kernels
   libgtest-dev
-  jq                    # the example report reads the tools' JSON
+  jq                    # the example pipeline (scripts/demo.sh) reads the tools' JSON
+  python3               # the example's report (scripts/example/report.py, standard library only)
   python3-venv          # scripts/setup_libtorch2.sh: PyPI's LibTorch 2.x in a virtual environment
   dataset-fashion-mnist
 )

@@ -197,22 +197,25 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return fields;
 }
 
+// The texts at `indices` as a batch (an index past the end: InputError naming the source).
+Batch text_batch(const std::vector<std::string>& texts, const std::vector<int64_t>& indices, const std::string& spec) {
+  Batch b;
+  b.index = indices;
+  b.kind = ItemKind::Text;
+  for (int64_t i : indices) {
+    check_index(i, static_cast<int64_t>(texts.size()), spec);
+    b.texts.push_back(texts[i]);
+  }
+  return b;
+}
+
 class TextFile : public Source {
  public:
   explicit TextFile(const std::string& path) : spec_("text:" + path), lines_(split_lines(read_text_file(path))) {}
   std::string spec() const override { return spec_; }
   int64_t size() const override { return lines_.size(); }
   ItemKind kind() const override { return ItemKind::Text; }
-  Batch get(const std::vector<int64_t>& indices) override {
-    Batch b;
-    b.index = indices;
-    b.kind = ItemKind::Text;
-    for (int64_t i : indices) {
-      check_index(i, size(), spec_);
-      b.texts.push_back(lines_[i]);
-    }
-    return b;
-  }
+  Batch get(const std::vector<int64_t>& indices) override { return text_batch(lines_, indices, spec_); }
 
  private:
   std::string spec_;
@@ -274,13 +277,7 @@ class TsvFile : public Source {
   bool has_labels() const override { return has_labels_; }
   int64_t num_classes() const override { return num_classes_; }
   Batch get(const std::vector<int64_t>& indices) override {
-    Batch b;
-    b.index = indices;
-    b.kind = ItemKind::Text;
-    for (int64_t i : indices) {
-      check_index(i, size(), spec_);
-      b.texts.push_back(texts_[i]);
-    }
+    Batch b = text_batch(texts_, indices, spec_);
     auto idx = torch::tensor(indices, torch::kLong);
     if (has_labels_) b.labels = torch::tensor(labels_, torch::kLong).index_select(0, idx);
     if (vectors_.defined()) b.tensor = vectors_.index_select(0, idx);
