@@ -235,12 +235,19 @@ TEST(Schema, OnlyKeysMarkedResumableMayChangeOnResume) {
     EXPECT_NE(msg.find("model.n_flows: run 20, now 3"), std::string::npos) << msg;
     EXPECT_NE(msg.find("model.embedder"), std::string::npos) << msg;
     EXPECT_EQ(msg.find("train.steps:"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("only train.steps, train.log_every, train.val_every, train.checkpoint_every may change"),
+    EXPECT_NE(msg.find("only data.class_names, train.steps, train.log_every, train.val_every, train.checkpoint_every may change"),
               std::string::npos) << msg;
   }
   int resumable = 0;
   for (const auto& k : s.keys()) resumable += k.resume_may_change;
-  EXPECT_EQ(resumable, 4);
+  EXPECT_EQ(resumable, 5);
+  // A run written before a key existed resumes: the key has its default there.
+  json old_run = run;
+  old_run["data"].erase("class_names");
+  old_run["model"].erase("leaky_relu_alpha");
+  json again = s.resumed_config(old_run, run);
+  EXPECT_EQ(again["model"]["leaky_relu_alpha"], run["model"]["leaky_relu_alpha"]);
+  EXPECT_TRUE(again["data"]["class_names"].is_null());
 }
 
 TEST(Docs, ConfigTableIsInSyncWithTheSchema) {

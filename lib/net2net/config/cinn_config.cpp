@@ -21,7 +21,7 @@ Schema make_cinn_schema() {
     required(str("data.target", nullptr, "Dataset name of the target z_theta (expert g) in the caches.")),
     nullable(str("data.condition_expert", nullptr, "Expert spec that made data.condition; null: taken from the cache's provenance. net2net-translate uses it for --labels, --text and --data.")),
     nullable(str("data.target_expert", nullptr, "Expert spec that made data.target; null: taken from the cache's provenance. Its decode is net2net-translate's default --decoder.")),
-    nullable(string_list("data.class_names", nullptr, "Names of the label classes, index by index; null: taken from the training cache (its source's names, e.g. Fashion-MNIST's). net2net-translate names the rows of its grids with them.")),
+    resumable(nullable(string_list("data.class_names", nullptr, "Names of the label classes, index by index; null: taken from the training cache (its source's names, e.g. Fashion-MNIST's). net2net-translate names the rows of its grids with them."))),
     nullable(integer("model.in_dim", nullptr, "Dimension of z_theta; null: taken from the data (checked against it when given).", 1)),
     nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given).", 1)),
     integer("model.embedding_dim", 128, "Output size of the condition embedder, fed to every coupling.", 1),

@@ -215,21 +215,21 @@ json Schema::resolve(const json& user, const std::string& origin) const {
 }
 
 json Schema::resumed_config(const json& run, const json& requested) const {
-  auto may_change = [&](const std::string& path) {
-    const Key* k = find(path);
-    return k && k->resume_may_change;
-  };
+  // A key the run's config lacks (it was written before the key existed) has its default there.
+  json out = run;
+  for (const auto& k : keys_)
+    if (!get_path(out, k.path)) set_path(out, k.path, k.default_value);
   std::string diff, allowed;
   for (const auto& [section, values] : requested.items()) {
     if (!values.is_object()) continue;
     for (const auto& [key, value] : values.items()) {
       const std::string path = section + "." + key;
-      const json* had = get_path(run, path);
-      if (!may_change(path) && (!had || *had != value))
+      const Key* k = find(path);
+      const json* had = get_path(out, path);
+      if (!(k && k->resume_may_change) && (!had || *had != value))
         diff += "\n  " + path + ": run " + (had ? had->dump() : std::string("null")) + ", now " + value.dump();
     }
   }
-  json out = run;
   for (const auto& k : keys_) {
     if (!k.resume_may_change) continue;
     allowed += (allowed.empty() ? "" : ", ") + k.path;

@@ -22,7 +22,11 @@ void encode_in_batches(data::Source& source, experts::Expert& expert, int64_t ba
 std::vector<int64_t> predict_classes(data::Source& source, experts::Expert& classifier, int64_t batch_size) {
   std::vector<int64_t> predicted;
   predicted.reserve(static_cast<size_t>(std::max<int64_t>(source.size(), 0)));
-  encode_in_batches(source, classifier, batch_size, [&](const data::Batch& batch, const torch::Tensor& out) {
+  encode_in_batches(source, classifier, batch_size, [&](const data::Batch& batch, const torch::Tensor& output) {
+    // [batch, classes, 1, 1] (a convolutional head) counts as [batch, classes].
+    const torch::Tensor out = output.dim() > 2 && output.numel() == output.size(0) * output.size(1)
+                                  ? output.reshape({output.size(0), output.size(1)})
+                                  : output;
     if (out.dim() != 2 || out.size(0) != batch.size())
       throw InputError("classifier '" + classifier.spec() + "' must return logits [batch, classes] (" +
                        std::to_string(batch.size()) + " rows here), got " + std::to_string(out.dim()) +

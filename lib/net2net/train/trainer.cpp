@@ -64,7 +64,8 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
             config["data"][key] = e.value("spec", std::string());
     // The names of the label classes, where the cache's source had them.
     json names = json::parse(reader.attributes().value("class_names", std::string("null")), nullptr, false);
-    if (config["data"]["class_names"].is_null() && names.is_array()) config["data"]["class_names"] = names;
+    const bool all_strings = names.is_array() && std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); });
+    if (config["data"]["class_names"].is_null() && all_strings) config["data"]["class_names"] = names;
   }
   return info;
 }

@@ -135,7 +135,8 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   out.block = r.batch_size;
   out.labelled = out.source->has_labels();
   if (out.labelled) out.labels.assign(static_cast<size_t>(out.count), -1);
-  if (out.class_names.empty()) out.class_names = out.source->class_names();
+  // The source's own names for its labels, else the model's.
+  if (out.labelled && !out.source->class_names().empty()) out.class_names = out.source->class_names();
   return out;
 }
 
@@ -325,9 +326,10 @@ class Translation {
     if (measure) diversity_z_.add(z, measured_conds, measured_k);
     if (!decoder_) return;
     auto img = decoder_->decode(z).to(torch::kCPU, torch::kFloat32).contiguous();
-    if (img_shape_.empty()) {
+    if (!image_created_) {
       img_shape_.assign(img.sizes().begin() + 1, img.sizes().end());
       w.create_float("image", img[0].numel(), img_shape_);
+      image_created_ = true;
     }
     auto flat = img.reshape({img.size(0), -1}).contiguous();
     w.append_float("image", flat.data_ptr<float>(), flat.size(0));
@@ -379,7 +381,8 @@ class Translation {
   std::string decoder_spec_;
   Diversity diversity_z_, diversity_pixels_;
   std::vector<Tensor> img_all_;         // the grid's cells, condition-major
-  std::vector<int64_t> img_shape_;      // empty until the first decoded batch
+  std::vector<int64_t> img_shape_;      // of a decoded item
+  bool image_created_ = false;
 };
 
 }  // namespace
