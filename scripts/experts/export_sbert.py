@@ -101,13 +101,13 @@ def tokenizer_tables(tokenizer_json):
             codes[cp] = MAPPED
             mapped[cp] = (list(out), [kind(c) for c in out])
     codes[0xFFFD] = DROP
-    ascii_codes = codes[:128]
-    ascii_chars = [mapped[cp][0][0] if codes[cp] == MAPPED and len(mapped[cp][0]) == 1 else chr(cp) for cp in range(128)]
+    ascii_codes, ascii_chars = [], []  # one output character per ASCII code point
     for cp in range(128):
-        if codes[cp] == MAPPED:
-            if len(mapped[cp][0]) != 1:
-                fail(f"ASCII U+{cp:04X} normalises to {mapped[cp][0]!r}; the ASCII table holds one character")
-            ascii_codes[cp] = mapped[cp][1][0]
+        chars, kinds = mapped[cp] if codes[cp] == MAPPED else ([chr(cp)], [codes[cp]])
+        if len(chars) != 1:
+            fail(f"ASCII U+{cp:04X} normalises to {chars!r}; the ASCII table holds one character")
+        ascii_chars.append(chars[0])
+        ascii_codes.append(kinds[0])
     starts, range_codes = [], []
     for cp in range(128, 0x110000):
         c = codes[cp]

@@ -4,6 +4,7 @@
 
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
+#include "net2net/data/source.h"
 #include "net2net/translate/translate.h"
 
 namespace net2net::commands {
@@ -29,7 +30,7 @@ class TranslateTool : public cli::Tool {
   void add_options(CLI::App& app) override {
     app.add_option("--checkpoint", r_.checkpoint, "Run directory or checkpoint file")->required();
     app.add_option("--cond", r_.cond, "Conditions from a cache: h5:FILE:DATASET");
-    app.add_option("--data", r_.data, "Raw inputs (a SOURCE) for --cond-expert");
+    app.add_option("--data", r_.data, "Raw inputs for --cond-expert; SOURCE: " + data::source_usages());
     app.add_option("--cond-expert", r_.cond_expert, "EXPERT that turns --data into conditions (default: the model's)");
     app.add_option("--labels", r_.labels, "Comma-separated class labels as conditions")->delimiter(',');
     app.add_option("--text", r_.texts, "A text as a condition; repeatable");

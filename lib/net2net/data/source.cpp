@@ -245,6 +245,7 @@ class TsvFile : public Source {
     has_labels_ = label_col >= 0;
     const int64_t cols = numeric_.size();
     std::vector<float> values;
+    std::vector<int64_t> labels;
     for (size_t r = 1; r < lines.size(); ++r) {
       auto fields = split_tabs(lines[r]);
       const std::string where = "'" + path + "' line " + std::to_string(r + 1);
@@ -259,7 +260,7 @@ class TsvFile : public Source {
           long long v = f.empty() ? -1 : std::strtoll(f.c_str(), &end, 10);
           if (f.empty() || *end != '\0' || v < 0)
             throw InputError(where + ", column 'label': '" + f + "' is not an integer class >= 0");
-          labels_.push_back(v);
+          labels.push_back(v);
           num_classes_ = std::max<int64_t>(num_classes_, v + 1);
         } else {
           double v = f.empty() ? 0 : std::strtod(f.c_str(), &end);
@@ -270,6 +271,7 @@ class TsvFile : public Source {
       }
     }
     if (cols > 0) vectors_ = torch::tensor(values).reshape({int64_t(texts_.size()), cols});
+    if (has_labels_) labels_ = torch::tensor(labels, torch::kLong);
   }
   std::string spec() const override { return spec_; }
   int64_t size() const override { return texts_.size(); }
@@ -279,7 +281,7 @@ class TsvFile : public Source {
   Batch get(const std::vector<int64_t>& indices) override {
     Batch b = text_batch(texts_, indices, spec_);
     auto idx = torch::tensor(indices, torch::kLong);
-    if (has_labels_) b.labels = torch::tensor(labels_, torch::kLong).index_select(0, idx);
+    if (has_labels_) b.labels = labels_.index_select(0, idx);
     if (vectors_.defined()) b.tensor = vectors_.index_select(0, idx);
     return b;
   }
@@ -287,7 +289,7 @@ class TsvFile : public Source {
  private:
   std::string spec_;
   std::vector<std::string> texts_, numeric_;
-  std::vector<int64_t> labels_;
+  torch::Tensor labels_;  // int64 [rows] when has_labels_
   bool has_labels_ = false;
   int64_t num_classes_ = 0;
   torch::Tensor vectors_;  // [rows, numeric columns]; undefined without numeric columns
@@ -340,7 +342,6 @@ class H5Rows : public Source {
   std::string name_;
   io::DatasetInfo info_;
   std::vector<int64_t> labels_;
-  bool has_labels_ = false;
   int64_t num_classes_ = 0;
   std::vector<std::string> class_names_;
 };

@@ -265,12 +265,12 @@ class TrainingRun {
     device_ = torch::Device(opt_.device == "cuda" && env_.world_size > 1 ? "cuda:" + std::to_string(env_.local_rank)
                                                                           : opt_.device);
     if (opt_.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
-    prepare_config();
+    prepare_run_config();
     prepare_data();
     prepare_model();
   }
 
-  void prepare_config() {
+  void prepare_run_config() {
     run_dir_ = opt_.run_dir;
     if (opt_.resume) {
       if (run_dir_.empty()) throw UsageError("--resume needs --run-dir");
@@ -279,7 +279,7 @@ class TrainingRun {
       resumed_ = io::load_flow_checkpoint(last_path_.string());
       config_ = resumed_.config;
       if (!opt_.config_path.empty()) {
-        json requested = prepare_config_file(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
+        json requested = prepare_config(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
         config_ = config::cinn_schema().resumed_config(config_, requested);
       } else {
         for (const auto& o : opt_.overrides) config::apply_override(config_, o);
@@ -288,7 +288,7 @@ class TrainingRun {
       }
     } else {
       if (opt_.config_path.empty()) throw UsageError("--config is required (or --resume --run-dir DIR)");
-      config_ = prepare_config_file(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
+      config_ = prepare_config(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
       if (run_dir_.empty()) {
         std::string name = config_["name"].get<std::string>();
         run_dir_ = "runs/" + (name.empty() ? fs::path(opt_.config_path).stem().string() : name);
@@ -493,11 +493,6 @@ class TrainingRun {
             {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
             {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
             {"checkpoint", last_path_.string()}, {"energy", lead_ ? state_.extra["energy"] : json(nullptr)}};
-  }
-
-  static json prepare_config_file(const std::string& path, const std::vector<std::string>& overrides, bool seed_given,
-                                  uint64_t seed) {
-    return train::prepare_config(path, overrides, seed_given, seed);
   }
 
   const TrainOptions& opt_;

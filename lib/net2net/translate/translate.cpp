@@ -22,7 +22,7 @@ using torch::Tensor;
 
 namespace {
 
-// The name of class `label` (names: the model's data.class_names, else the source's), else "class K".
+// The name of class `label` (names: see Conditions::class_names), else "class K".
 std::string class_caption(int64_t label, const std::vector<std::string>& names) {
   if (label >= 0 && label < static_cast<int64_t>(names.size())) return names[label];
   return "class " + std::to_string(label);
@@ -37,7 +37,7 @@ struct Conditions {
   std::vector<std::string> captions;   // given in full: one per condition
   bool labelled = false;               // every condition has a class: labels[k], once rows() reached k
   std::vector<int64_t> labels;
-  std::vector<std::string> class_names;  // of the labels (may be empty)
+  std::vector<std::string> class_names;  // of the labels: a labelled source's own, else the model's (may be empty)
   std::unique_ptr<data::Source> source;  // else: the source, its expert and the block size
   std::unique_ptr<experts::Expert> expert;
   int64_t block = 1024;
@@ -136,7 +136,7 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   out.labelled = out.source->has_labels();
   if (out.labelled) out.labels.assign(static_cast<size_t>(out.count), -1);
   // The source's own names for its labels, else the model's.
-  if (out.labelled && !out.source->class_names().empty()) out.class_names = out.source->class_names();
+  if (auto names = out.source->class_names(); out.labelled && !names.empty()) out.class_names = std::move(names);
   return out;
 }
 
