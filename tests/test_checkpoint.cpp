@@ -13,6 +13,7 @@
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
 #include "net2net/io/checkpoint.h"
+#include "test_util.h"
 
 using namespace net2net;
 using namespace net2net::inn;
@@ -179,6 +180,65 @@ TEST(Checkpoint, CorruptTruncatedOrForeignFilesGiveClearErrors) {
   // The good file is untouched by all of this.
   EXPECT_NO_THROW(io::load_flow_checkpoint(good));
   EXPECT_EQ(fs::file_size(good), size);
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, AFlippedBitInATensorIsCaughtByTheContentChecksum) {
+  auto dir = temp_dir("checksum");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  auto good = (dir / "good.pt").string(), bad = (dir / "bad.pt").string();
+  io::save_flow_checkpoint(good, cfg, model);
+  fs::copy_file(good, bad);
+  test::flip_a_tensor_bit(bad);
+  // LibTorch alone loads the damaged file without a word: why the checksum exists.
+  torch::serialize::InputArchive raw;
+  EXPECT_NO_THROW(raw.load_from(bad));
+  try {
+    io::load_flow_checkpoint(bad);
+    FAIL() << "a damaged checkpoint loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + bad + "' is corrupt"), std::string::npos) << e.what();
+  }
+  // The good one verifies, records a crc32, and a second save of the same model records the same.
+  EXPECT_NO_THROW(io::load_flow_checkpoint(good));
+  auto recorded = [](const std::string& path) {
+    torch::serialize::InputArchive a;
+    a.load_from(path);
+    c10::IValue v;
+    EXPECT_TRUE(a.try_read("checksum", v)) << path;
+    return v.isString() ? v.toStringRef() : std::string();
+  };
+  EXPECT_EQ(recorded(good).rfind("crc32:", 0), 0u) << recorded(good);
+  io::save_flow_checkpoint((dir / "again.pt").string(), cfg, model);
+  EXPECT_EQ(recorded((dir / "again.pt").string()), recorded(good));
+  // The config is covered too: the same model saved with another (valid) config differs.
+  auto other = cfg;
+  other["name"] = "renamed";
+  io::save_flow_checkpoint((dir / "other.pt").string(), other, model);
+  EXPECT_NE(recorded((dir / "other.pt").string()), recorded(good));
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, CheckpointsWrittenBeforeChecksumsStillLoad) {
+  auto dir = temp_dir("no_checksum");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  // What an older net2net wrote: the same entries, no checksum.
+  torch::serialize::OutputArchive archive, model_archive;
+  archive.write("format", c10::IValue(std::string(io::kCheckpointFormat)));
+  archive.write("version", c10::IValue(io::kCheckpointVersion));
+  archive.write("config", c10::IValue(cfg.dump()));
+  archive.write("dtype", c10::IValue(std::string("float32")));
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  auto path = (dir / "old.pt").string();
+  archive.save_to(path);
+  auto loaded = io::load_flow_checkpoint(path);
+  auto a = model->parameters(), b = loaded.model->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  EXPECT_EQ(loaded.step, -1);
   fs::remove_all(dir);
 }
 

@@ -202,6 +202,43 @@ TEST(Tools, ListKeysPrintsTheKeyTable) {
     EXPECT_NE(r.out.find(key), std::string::npos) << key;
 }
 
+TEST(Tools, EvalRefusesNonFiniteRowsNamingThem) {
+  auto feats = work_dir() / "nan_feats.h5";
+  {
+    H5::H5File h5(feats.string(), H5F_ACC_TRUNC);
+    hsize_t dims[2] = {50, 3};
+    std::vector<float> v(150);
+    for (int i = 0; i < 150; ++i) v[i] = std::cos(0.3f * i);
+    h5.createDataSet("good", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(v.data(), H5::PredType::NATIVE_FLOAT);
+    v[3 * 7 + 1] = NAN;
+    v[3 * 31] = INFINITY;
+    h5.createDataSet("bad", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(v.data(), H5::PredType::NATIVE_FLOAT);
+    hsize_t label_dims[1] = {50};
+    std::vector<int64_t> labels(50, 1);
+    h5.createDataSet("label", H5::PredType::STD_I64LE, H5::DataSpace(1, label_dims))
+        .write(labels.data(), H5::PredType::NATIVE_INT64);
+    hsize_t mu_dims[1] = {3}, sigma_dims[2] = {2, 2};
+    std::vector<double> mu = {0, 0, 0}, sigma = {1, 0, 0, 1};
+    H5::H5File stats((work_dir() / "bad.stats").string(), H5F_ACC_TRUNC);
+    stats.createDataSet("mu", H5::PredType::IEEE_F64LE, H5::DataSpace(1, mu_dims)).write(mu.data(), H5::PredType::NATIVE_DOUBLE);
+    stats.createDataSet("sigma", H5::PredType::IEEE_F64LE, H5::DataSpace(2, sigma_dims))
+        .write(sigma.data(), H5::PredType::NATIVE_DOUBLE);
+  }
+  const std::string f = "'" + feats.string() + "'";
+  // Before: exit 1 and LAPACK's "eigh failed to converge". Now: exit 2 naming the rows.
+  auto fid = run("net2net-eval", "fid --real h5:" + f + ":good --fake h5:" + f + ":bad");
+  EXPECT_EQ(fid.rc, 2) << fid.err;
+  EXPECT_NE(fid.err.find(":bad': 2 rows hold NaN or Inf (rows 7, 31"), std::string::npos) << fid.err;
+  auto props = run("net2net-eval", "accuracy --data h5:" + f + ":good --classifier identity --labels h5:" + f +
+                                       ":label --props h5:" + f + ":bad --expected-props h5:" + f + ":good");
+  EXPECT_EQ(props.rc, 2) << props.err;
+  EXPECT_NE(props.err.find("--props 'h5:"), std::string::npos) << props.err;
+  EXPECT_NE(props.err.find("rows 7, 31"), std::string::npos) << props.err;
+  auto stats = run("net2net-eval", "fid --real h5:" + f + ":good --fake stats:'" + (work_dir() / "bad.stats").string() + "'");
+  EXPECT_EQ(stats.rc, 2) << stats.err;
+  EXPECT_NE(stats.err.find("/mu is [3] but /sigma is [2, 2]"), std::string::npos) << stats.err;
+}
+
 TEST(Tools, EvalFidAndEnergyFromTheCommandLine) {
   auto feats = work_dir() / "feats.h5";
   {

@@ -200,6 +200,47 @@ TEST(Train, CosineScheduleDecaysTheRateStepByStep) {
   EXPECT_EQ(lines, 12);
 }
 
+// torchrun (Debian's python3-torch ships it) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+// MASTER_PORT for each worker, as users launch it; the run must equal two ranks started by hand.
+TEST(TrainTool, TorchrunLaunchEqualsTwoRanksStartedByHand) {
+  std::string torchrun = test::shell_output("command -v torchrun");
+  while (!torchrun.empty() && std::isspace(static_cast<unsigned char>(torchrun.back()))) torchrun.pop_back();
+  if (torchrun.empty()) {
+    if (std::getenv("NET2NET_REQUIRE_TORCHRUN")) FAIL() << "torchrun not found and NET2NET_REQUIRE_TORCHRUN is set";
+    GTEST_SKIP() << "torchrun not found (Debian: apt-get install python3-torch)";
+  }
+  TempDir dir("train_torchrun");
+  make_data(dir, 2000);
+  auto cfg = write_config(dir, "tr", {{"batch_size", 64}, {"steps", 10}, {"lr", 0.002}, {"log_every", 10},
+                                      {"val_every", 1000}, {"checkpoint_every", 1000}});
+  std::vector<std::string> base = {kTrain, "--config", cfg, "--threads", "1", "--deterministic", "--log-level", "info"};
+  const std::string port = std::to_string(free_port() + 1);
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto a = base;
+    a.insert(a.end(), {"--run-dir", dir / "by_hand"});
+    pids.push_back(spawn(a, dir / ("rank" + std::to_string(rank) + ".log"),
+                         {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(rank),
+                          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  }
+  for (int rank = 0; rank < 2; ++rank)
+    ASSERT_EQ(wait_exit(pids[rank]), 0) << slurp(dir / ("rank" + std::to_string(rank) + ".log"));
+  // --redirects 2 --tee 2 (stderr to a file and the console): Debian's torchrun 1.13 on Python
+  // 3.11 fails with its defaults ("0" no longer parses: Python 3.11's IntFlag iteration).
+  std::vector<std::string> launch = {torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_port",
+                                     std::to_string(free_port() + 2), "--redirects", "2", "--tee", "2",
+                                     "--log_dir", dir / "torchrun_logs", "--no_python"};
+  launch.insert(launch.end(), base.begin(), base.end());
+  launch.insert(launch.end(), {"--run-dir", dir / "torchrun"});
+  ASSERT_EQ(wait_exit(spawn(launch, dir / "torchrun.log")), 0) << slurp(dir / "torchrun.log");
+  const std::string log = slurp(dir / "torchrun.log");
+  EXPECT_NE(log.find("2 rank(s), gloo"), std::string::npos) << log;
+  auto a = params_of(dir / "by_hand/checkpoints/last.pt"), b = params_of(dir / "torchrun/checkpoints/last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  EXPECT_EQ(logged_step(dir / "torchrun"), 10);
+}
+
 TEST(TrainTool, SigkillThenResumeIsBitIdenticalInDeterministicMode) {
   TempDir dir("train_kill");
   make_data(dir, 4000);
@@ -280,23 +321,78 @@ TEST(TrainTool, SignalWritesACheckpointAndExitsFour) {
   }
 }
 
-TEST(TrainTool, CorruptCheckpointIsAClearErrorAndStaysUntouched) {
+TEST(TrainTool, ADamagedLastCheckpointFallsBackToTheNewestGoodOneAndResumesExactly) {
   TempDir dir("train_corrupt");
   make_data(dir, 1000);
-  auto cfg = write_config(dir, "c", {{"batch_size", 100}, {"steps", 20}, {"lr", 0.001}, {"log_every", 10}});
-  ASSERT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' --log-level error"), 0);
-  auto last = dir / "run/checkpoints/last.pt";
-  fs::resize_file(last, fs::file_size(last) / 3);
-  auto size = fs::file_size(last);
-  ASSERT_EQ(test::shell("'" + kTrain + "' --run-dir '" + (dir / "run") + "' --resume --set train.steps=40 2> '" +
+  auto cfg = write_config(dir, "c", {{"batch_size", 100}, {"steps", 30}, {"lr", 0.001}, {"log_every", 5},
+                                     {"val_every", 1000}, {"checkpoint_every", 10}});
+  auto train = [&](const std::string& run, const std::string& extra) {
+    return test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + run + "' --deterministic --threads 1 " +
+                       extra + " 2> '" + (dir / "err.txt") + "'");
+  };
+  ASSERT_EQ(train(dir / "clean", "--log-level error"), 0) << slurp(dir / "err.txt");
+  ASSERT_EQ(train(dir / "run", "--set train.steps=20 --log-level error"), 0) << slurp(dir / "err.txt");
+  const fs::path ck = fs::path(dir / "run") / "checkpoints";
+  // last.pt (step 20), the previous one kept beside it (step 10), best.pt (step 20).
+  ASSERT_TRUE(fs::exists(ck / "last.prev.pt"));
+  test::flip_a_tensor_bit(ck / "last.pt");
+  test::flip_a_tensor_bit(ck / "best.pt");
+  ASSERT_EQ(train(dir / "run", "--resume --log-level warn"), 0) << slurp(dir / "err.txt");
+  const std::string err = slurp(dir / "err.txt");
+  EXPECT_NE(err.find((ck / "last.pt").string() + "' is corrupt"), std::string::npos) << err;
+  EXPECT_NE(err.find("resuming from '" + (ck / "last.prev.pt").string() + "' (step 10)"), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(ck / "last.pt.corrupt")) << "the damaged file is kept for inspection";
+  // Ten steps lost, none wrong: the same parameters as the uninterrupted run.
+  auto a = params_of(dir / "clean/checkpoints/last.pt"), b = params_of(ck / "last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // Nothing good left: exit 3 naming every file tried.
+  for (const char* f : {"last.pt", "last.prev.pt", "best.pt"}) fs::resize_file(ck / f, fs::file_size(ck / f) / 3);
+  ASSERT_EQ(train(dir / "run", "--resume --set train.steps=40"), 3);
+  for (const char* f : {"last.pt", "last.prev.pt", "best.pt"})
+    EXPECT_NE(slurp(dir / "err.txt").find((ck / f).string()), std::string::npos) << f << ": " << slurp(dir / "err.txt");
+  EXPECT_NE(slurp(dir / "err.txt").find("corrupt or truncated"), std::string::npos) << slurp(dir / "err.txt");
+}
+
+TEST(TrainTool, NonFiniteRowsInACacheAreRefusedUpFrontNamingThem) {
+  TempDir dir("train_nan");
+  make_data(dir, 100);
+  Gaussian g;
+  auto [c, x] = g.sample(100, 3);
+  x[5][1] = std::nan("");
+  x[17][0] = INFINITY;
+  x[40][2] = -INFINITY;
+  write_pairs(dir / "train.h5", c, x);
+  auto cfg = write_config(dir, "n", {{"batch_size", 10}, {"steps", 5}});
+  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' 2> '" +
                         (dir / "err.txt") + "'"),
             2);
-  EXPECT_NE(slurp(dir / "err.txt").find(last), std::string::npos) << slurp(dir / "err.txt");
-  EXPECT_NE(slurp(dir / "err.txt").find("corrupt or truncated"), std::string::npos) << slurp(dir / "err.txt");
-  EXPECT_EQ(fs::file_size(last), size);
-  // best.pt, a good checkpoint, still loads; a new run in the folder needs --force.
-  EXPECT_NO_THROW(io::load_flow_checkpoint(dir / "run/checkpoints/best.pt"));
-  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' > /dev/null 2>&1"), 2);
+  const std::string err = slurp(dir / "err.txt");
+  EXPECT_NE(err.find("cache '" + (dir / "train.h5") + "' dataset 'x': 3 rows hold NaN or Inf (rows 5, 17, 40"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(fs::exists(fs::path(dir / "run") / "checkpoints/last.pt"));
+  // evaluate_nll reads through the same check.
+  EXPECT_THROW(train::evaluate_nll(dir / "run", dir / "train.h5", "cpu"), Error);
+}
+
+TEST(TrainTool, TenSkippedStepsInARowStopWithACheckpoint) {
+  TempDir dir("train_diverge");
+  make_data(dir, 1000);
+  // Finite data, but a learning rate so large that the first update leaves a model whose outputs
+  // overflow: every later step is non-finite and skipped.
+  auto cfg = write_config(dir, "d", {{"batch_size", 100}, {"steps", 50}, {"lr", 1e30}, {"log_every", 1},
+                                     {"val_every", 1000}, {"checkpoint_every", 1000}});
+  EXPECT_EQ(test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + (dir / "run") + "' --set data.val=null 2> '" +
+                        (dir / "err.txt") + "'"),
+            1);
+  const std::string err = slurp(dir / "err.txt");
+  EXPECT_NE(err.find("10 non-finite steps in a row"), std::string::npos) << err;
+  EXPECT_NE(err.find("update skipped"), std::string::npos) << err;
+  ASSERT_TRUE(fs::exists(fs::path(dir / "run") / "checkpoints/last.pt")) << err;
+  torch::optim::Adam adam(params_of(dir / "run/checkpoints/last.pt"), torch::optim::AdamOptions(1e-3));
+  EXPECT_EQ(io::load_training_state(dir / "run/checkpoints/last.pt", adam).step, logged_step(dir / "run"));
+  EXPECT_LT(logged_step(dir / "run"), 50);
 }
 
 TEST(TrainTool, ResumeRefusesAnotherModelButExtendsSteps) {
@@ -396,6 +492,11 @@ TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {
   EXPECT_EQ(t.local_rank, 1);
   EXPECT_EQ(t.master_addr, "n1");
   EXPECT_EQ(t.master_port, 1234);
+  EXPECT_FALSE(t.agent_store);
+  auto agent = train::detect_distributed({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                          {"TORCHELASTIC_RESTART_COUNT", "2"}});
+  EXPECT_TRUE(agent.agent_store);
+  EXPECT_EQ(agent.restart_count, 2);
   auto s = train::detect_distributed({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "2"},
                                       {"SLURM_JOB_NODELIST", "gpu[07-09,12],cpu3"}});
   EXPECT_EQ(s.launcher, "slurm");

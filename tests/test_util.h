@@ -1,5 +1,6 @@
 // Helpers shared by the test binaries: temporary folders, running commands and Python.
 #pragma once
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +96,28 @@ inline std::string slurp(const std::string& p) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
+
+// Flips one bit in the middle of the largest tensor record of a checkpoint (a LibTorch zip archive):
+// damage that the zip's own CRCs would catch but LibTorch's reader does not check.
+inline void flip_a_tensor_bit(const std::string& checkpoint) {
+  size_t offset = 0, size = 0;
+  {
+    caffe2::serialize::PyTorchStreamReader reader(checkpoint);
+    for (const auto& name : reader.getAllRecords()) {
+      if (name.rfind("data/", 0) != 0 && name.find("/data/") == std::string::npos) continue;
+      auto [data, n] = reader.getRecord(name);
+      if (n > size) size = n, offset = reader.getRecordOffset(name);
+    }
+  }
+  ASSERT_GT(size, 0u) << checkpoint << " has no tensor records";
+  std::fstream f(checkpoint, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset + size / 2));
+  char c = 0;
+  f.read(&c, 1);
+  c ^= 0x10;
+  f.seekp(static_cast<std::streamoff>(offset + size / 2));
+  f.write(&c, 1);
+}
 
 }  // namespace net2net::test
 

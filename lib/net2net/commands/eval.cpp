@@ -68,6 +68,12 @@ FidSide load_side(const std::string& spec, const std::string& feature_spec, cons
   });
   if (parts.empty()) throw InputError("FID source '" + spec + "' has no items");
   side.features = torch::cat(parts);
+  // Named here, not as LAPACK's "eigh failed to converge" later (an h5 source names its rows itself).
+  const auto bad = torch::isfinite(side.features).all(1).logical_not().nonzero().flatten();
+  if (bad.numel() > 0)
+    throw InputError("FID source '" + spec + "': the features (through " + features + ") of " +
+                     std::to_string(bad.numel()) + " item(s) hold NaN or Inf, first item " +
+                     std::to_string(bad[0].item<int64_t>()) + " (counting from 0)");
   side.stats = metrics::compute_stats(side.features, features);
   return side;
 }
@@ -91,6 +97,7 @@ metrics::PropertyCodes read_property_codes(const std::string& spec, const std::s
   const auto info = reader.info(h5.dataset);
   metrics::PropertyCodes codes;
   codes.values = reader.read_rows(h5.dataset, 0, info.rows);
+  io::require_finite_rows(codes.values.data(), info.rows, info.cols, option + " '" + spec + "'");
   codes.rows = info.rows;
   codes.cols = info.cols;
   return codes;

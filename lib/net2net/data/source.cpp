@@ -325,6 +325,7 @@ class H5Rows : public Source {
     b.index = indices;
     b.kind = kind();
     auto rows = reader_.read_rows(name_, indices);
+    io::require_finite_rows(rows.data(), int64_t(indices.size()), info_.cols, "source '" + spec_ + "'", &indices);
     std::vector<int64_t> shape = {int64_t(indices.size())};
     if (b.kind == ItemKind::Image) shape.insert(shape.end(), info_.item_shape.begin(), info_.item_shape.end());
     else shape.push_back(info_.cols);

@@ -1,7 +1,16 @@
 #include "net2net/io/checkpoint.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <optional>
+#include <sstream>
 
 #include "net2net/core/atomic_file.h"
 #include "net2net/core/error.h"
@@ -19,8 +28,86 @@ std::string dtype_name(torch::Dtype d) {
 }  // namespace
 
 namespace {
+constexpr const char* kChecksumKey = "checksum";
+
+// The content checksum: zlib's CRC-32 over every tensor record of the archive (by name, in name
+// order; the archive's folder name differs with the file name, so it is left out) and over the scalar
+// entries that say what the tensors are and where training stands. Why our own: LibTorch's zip
+// reader skips the zip's CRCs, so a flipped bit in a tensor loads silently. data.pkl and code/
+// hold the module structure (a damaged one fails to load anyway) and change when the checksum
+// entry itself is added, so they are not covered.
+std::string content_checksum(caffe2::serialize::PyTorchStreamReader& reader, torch::serialize::InputArchive& archive) {
+  std::vector<std::pair<std::string, std::string>> records;  // (name from "data/" on, name as listed)
+  for (const auto& name : reader.getAllRecords()) {
+    const auto at = name.rfind("data/", 0) == 0 ? 0 : name.find("/data/");  // listed with or without the prefix
+    if (at != std::string::npos) records.emplace_back(name.substr(at == 0 ? 0 : at + 1), name);
+  }
+  if (records.empty()) throw InputError("checkpoint archive holds no tensor records");
+  std::sort(records.begin(), records.end());
+  uLong crc = crc32(0L, Z_NULL, 0);
+  auto add = [&crc](const void* data, size_t n) {
+    auto p = static_cast<const Bytef*>(data);
+    for (size_t done = 0; done < n;) {  // crc32 takes uInt lengths
+      const auto chunk = static_cast<uInt>(std::min<size_t>(n - done, 1u << 30));
+      crc = crc32(crc, p + done, chunk);
+      done += chunk;
+    }
+  };
+  for (const auto& [rest, full] : records) {
+    add(rest.data(), rest.size());
+    auto [data, size] = reader.getRecord(full);
+    add(data.get(), size);
+  }
+  for (const char* key : {"format", "version", "config", "dtype", "step", "best_val", "train_state"}) {
+    c10::IValue v;
+    if (!archive.try_read(key, v)) continue;
+    add(key, std::strlen(key));
+    if (v.isString()) add(v.toStringRef().data(), v.toStringRef().size());
+    if (v.isInt()) {
+      const int64_t i = v.toInt();
+      add(&i, sizeof i);
+    }
+    if (v.isDouble()) {
+      const double d = v.toDouble();
+      add(&d, sizeof d);
+    }
+  }
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return std::string("crc32:") + hex;
+}
+
+// InputError when the checkpoint records a checksum that its content does not have. Checkpoints
+// written before checksums (no entry) load unchecked.
+void verify_checksum(const std::string& path, torch::serialize::InputArchive& archive) {
+  c10::IValue recorded;
+  if (!archive.try_read(kChecksumKey, recorded) || !recorded.isString()) return;
+  std::string actual;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    actual = content_checksum(reader, archive);
+  } catch (const c10::Error& e) {
+    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
+                     e.what_without_backtrace());
+  }
+  if (actual != recorded.toStringRef())
+    throw InputError("checkpoint '" + path + "' is corrupt: its content checksum is " + actual + " but it records " +
+                     recorded.toStringRef() + " (damaged on disk or in a copy)");
+}
+
 void write_model(torch::serialize::OutputArchive& archive, const nlohmann::json& config, inn::ConditionalFlow& model);
 void save_archive(const std::string& path, torch::serialize::OutputArchive& archive) {
+  // The checksum of the content as it will be read back: serialise once in memory, read that.
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t n) {
+    bytes.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  std::istringstream in(bytes);
+  caffe2::serialize::PyTorchStreamReader reader(&in);
+  torch::serialize::InputArchive readback;
+  readback.load_from(bytes.data(), bytes.size(), torch::Device(torch::kCPU));
+  archive.write(kChecksumKey, c10::IValue(content_checksum(reader, readback)));
   write_atomically(path, [&](const std::string& tmp) {
     try {
       archive.save_to(tmp);
@@ -58,6 +145,7 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
   }
+  verify_checksum(path, archive);
   TrainingState st;
   c10::IValue step, best, extra;
   torch::serialize::InputArchive opt_archive;
@@ -129,7 +217,8 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
                      e.what_without_backtrace());
   }
-  c10::IValue format, version, config, dtype;
+  verify_checksum(path, archive);
+  c10::IValue format, version, config, dtype, step;
   if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
     throw InputError("checkpoint '" + path + "' is not a net2net checkpoint (no format = " + kCheckpointFormat + ")");
   if (!archive.try_read("version", version) || !version.isInt() || version.toInt() > kCheckpointVersion)
@@ -141,6 +230,7 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   if (out.config.is_discarded()) throw InputError("checkpoint '" + path + "': its config is not valid JSON");
   torch::Dtype dt = torch::kFloat32;
   if (archive.try_read("dtype", dtype) && dtype.isString() && dtype.toStringRef() == "float64") dt = torch::kFloat64;
+  if (archive.try_read("step", step) && step.isInt()) out.step = step.toInt();
 
   config::FlowConfig cfg;
   try {
@@ -159,6 +249,57 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   }
   out.model->eval();
   return out;
+}
+
+void keep_previous_checkpoint(const std::string& last_path) {
+  std::error_code ec;
+  if (!fs::exists(last_path, ec)) return;
+  const fs::path prev = fs::path(last_path).replace_filename(kPreviousCheckpoint);
+  const fs::path tmp = prev.string() + ".tmp";
+  fs::remove(tmp, ec);
+  fs::create_hard_link(last_path, tmp, ec);  // the same file: no copy; last.pt is replaced by rename
+  if (ec) fs::copy_file(last_path, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, prev, ec);
+  if (ec) spdlog::warn("cannot keep the previous checkpoint as '{}': {}", prev.string(), ec.message());
+}
+
+LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_damaged) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  const fs::path last = dir / "last.pt";
+  std::vector<std::string> problems;
+  auto try_load = [&](const fs::path& p) -> std::optional<LoadedFlow> {
+    std::error_code ec;
+    if (!fs::exists(p, ec)) {
+      problems.push_back("'" + p.string() + "' does not exist");
+      return std::nullopt;
+    }
+    try {
+      return load_flow_checkpoint(p.string());
+    } catch (const Error& e) {
+      problems.push_back(e.what());
+      return std::nullopt;
+    }
+  };
+  if (auto good = try_load(last)) return *good;
+  std::optional<LoadedFlow> best;
+  for (const fs::path& p : {dir / kPreviousCheckpoint, dir / "best.pt"}) {
+    auto c = try_load(p);
+    if (c && c->step >= 0 && (!best || c->step > best->step)) best = std::move(c);
+  }
+  if (!best) {
+    std::string all;
+    for (const auto& p : problems) all += "\n  " + p;
+    throw IoError("--resume: no checkpoint of '" + run_dir + "' can be resumed:" + all);
+  }
+  spdlog::warn("--resume: {}; resuming from '{}' (step {}) instead", problems.front(), best->path, best->step);
+  // Kept for inspection, and out of the way: the next checkpoint must not keep it as last.prev.pt.
+  std::error_code ec;
+  if (set_aside_damaged && fs::exists(last, ec)) {
+    fs::rename(last, last.string() + ".corrupt", ec);
+    if (!ec) spdlog::warn("the damaged '{}' is now '{}.corrupt'", last.string(), last.string());
+    else fs::remove(last, ec);
+  }
+  return *best;
 }
 
 }  // namespace net2net::io

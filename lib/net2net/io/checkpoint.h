@@ -18,9 +18,11 @@ void save_flow_checkpoint(const std::string& path, const nlohmann::json& config,
 struct LoadedFlow {
   nlohmann::json config;
   inn::ConditionalFlow model{nullptr};
-  std::string path;  // the file actually read
+  std::string path;   // the file actually read
+  int64_t step = -1;  // a training checkpoint's step (-1: a model-only checkpoint)
 };
 
+// Every checkpoint records a content checksum ("checksum", docs/formats.md), verified on load.
 // Accepts a checkpoint file or a run directory (then checkpoints/best.pt, else last.pt).
 // IoError when the file is missing or unreadable, InputError when it is not a net2net
 // checkpoint or is corrupt / truncated. The model is returned in eval mode.
@@ -42,5 +44,18 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
                               torch::optim::Optimizer& optimizer, const TrainingState& state);
 // Reads the optimizer and training state of a training checkpoint (InputError when absent).
 TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer);
+
+// The previous last.pt, kept beside it so that a damaged last.pt costs one checkpoint interval.
+inline constexpr const char* kPreviousCheckpoint = "last.prev.pt";
+
+// Before last.pt is replaced: keeps the current one as last.prev.pt (a hard link, else a copy;
+// a warning if neither works).
+void keep_previous_checkpoint(const std::string& last_path);
+
+// --resume: RUN_DIR/checkpoints/last.pt when it loads; else, with a warning naming what is wrong
+// with it, the newest (highest step) of last.prev.pt and best.pt that loads, and a damaged last.pt
+// renamed to last.pt.corrupt when set_aside_damaged (the rank that writes). IoError naming every
+// file tried when none loads.
+LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_damaged);
 
 }  // namespace net2net::io

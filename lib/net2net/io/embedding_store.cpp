@@ -3,6 +3,7 @@
 #include <H5Cpp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -340,6 +341,27 @@ void write_store(const std::string& path, WriterOptions options, const std::func
     fill(writer);
     writer.finish();
   });
+}
+
+void require_finite_rows(const float* values, int64_t rows, int64_t cols, const std::string& what,
+                         const std::vector<int64_t>* row_ids) {
+  constexpr size_t kNamed = 5;
+  std::vector<int64_t> bad;
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = values + r * cols;
+    bool finite = true;
+    for (int64_t c = 0; c < cols; ++c) finite &= std::isfinite(row[c]);  // branch-free: vectorises
+    if (finite) continue;
+    ++count;
+    if (bad.size() < kNamed) bad.push_back(row_ids ? (*row_ids)[static_cast<size_t>(r)] : r);
+  }
+  if (count == 0) return;
+  std::string list;
+  for (size_t i = 0; i < bad.size(); ++i) list += (i ? ", " : "") + std::to_string(bad[i]);
+  throw InputError(what + ": " + std::to_string(count) + (count == 1 ? " row holds" : " rows hold") +
+                   " NaN or Inf (row" + (bad.size() == 1 ? " " : "s ") + list + (count > int64_t(bad.size()) ? ", ..." : "") +
+                   "; rows count from 0); fix or drop them");
 }
 
 }  // namespace net2net::io

@@ -84,6 +84,12 @@ class EmbeddingWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// Refuses rows holding NaN or Inf: InputError naming `what` (e.g. "cache 'f.h5' dataset 'z'"), how
+// many rows, and the first few (row numbers are row_ids[i] when given, else i). One pass; NaN and Inf
+// in data are named up front instead of surfacing as a skipped step or a LAPACK failure later.
+void require_finite_rows(const float* values, int64_t rows, int64_t cols, const std::string& what,
+                         const std::vector<int64_t>* row_ids = nullptr);
+
 // Creates `path` atomically: fill() writes into a temporary file, finish() is called, and only
 // then the file is renamed to `path`.
 void write_store(const std::string& path, WriterOptions options, const std::function<void(EmbeddingWriter&)>& fill);

@@ -128,8 +128,14 @@ FeatureStats load_stats(const std::string& path) {
   }
   try {
     auto mu = f.openDataSet("mu"), sigma = f.openDataSet("sigma");
-    hsize_t d = 0;
+    hsize_t d = 0, dims[2] = {0, 0};
+    if (mu.getSpace().getSimpleExtentNdims() != 1 || sigma.getSpace().getSimpleExtentNdims() != 2)
+      throw InputError("'" + path + "': /mu must be [D] and /sigma [D, D]");
     mu.getSpace().getSimpleExtentDims(&d);
+    sigma.getSpace().getSimpleExtentDims(dims);
+    if (dims[0] != d || dims[1] != d)
+      throw InputError("'" + path + "': /mu is [" + std::to_string(d) + "] but /sigma is [" + std::to_string(dims[0]) +
+                       ", " + std::to_string(dims[1]) + "]");
     s.mu = torch::empty({int64_t(d)}, torch::kFloat64);
     s.sigma = torch::empty({int64_t(d), int64_t(d)}, torch::kFloat64);
     mu.read(s.mu.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
@@ -144,6 +150,8 @@ FeatureStats load_stats(const std::string& path) {
   } catch (const H5::Exception&) {
     throw InputError("'" + path + "' is not a statistics file (needs /mu [D] and /sigma [D, D])");
   }
+  if (!torch::isfinite(s.mu).all().item<bool>() || !torch::isfinite(s.sigma).all().item<bool>())
+    throw InputError("statistics file '" + path + "': /mu or /sigma holds NaN or Inf");
   return s;
 }
 

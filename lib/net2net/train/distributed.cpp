@@ -3,6 +3,7 @@
 #include "net2net/train/distributed.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
@@ -73,6 +74,12 @@ DistEnv detect_distributed(const std::map<std::string, std::string>& given) {
     env.rank = parse_int("RANK", get("RANK").empty() ? "0" : get("RANK"));
     env.local_rank = get("LOCAL_RANK").empty() ? env.rank : parse_int("LOCAL_RANK", get("LOCAL_RANK"));
     if (!get("MASTER_ADDR").empty()) env.master_addr = get("MASTER_ADDR");
+    // torchrun's agent already serves the store at MASTER_PORT (its static rendezvous): every
+    // worker joins it as a client, under the prefix of the agent's restart attempt.
+    const std::string agent = get("TORCHELASTIC_USE_AGENT_STORE");
+    env.agent_store = agent == "True" || agent == "true" || agent == "1";
+    if (!get("TORCHELASTIC_RESTART_COUNT").empty())
+      env.restart_count = parse_int("TORCHELASTIC_RESTART_COUNT", get("TORCHELASTIC_RESTART_COUNT"));
   } else if (!get("SLURM_NTASKS").empty() && !get("SLURM_PROCID").empty()) {
     env.launcher = "slurm";
     env.world_size = parse_int("SLURM_NTASKS", get("SLURM_NTASKS"));
@@ -106,11 +113,13 @@ class C10dCommunicator : public Communicator {
   C10dCommunicator(const DistEnv& env, const std::string& device) : env_(env), device_(device) {
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<uint16_t>(env.master_port);
-    opts.isServer = env.rank == 0;
+    opts.isServer = env.rank == 0 && !env.agent_store;
     opts.numWorkers = env.world_size;
     opts.timeout = std::chrono::minutes(10);
     try {
       store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
+      if (env.agent_store)
+        store_ = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), store_);
     } catch (const std::exception& e) {
       throw IoError("rendezvous with " + env.master_addr + ":" + std::to_string(env.master_port) + " failed: " + e.what());
     }

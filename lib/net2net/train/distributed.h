@@ -19,6 +19,8 @@ struct DistEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string launcher = "single";  // single | torchrun | slurm
+  bool agent_store = false;          // torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE)
+  int restart_count = 0;             // TORCHELASTIC_RESTART_COUNT: the store prefix of this attempt
 };
 
 // Reads the environment (`env` for tests; empty: the process environment). UsageError for

@@ -94,6 +94,7 @@ Pairs load_pairs(const std::string& file, const std::string& condition, const st
   for (auto [name, out] : {std::pair{&condition, &p.cond}, std::pair{&target, &p.target}}) {
     auto info = reader.info(*name);
     auto rows = reader.read_rows(*name, 0, info.rows);
+    io::require_finite_rows(rows.data(), info.rows, info.cols, "cache '" + file + "' dataset '" + *name + "'");
     *out = torch::from_blob(rows.data(), {info.rows, info.cols}, torch::kFloat32).clone();
   }
   return p;
@@ -245,6 +246,15 @@ class TrainingRun {
       progress.update(state_.step);
       if (state_.step % val_every_ == 0 && state_.step < steps_) validate(state_.step);
       if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint();
+      if (consecutive_bad_ >= kMaxSkippedInARow) {
+        // Skipped updates left the model as it was: keep what was trained, then stop.
+        checkpoint();
+        throw Error("training diverged: " + std::to_string(consecutive_bad_) + " non-finite steps in a row (steps " +
+                        std::to_string(state_.step - consecutive_bad_ + 1) + "-" + std::to_string(state_.step) +
+                        "); checkpoint '" + last_path_.string() + "' written at step " + std::to_string(state_.step) +
+                        " (try a smaller lr or train.grad_clip, then --resume with --set)",
+                    kExitFailure);
+      }
       if (comm_->any(stop_requested())) {
         checkpoint();
         throw Interrupted("training stopped by a signal at step " + std::to_string(state_.step) + "; checkpoint '" +
@@ -275,8 +285,7 @@ class TrainingRun {
     if (opt_.resume) {
       if (run_dir_.empty()) throw UsageError("--resume needs --run-dir");
       last_path_ = fs::path(run_dir_) / "checkpoints" / "last.pt";
-      if (!fs::exists(last_path_)) throw IoError("--resume: '" + last_path_.string() + "' does not exist");
-      resumed_ = io::load_flow_checkpoint(last_path_.string());
+      resumed_ = io::load_resume_checkpoint(run_dir_, lead_);  // last.pt, or the newest good one if it is damaged
       config_ = resumed_.config;
       if (!opt_.config_path.empty()) {
         json requested = prepare_config(opt_.config_path, opt_.overrides, opt_.seed_given, opt_.seed);
@@ -284,7 +293,7 @@ class TrainingRun {
       } else {
         for (const auto& o : opt_.overrides) config::apply_override(config_, o);
         config_ = config::cinn_schema().resumed_config(resumed_.config,
-                                                       config::resolve_config(config_, {}, last_path_.string()));
+                                                       config::resolve_config(config_, {}, resumed_.path));
       }
     } else {
       if (opt_.config_path.empty()) throw UsageError("--config is required (or --resume --run-dir DIR)");
@@ -309,7 +318,10 @@ class TrainingRun {
     check_precision(precision_, device_);
     if (lead_) {
       fs::create_directories(dir_ / "checkpoints");
-      if (!opt_.resume && opt_.force) fs::remove(best_path_);
+      if (!opt_.resume && opt_.force) {
+        fs::remove(best_path_);
+        fs::remove(dir_ / "checkpoints" / io::kPreviousCheckpoint);
+      }
       write_text_atomically((dir_ / "config.json").string(), config_.dump(2) + "\n");
     }
   }
@@ -350,7 +362,7 @@ class TrainingRun {
   // same parameters on every rank
   void resume_or_initialise() {
     if (opt_.resume) {
-      state_ = io::load_training_state(last_path_.string(), *adam_);
+      state_ = io::load_training_state(resumed_.path, *adam_);
       if (state_.rng_state.defined()) {
         auto gen = at::detail::getDefaultCPUGenerator();
         std::lock_guard<std::mutex> lock(gen.mutex());
@@ -417,10 +429,6 @@ class TrainingRun {
       spdlog::warn("step {}: non-finite {} ({}); update skipped", step, std::isfinite(s.total) ? "gradient norm" : "loss",
                    std::isfinite(s.total) ? s.grad_norm : s.total);
       if (lead_) metrics_->write({{"step", step + 1}, {"split", "train"}, {"skipped", true}, {"loss", 0.0}});
-      if (consecutive_bad_ >= 10)
-        throw Error("training diverged: 10 non-finite steps in a row at step " + std::to_string(step) +
-                        "; the last good checkpoint is '" + last_path_.string() + "' (try a smaller lr or train.grad_clip)",
-                    kExitFailure);
     }
     s.reference_nll = stats[2].item<double>();
     return s;
@@ -472,6 +480,7 @@ class TrainingRun {
       state_.rng_state = gen.get_state();
     }
     state_.extra = state_extra();
+    io::keep_previous_checkpoint(last_path_.string());
     io::save_training_checkpoint(last_path_.string(), config_, model_, *adam_, state_);
     write_text_atomically((dir_ / "energy.json").string(), state_.extra["energy"].dump(2) + "\n");
   }
@@ -519,6 +528,7 @@ class TrainingRun {
   std::unique_ptr<Communicator> comm_;
   std::optional<EnergyMeter> energy_;
   std::unique_ptr<MetricsLog> metrics_;
+  static constexpr int kMaxSkippedInARow = 10;
   int consecutive_bad_ = 0;
   int64_t items_since_log_ = 0;
   std::chrono::steady_clock::time_point t_log_;
