@@ -3,20 +3,21 @@
 #   scripts/sanitize.sh                 build build-sanitize/ (clang, Debian's LibTorch), then run the
 #                                       kernel and I/O suites once per CPU kernel ISA of this machine
 #   scripts/sanitize.sh --all           every suite (the tool tests and the example's tiny run too)
-#   scripts/sanitize.sh --build-only    build, run nothing; --fuzz adds the libFuzzer targets
-#                                       (tests/fuzz, run by scripts/fuzz.sh)
+#   scripts/sanitize.sh --build-only    build, run nothing
+# The same build holds the libFuzzer targets (tests/fuzz, run by scripts/fuzz.sh): the library
+# carries libFuzzer's coverage instrumentation too, so one build serves both.
 # Our code (library, tools, tests) is instrumented; LibTorch, HDF5 and BLAS are not, so a bad write
 # into their memory from our side is caught at our access, not theirs. Leak checking is off:
 # LibTorch's static registries are never freed. Any report fails the run (halt_on_error). CI runs
 # the default set (.ci/run); BUILD_DIR moves the build folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=suites fuzz=OFF
+mode=suites
 for a in "$@"; do
   case "$a" in
     --all) mode=all ;;
     --build-only) mode=none ;;
-    --fuzz) fuzz=ON ;;
+    --fuzz) ;;  # always built; accepted for scripts/fuzz.sh
     *) echo "sanitize.sh: unknown argument '$a' (see the header of scripts/sanitize.sh)" >&2; exit 2 ;;
   esac
 done
@@ -33,7 +34,7 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 # GNU OpenMP as LibTorch uses it (clang would pick LLVM's libomp: two thread pools in one process).
 gomp=$(g++ -print-file-name=libgomp.so)
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNET2NET_CUDA=OFF \
-  -DNET2NET_SANITIZE=address,undefined -DNET2NET_FUZZ="$fuzz" \
+  -DNET2NET_SANITIZE=address,undefined -DNET2NET_FUZZ=ON \
   -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp -DOpenMP_gomp_LIBRARY="$gomp" >&2
 cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
 [[ $mode == none ]] && exit 0

@@ -242,6 +242,56 @@ TEST(Checkpoint, CheckpointsWrittenBeforeChecksumsStillLoad) {
   fs::remove_all(dir);
 }
 
+namespace {
+// What a hand-made (or older) checkpoint may hold: no checksum, any state.
+std::string write_unchecked(const fs::path& path, const json& cfg, ConditionalFlow& model) {
+  torch::serialize::OutputArchive archive, model_archive;
+  archive.write("format", c10::IValue(std::string(io::kCheckpointFormat)));
+  archive.write("version", c10::IValue(io::kCheckpointVersion));
+  archive.write("config", c10::IValue(cfg.dump()));
+  archive.write("dtype", c10::IValue(std::string("float32")));
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  archive.save_to(path.string());
+  return path.string();
+}
+}  // namespace
+
+TEST(Checkpoint, APermutationThatIsNotOneIsRefusedNotIndexedWith) {
+  // Found by fuzzing: an index of 10^12 in backward_index crashed net2net-translate (SIGSEGV in
+  // the fused inverse, which indexes with the buffers unchecked).
+  auto dir = temp_dir("bad_perm");
+  auto cfg = test_config();
+  for (int variant = 0; variant < 3; ++variant) {
+    auto model = prepared_model(cfg);
+    {
+      torch::NoGradGuard g;
+      auto& shuffle = model->blocks()[2]->shuffle;
+      if (variant == 0) shuffle->backward_index[3] = int64_t(1000000000000);
+      if (variant == 1) shuffle->forward_index[0] = shuffle->forward_index[1].item<int64_t>();  // a repeat
+      if (variant == 2) shuffle->backward_index.copy_(shuffle->forward_index);  // not its inverse
+    }
+    auto path = write_unchecked(dir / ("perm" + std::to_string(variant) + ".pt"), cfg, model);
+    try {
+      io::load_flow_checkpoint(path);
+      FAIL() << "variant " << variant << " loaded";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("block 2's permutation"), std::string::npos) << e.what();
+    }
+  }
+  // A config that the key table refuses is named as the checkpoint's, not a LibTorch error.
+  auto model = prepared_model(cfg);
+  auto bad_cfg = cfg;
+  bad_cfg["model"]["n_flows"] = -2;
+  try {
+    io::load_flow_checkpoint(write_unchecked(dir / "cfg.pt", bad_cfg, model));
+    FAIL() << "a config with n_flows -2 loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.n_flows"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 // Parent: saves a model, its inputs and its outputs; a fresh process loads the checkpoint and
 // must reproduce the outputs bit for bit.
 TEST(Checkpoint, FreshProcessReproducesOutputsBitForBit) {

@@ -93,6 +93,32 @@ TEST(Schema, NegativeAndZeroSizesAreRefused) {
   EXPECT_NE(config_error(minimal(), {"model.hidden_depth=-1"}), "");
 }
 
+TEST(Schema, IntegersBeyondInt64AreRefusedNotWrapped) {
+  // JSON reads this as an unsigned integer; as int64 it was -1 and passed the ">= 1" check.
+  for (const std::string key : {"model.n_flows", "model.hidden_dim", "train.steps"}) {
+    std::string msg = config_error(minimal(), {key + "=18446744073709551615"});
+    EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("out of range"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(config_error(minimal(), {"train.steps=9223372036854775807"}), "");
+}
+
+TEST(Override, TextThatIsNotUtf8IsRefusedNamingTheKey) {
+  // Found by fuzzing: the resolved config is written as JSON, which threw nlohmann's type_error 316
+  // (exit 1) at the dump.
+  json c = json::object();
+  for (const std::string bad : {"name=\xe9t\xe9", "train.steps=\xff", "na\xefve=1"}) {
+    try {
+      apply_override(c, bad);
+      FAIL() << "accepted " << bad;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("not valid UTF-8"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NO_THROW(apply_override(c, "name=caf\xc3\xa9"));  // UTF-8 is fine
+  EXPECT_EQ(c["name"], "caf\xc3\xa9");
+}
+
 TEST(Schema, MissingRequiredKeyIsNamed) {
   json u = minimal();
   u["data"].erase("target");

@@ -1,6 +1,7 @@
 // The embedding store, the data sources and the experts, against independent computations
 // (h5py, sha256sum, closed forms, hand-built fixtures); the source and expert registries against
 // net2net-extract --help and the docs' tables.
+#include <H5Cpp.h>
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 #include <torch/script.h>
@@ -9,6 +10,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +24,7 @@
 #include "net2net/data/source.h"
 #include "net2net/experts/expert.h"
 #include "net2net/io/embedding_store.h"
+#include "net2net/train/trainer.h"
 #include "test_util.h"
 
 using namespace net2net;
@@ -150,6 +153,148 @@ TEST(Store, ReadsWhatH5pyWrites) {
     for (int i = 0; i < 37; ++i) EXPECT_EQ(lab[i], i % 7);
   }
   EXPECT_EQ(io::EmbeddingReader(dir / "with_attrs.h5").attributes()["source"], "h5py-test");
+}
+
+namespace {
+// The message of the InputError that f throws ("" when it throws none; any other exception
+// fails the test).
+template <class F>
+std::string input_error(F f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    return e.what();
+  }
+  return "";
+}
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+}  // namespace
+
+// Files written with the HDF5 API directly, holding what EmbeddingWriter never writes (h5py or a
+// damaged file can): each is refused with an InputError naming the file and the dataset.
+TEST(Store, MalformedDatasetsAreRefusedNamingTheFileAndDataset) {
+  TempDir dir("store_malformed");
+  H5::Exception::dontPrint();
+  // A scalar (rank 0) has no rows: read_rows indexed its empty shape.
+  const std::string scalar = dir / "scalar.h5";
+  {
+    H5::H5File f(scalar, H5F_ACC_TRUNC);
+    float v = 1.f;
+    f.createDataSet("s", H5::PredType::IEEE_F32LE, H5::DataSpace(H5S_SCALAR)).write(&v, H5::PredType::NATIVE_FLOAT);
+  }
+  for (bool aligned : {false, true}) {
+    std::string msg = input_error([&] { io::EmbeddingReader(scalar, aligned).info("s"); });
+    EXPECT_TRUE(has(msg, scalar) && has(msg, "'/s'") && has(msg, "dimensions")) << msg;
+  }
+  // [2^20, 2^30] declared (chunked, nothing stored): more values than could be read.
+  const std::string huge = dir / "huge.h5";
+  {
+    H5::H5File f(huge, H5F_ACC_TRUNC);
+    hsize_t dims[2] = {hsize_t(1) << 20, hsize_t(1) << 30}, chunk[2] = {1, 1024};
+    H5::DSetCreatPropList plist;
+    plist.setChunk(2, chunk);
+    f.createDataSet("x", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims), plist);
+  }
+  std::string msg = input_error([&] { io::EmbeddingReader(huge, false).info("x"); });
+  EXPECT_TRUE(has(msg, huge) && has(msg, "'/x'") && has(msg, "2^40")) << msg;
+  // An attribute "shape" that does not multiply to the row's values (or holds entries <= 0): the
+  // h5 source shapes its rows with it.
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{2, 3}, std::vector<int64_t>{-2, -2}, std::vector<int64_t>{1, 2, 2}}) {
+    const std::string file = dir / "shape.h5";
+    {
+      H5::H5File f(file, H5F_ACC_TRUNC);
+      hsize_t dims[2] = {3, 4}, n = shape.size();
+      std::vector<float> v(12, 0.5f);
+      auto ds = f.createDataSet("img", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims));
+      ds.write(v.data(), H5::PredType::NATIVE_FLOAT);
+      ds.createAttribute("shape", H5::PredType::STD_I64LE, H5::DataSpace(1, &n)).write(H5::PredType::NATIVE_INT64, shape.data());
+    }
+    msg = input_error([&] { data::open_source("h5:" + file + ":img"); });
+    if (shape.size() == 3) {
+      EXPECT_EQ(msg, "");  // [1, 2, 2] is right
+      EXPECT_EQ(io::EmbeddingReader(file).info("img").item_shape, shape);
+    } else {
+      EXPECT_TRUE(has(msg, file) && has(msg, "'/img'") && has(msg, "attribute 'shape'")) << msg;
+    }
+  }
+  // A link HDF5 cannot follow: its exception became the tool's exit 1.
+  const std::string dangling = dir / "dangling.h5";
+  {
+    H5::H5File f(dangling, H5F_ACC_TRUNC);
+    hsize_t dims[2] = {2, 1};
+    float v[2] = {1, 2};
+    f.createDataSet("a", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(v, H5::PredType::NATIVE_FLOAT);
+    ASSERT_GE(H5Lcreate_soft("/nowhere", f.getId(), "b", H5P_DEFAULT, H5P_DEFAULT), 0);
+  }
+  msg = input_error([&] { io::EmbeddingReader r(dangling); });
+  EXPECT_TRUE(has(msg, dangling)) << msg;
+  // Rows past the end, however far: start + count overflowed and got past the range check.
+  io::write_store(dir / "ok.h5", {}, [](io::EmbeddingWriter& w) {
+    w.create_float("z", 2);
+    float v[4] = {1, 2, 3, 4};
+    w.append_float("z", v, 2);
+  });
+  io::EmbeddingReader ok(dir / "ok.h5");
+  msg = input_error([&] { ok.read_rows("z", INT64_MAX, 1); });
+  EXPECT_TRUE(has(msg, dir / "ok.h5") && has(msg, "'/z'") && has(msg, "out of range")) << msg;
+  msg = input_error([&] { ok.read_rows("z", std::vector<int64_t>{1, INT64_MAX}); });
+  EXPECT_TRUE(has(msg, dir / "ok.h5") && has(msg, "'/z'") && has(msg, std::to_string(INT64_MAX))) << msg;
+  // A float "complete" is compared as a float (its cast to an integer was undefined for 1e300).
+  for (double complete : {1e300, 0.0}) {
+    const std::string file = dir / "complete.h5";
+    {
+      H5::H5File f(file, H5F_ACC_TRUNC);
+      f.createAttribute("complete", H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_DOUBLE, &complete);
+    }
+    msg = input_error([&] { io::EmbeddingReader r(file); });
+    EXPECT_EQ(has(msg, "incomplete"), complete == 0.0) << msg;
+  }
+}
+
+// Provenance attributes of another type than the string they should be (a number, say) count
+// as absent in net2net-train's view of a cache and in the h5 source; so do such entries of
+// "experts". They threw nlohmann's type_error (the tool's exit 1).
+TEST(Store, ProvenanceAttributesOfAnotherTypeCountAsAbsent) {
+  TempDir dir("store_provenance");
+  auto cache = [&](const std::string& name, const json& experts, const json& class_names) {
+    const std::string file = dir / name;
+    io::write_store(file, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("c", 2);
+      w.create_float("x", 3);
+      w.create_int64("label");
+      std::vector<float> c(8, 0.5f), x(12, -0.5f);
+      int64_t l[4] = {0, 1, 2, 3};
+      w.append_float("c", c.data(), 4);
+      w.append_float("x", x.data(), 4);
+      w.append_int64("label", l, 4);
+      w.set_attribute("experts", experts);
+      w.set_attribute("class_names", class_names);
+    });
+    const std::string config = dir / (name + ".json");
+    std::ofstream(config) << json{{"data", {{"train", file}, {"condition", "c"}, {"target", "x"}}}}.dump();
+    return std::pair{file, config};
+  };
+  // Numbers where strings holding JSON belong.
+  auto [numbers, numbers_config] = cache("numbers.h5", 5, 7);
+  json config;
+  ASSERT_NO_THROW(config = train::prepare_config(numbers_config, {}, false, 0));
+  EXPECT_EQ(config["model"]["cond_dim"], 2);
+  EXPECT_TRUE(config["data"]["condition_expert"].is_null());
+  EXPECT_TRUE(config["data"]["class_names"].is_null());
+  std::unique_ptr<data::Source> source;
+  ASSERT_NO_THROW(source = data::open_source("h5:" + numbers + ":c"));
+  EXPECT_TRUE(source->class_names().empty());
+  EXPECT_EQ(source->num_classes(), 4);
+  // Entries whose name or spec is no string.
+  auto [entries, entries_config] = cache("entries.h5",
+                                         R"([{"name": 1, "spec": "label"}, {"name": "c", "spec": 2}, {"name": "x", "spec": "identity"}])",
+                                         R"(["a", 3])");
+  ASSERT_NO_THROW(config = train::prepare_config(entries_config, {}, false, 0));
+  EXPECT_EQ(config["data"]["condition_expert"], "");  // as for an entry without a spec
+  EXPECT_EQ(config["data"]["target_expert"], "identity");
+  EXPECT_TRUE(config["data"]["class_names"].is_null());  // not all strings
+  EXPECT_EQ(data::open_source("h5:" + entries + ":c")->class_names(), std::vector<std::string>{"a"});
 }
 
 // ------------------------------------------------------------------ sources
@@ -343,6 +488,61 @@ TEST(Sources, H5RowsWithLabels) {
   EXPECT_EQ(data::open_source("h5:" + (dir / "c.h5") + ":img")->kind(), data::ItemKind::Image);
   EXPECT_THROW(data::open_source("h5:" + (dir / "c.h5") + ":nope"), InputError);
   EXPECT_THROW(data::open_source("h5:nofile"), UsageError);
+}
+
+// Sizes and values that overflowed, wrapped or were cast out of range are refused with an
+// InputError naming the file (and the line or row).
+TEST(Sources, OutOfRangeHeadersLabelsAndValuesAreRefusedNamingTheFile) {
+  TempDir dir("sources_range");
+  // An IDX header of 65536 images of 2^24 x 2^24: n * h * w wrapped to 0 and matched an empty file.
+  {
+    std::vector<uint8_t> img, lab;
+    put32(img, 2051), put32(img, 65536), put32(img, 1u << 24), put32(img, 1u << 24);
+    put32(lab, 2049), put32(lab, 65536);
+    lab.resize(lab.size() + 65536, 0);
+    write_gz(dir / "train-images-idx3-ubyte.gz", img);
+    write_gz(dir / "train-labels-idx1-ubyte.gz", lab);
+  }
+  data::SourceOptions o;
+  o.data_dir = dir.str();
+  std::string msg = input_error([&] { data::open_source("fashion-mnist:train", o); });
+  EXPECT_TRUE(has(msg, dir / "train-images-idx3-ubyte.gz") && has(msg, "16777216x16777216")) << msg;
+  // An image wider than 16384 pixels (batches are allocated at the first file's size).
+  TempDir wide("sources_wide");
+  std::vector<uint8_t> row(20000, 7);
+  ASSERT_TRUE(stbi_write_png((wide / "w.png").c_str(), 20000, 1, 1, row.data(), 20000));
+  msg = input_error([&] { data::open_source("images:" + wide.str()); });
+  EXPECT_TRUE(has(msg, wide / "w.png") && has(msg, "20000x1")) << msg;
+  msg = input_error([&] { data::read_image(wide / "w.png"); });
+  EXPECT_TRUE(has(msg, wide / "w.png")) << msg;
+  // tsv: labels beyond [0, 2^24) (strtoll saturated, label + 1 overflowed), numbers beyond float.
+  const std::string tsv = dir / "p.tsv";
+  auto tsv_error = [&](const std::string& content) {
+    std::ofstream(tsv, std::ios::trunc) << content;
+    return input_error([&] { data::open_source("tsv:" + tsv); });
+  };
+  for (const char* label : {"99999999999999999999", "16777216"}) {
+    msg = tsv_error(std::string("text\tlabel\nok\t3\nbad\t") + label + "\n");
+    EXPECT_TRUE(has(msg, tsv) && has(msg, "line 3, column 'label'")) << msg;
+  }
+  EXPECT_EQ(tsv_error("text\tlabel\nok\t16777215\n"), "");
+  msg = tsv_error("text\tsize\nbig\t1e39\n");
+  EXPECT_TRUE(has(msg, tsv) && has(msg, "line 2, column 'size'") && has(msg, "out of float range")) << msg;
+  EXPECT_EQ(tsv_error("text\tsize\nbig\t3e38\n"), "");
+  // The h5 source's /label: negative, or beyond the bound (label + 1 overflowed for 2^63 - 1).
+  for (int64_t bad : {int64_t(-1), INT64_MAX}) {
+    const std::string file = dir / "h5src.h5";
+    io::write_store(file, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("v", 1);
+      w.create_int64("label");
+      float v[2] = {0.f, 1.f};
+      int64_t l[2] = {0, bad};
+      w.append_float("v", v, 2);
+      w.append_int64("label", l, 2);
+    });
+    msg = input_error([&] { data::open_source("h5:" + file + ":v"); });
+    EXPECT_TRUE(has(msg, file) && has(msg, "/label of row 1")) << msg;
+  }
 }
 
 TEST(Sources, GaussianIsSeededPerItemAndTruncated) {

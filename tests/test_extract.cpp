@@ -1,5 +1,6 @@
 // net2net-extract end to end: shards + merge equal the unsharded run, SIGKILL + --resume equals
 // an uninterrupted run, h5py interop through the tool, bad input gives clear exit codes.
+#include <H5Cpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -144,6 +145,66 @@ TEST(Extract, ShardsThenMergeEqualTheUnshardedRun) {
   EXPECT_THROW(extract::merge_caches(parts, dir / "merged.h5", false), UsageError);
   EXPECT_FALSE(fs::exists(dir / "dup.h5"));
   EXPECT_FALSE(fs::exists(dir / "mix.h5"));
+}
+
+// Shards a merge cannot use are refused with an InputError naming the file and the dataset or
+// attribute: a 2-D /index (its rows were read past the end), a "shard" attribute that is no
+// "I/N" (nlohmann's type_error, std::stoll's exceptions), attributes that are not UTF-8 (dump()).
+TEST(Extract, MergeRefusesMalformedIndexAndShardAttributesNamingTheFile) {
+  TempDir dir("ex_merge_bad");
+  H5::Exception::dontPrint();
+  // Three rows, items first..first+2, with the attributes a merge compares.
+  auto shard_file = [&](const std::string& name, int64_t first, const json& shard, const std::string& source = "gaussian:6:2") {
+    const std::string path = dir / name;
+    io::write_store(path, {}, [&](io::EmbeddingWriter& w) {
+      w.create_float("v", 2);
+      w.create_int64("index");
+      float v[6] = {1, 2, 3, 4, 5, 6};
+      int64_t index[3] = {first, first + 1, first + 2};
+      w.append_float("v", v, 3);
+      w.append_int64("index", index, 3);
+      w.set_attribute("source", source);
+      w.set_attribute("experts", "[]");
+      w.set_attribute("expert_fingerprints", "{}");
+      if (!shard.is_null()) w.set_attribute("shard", shard);
+    });
+    return path;
+  };
+  auto merge_error = [&](const std::vector<std::string>& inputs) {
+    try {
+      extract::merge_caches(inputs, dir / "merged.h5", /*force=*/true);
+    } catch (const InputError& e) {
+      EXPECT_EQ(e.exit_code(), 2);
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto has = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+  // The good case: two shards of two.
+  const std::string a = shard_file("a.h5", 0, "0/2"), b = shard_file("b.h5", 3, "1/2");
+  EXPECT_EQ(merge_error({b, a}), "");
+  EXPECT_EQ(io::EmbeddingReader(dir / "merged.h5").read_int64("index"), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  // /index of [3, 2].
+  const std::string wide = shard_file("wide.h5", 0, "0/1");
+  {
+    H5::H5File f(wide, H5F_ACC_RDWR);
+    f.unlink("index");
+    hsize_t dims[2] = {3, 2};
+    int64_t index[6] = {0, 1, 2, 3, 4, 5};
+    f.createDataSet("index", H5::PredType::STD_I64LE, H5::DataSpace(2, dims)).write(index, H5::PredType::NATIVE_INT64);
+  }
+  std::string msg = merge_error({wide});
+  EXPECT_TRUE(has(msg, wide) && has(msg, "/index") && has(msg, "1-column integer")) << msg;
+  // "shard" attributes that are no "I/N".
+  for (const json& shard : {json(3), json("a/b"), json("0/99999999999999999999"), json("3/2")}) {
+    const std::string bad = shard_file("shard.h5", 0, shard);
+    msg = merge_error({bad});
+    EXPECT_TRUE(has(msg, bad) && has(msg, "attribute 'shard'")) << shard.dump() << ": " << msg;
+  }
+  // Sources that differ and are not UTF-8: the message still names both files.
+  const std::string x = shard_file("x.h5", 0, "0/2", "h5:\xff.h5:v"), y = shard_file("y.h5", 3, "1/2", "h5:\xfe.h5:v");
+  msg = merge_error({x, y});
+  EXPECT_TRUE(has(msg, x) && has(msg, y) && has(msg, "source")) << msg;
 }
 
 TEST(Extract, ExistingOutputNeedsForceAndResumeChecksTheRequest) {

@@ -1,11 +1,14 @@
 // FID / KID against closed forms, scipy's sqrtm route and brute force; the energy report
 // against the paper's check values.
+#include <H5Cpp.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <vector>
 
 #include "net2net/core/error.h"
 #include "net2net/data/h5_spec.h"
@@ -95,6 +98,85 @@ TEST(Fid, SavedStatsRoundTrip) {
   EXPECT_EQ(la.features, "ts:feat.pt");
   EXPECT_DOUBLE_EQ(frechet_distance(la, sb).fid, frechet_distance(sa, sb).fid);
   EXPECT_THROW(load_stats(dir / "missing.h5"), IoError);
+}
+
+// Statistics files written with the HDF5 API (what save_stats never writes): each is refused with
+// an InputError naming the file (and the attribute), and what is read can be printed as JSON.
+TEST(Fid, MalformedStatisticsFilesAreRefusedNamingTheFile) {
+  TempDir dir("fid_malformed");
+  H5::Exception::dontPrint();
+  const std::string file = dir / "s.h5";
+  // /mu [d] = 0 and /sigma [d, d] = I (left unwritten and chunked when d is huge), then `more`.
+  auto write_stats = [&](hsize_t d, const std::function<void(H5::H5File&)>& more) {
+    H5::H5File f(file, H5F_ACC_TRUNC);
+    hsize_t dims[2] = {d, d};
+    H5::DSetCreatPropList plist;
+    if (d > 64) {
+      hsize_t chunk[2] = {1, 1024};
+      plist.setChunk(2, chunk);
+      H5::DSetCreatPropList mu_plist;
+      mu_plist.setChunk(1, chunk + 1);
+      f.createDataSet("mu", H5::PredType::IEEE_F64LE, H5::DataSpace(1, dims), mu_plist);
+      f.createDataSet("sigma", H5::PredType::IEEE_F64LE, H5::DataSpace(2, dims), plist);
+    } else {
+      std::vector<double> mu(d, 0.0), sigma(d * d, 0.0);
+      for (hsize_t i = 0; i < d; ++i) sigma[i * d + i] = 1.0;
+      auto mu_set = f.createDataSet("mu", H5::PredType::IEEE_F64LE, H5::DataSpace(1, dims));
+      auto sigma_set = f.createDataSet("sigma", H5::PredType::IEEE_F64LE, H5::DataSpace(2, dims));
+      if (d > 0) {
+        mu_set.write(mu.data(), H5::PredType::NATIVE_DOUBLE);
+        sigma_set.write(sigma.data(), H5::PredType::NATIVE_DOUBLE);
+      }
+    }
+    if (more) more(f);
+  };
+  auto refusal = [&]() -> std::string {
+    try {
+      load_stats(file);
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto has = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+  // "n" of shape [3]: read into one int64 it overran the stack.
+  write_stats(4, [](H5::H5File& f) {
+    hsize_t three = 3;
+    int64_t n[3] = {5, 6, 7};
+    f.createAttribute("n", H5::PredType::STD_I64LE, H5::DataSpace(1, &three)).write(H5::PredType::NATIVE_INT64, n);
+  });
+  std::string msg = refusal();
+  EXPECT_TRUE(has(msg, file) && has(msg, "attribute 'n'")) << msg;
+  // "n" as a float.
+  write_stats(4, [](H5::H5File& f) {
+    double n = 5.5;
+    f.createAttribute("n", H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_DOUBLE, &n);
+  });
+  msg = refusal();
+  EXPECT_TRUE(has(msg, file) && has(msg, "attribute 'n'")) << msg;
+  // "features" not a string.
+  write_stats(4, [](H5::H5File& f) {
+    int64_t v = 1;
+    f.createAttribute("features", H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_INT64, &v);
+  });
+  msg = refusal();
+  EXPECT_TRUE(has(msg, file) && has(msg, "attribute 'features'")) << msg;
+  // 2^20 dimensions: [D, D] was allocated from the file's word (8 TiB: c10::Error, exit 1); and 0.
+  for (hsize_t d : {hsize_t(1) << 20, hsize_t(0)}) {
+    write_stats(d, nullptr);
+    msg = refusal();
+    EXPECT_TRUE(has(msg, file) && has(msg, "feature dimensions")) << d << ": " << msg;
+  }
+  // "features" that is not UTF-8 is read with U+FFFD in place of the bad bytes: eval prints it as JSON.
+  write_stats(4, [](H5::H5File& f) {
+    H5::StrType str(H5::PredType::C_S1, H5T_VARIABLE);
+    str.setCset(H5T_CSET_UTF8);
+    f.createAttribute("features", str, H5::DataSpace(H5S_SCALAR)).write(str, std::string("ts:\xff\xfe.pt"));
+  });
+  FeatureStats s;
+  ASSERT_NO_THROW(s = load_stats(file));
+  EXPECT_EQ(s.features, "ts:\xef\xbf\xbd\xef\xbf\xbd.pt");
+  EXPECT_NO_THROW(json({{"features", s.features}}).dump());
 }
 
 TEST(Kid, UnbiasedEstimateMatchesBruteForceAndSeparatesDistributions) {

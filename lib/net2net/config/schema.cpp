@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "net2net/core/atomic_file.h"
@@ -78,7 +79,7 @@ std::string Schema::suggest(const std::string& path) const {
 
 namespace {
 std::string describe(const json& v) {
-  std::string s = v.dump();
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);  // never throws on bad UTF-8
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   const char* what = v.is_string() ? "string" : v.is_boolean() ? "boolean" : v.is_array() ? "array"
                      : v.is_object() ? "object" : v.is_null() ? "null" : "number";
@@ -143,6 +144,9 @@ void Schema::check_value(const Key& key, const json& v, const std::string& origi
                       (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
                        std::fabs(v.get<double>()) < 9e15);
       if (!integral) fail(origin, key.path, "expected an integer, got " + describe(v));
+      // JSON reads 18446744073709551615 as an unsigned integer: it would wrap to -1 as int64.
+      if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+        fail(origin, key.path, "integer " + describe(v) + " is out of range");
       check_bounds(key, v.get<double>(), origin);
       break;
     }
@@ -268,6 +272,14 @@ void apply_override(json& config, const std::string& assignment) {
   std::string text = assignment.substr(eq + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = text;  // not JSON: a plain string
+  // The config is written as JSON (config.json, checkpoints, --dry-run): text must be UTF-8.
+  for (const std::string* part : {&path, &text})
+    try {
+      (void)json(*part).dump();
+    } catch (const json::type_error&) {
+      throw UsageError("--set " + json(path).dump(-1, ' ', false, json::error_handler_t::replace) +
+                       ": not valid UTF-8");
+    }
   if (!config.is_object()) config = json::object();
   json* node = &config;
   size_t start = 0;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "net2net/core/atomic_file.h"
@@ -39,6 +40,12 @@ std::string default_fashion_mnist_dir() {
 }
 
 namespace {
+
+// Labels are class numbers in [0, kMaxLabel): far beyond any label set, and a bound on the
+// one-hot width the label expert makes from the largest one (and on label + 1).
+constexpr int64_t kMaxLabel = int64_t(1) << 24;
+// Images are at most this many pixels wide and high: decoded batches are allocated from headers.
+constexpr int kMaxImageSide = 16384;
 
 void check_index(int64_t i, int64_t n, const std::string& spec) {
   if (i < 0 || i >= n)
@@ -91,8 +98,15 @@ class FashionMnist : public Source {
     n_ = be32(images_, 4);
     h_ = be32(images_, 8);
     w_ = be32(images_, 12);
-    if (images_.size() != 16 + size_t(n_) * h_ * w_)
-      throw InputError("'" + img_path + "' is truncated: header says " + std::to_string(n_) + " images");
+    // The header is untrusted: with sides <= 2^16 and n < 2^32, n * h * w < 2^64 cannot wrap.
+    constexpr int64_t kMaxSide = int64_t(1) << 16;
+    if (h_ < 1 || w_ < 1 || h_ > kMaxSide || w_ > kMaxSide)
+      throw InputError("'" + img_path + "': header says images of " + std::to_string(h_) + "x" + std::to_string(w_) +
+                       " pixels; sides must be 1 to " + std::to_string(kMaxSide));
+    if (images_.size() - 16 != uint64_t(n_) * uint64_t(h_ * w_))
+      throw InputError("'" + img_path + "' is truncated or too long: header says " + std::to_string(n_) + " images of " +
+                       std::to_string(h_) + "x" + std::to_string(w_) + ", the file holds " + std::to_string(images_.size() - 16) +
+                       " bytes of pixels");
     if (be32(labels_, 4) != uint32_t(n_) || labels_.size() != 8 + size_t(n_))
       throw InputError("'" + lbl_path + "' does not hold " + std::to_string(n_) + " labels");
     for (int64_t i = 0; i < n_; ++i)
@@ -109,12 +123,12 @@ class FashionMnist : public Source {
     b.index = indices;
     b.kind = ItemKind::Image;
     const int64_t B = indices.size(), px = h_ * w_;
+    for (int64_t i : indices) check_index(i, n_, spec_);  // before allocating for them
     b.tensor = torch::empty({B, 1, h_, w_});
     b.labels = torch::empty({B}, torch::kLong);
     float* t = b.tensor.data_ptr<float>();
     int64_t* l = b.labels.data_ptr<int64_t>();
     for (int64_t r = 0; r < B; ++r) {
-      check_index(indices[r], n_, spec_);
       const uint8_t* src = images_.data() + 16 + indices[r] * px;
       for (int64_t k = 0; k < px; ++k) t[r * px + k] = src[k] / 127.5f - 1.0f;
       l[r] = labels_[8 + indices[r]];
@@ -145,6 +159,9 @@ class ImageDir : public Source {
     int w, h, c;
     if (!stbi_info(files_[0].c_str(), &w, &h, &c))
       throw InputError("'" + files_[0] + "' is not a readable PNG/JPEG image: " + stbi_failure_reason());
+    if (w > kMaxImageSide || h > kMaxImageSide)  // batches are allocated at this size
+      throw InputError("'" + files_[0] + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; images of at most " +
+                       std::to_string(kMaxImageSide) + "x" + std::to_string(kMaxImageSide) + " are read");
     w_ = w, h_ = h, c_ = (c >= 3) ? 3 : 1;
   }
   std::string spec() const override { return spec_; }
@@ -154,9 +171,9 @@ class ImageDir : public Source {
     Batch b;
     b.index = indices;
     b.kind = ItemKind::Image;
+    for (int64_t i : indices) check_index(i, size(), spec_);  // before allocating for them
     b.tensor = torch::empty({int64_t(indices.size()), c_, h_, w_});
     for (size_t r = 0; r < indices.size(); ++r) {
-      check_index(indices[r], size(), spec_);
       auto img = read_image(files_[indices[r]], c_);
       if (img.size(1) != h_ || img.size(2) != w_)
         throw InputError("'" + files_[indices[r]] + "' is " + std::to_string(img.size(2)) + "x" +
@@ -257,15 +274,19 @@ class TsvFile : public Source {
         const std::string& f = fields[c];
         char* end = nullptr;
         if (int64_t(c) == label_col) {
+          // strtoll saturates out of range; the bound also keeps v + 1 from overflowing.
           long long v = f.empty() ? -1 : std::strtoll(f.c_str(), &end, 10);
-          if (f.empty() || *end != '\0' || v < 0)
-            throw InputError(where + ", column 'label': '" + f + "' is not an integer class >= 0");
+          if (f.empty() || *end != '\0' || v < 0 || v >= kMaxLabel)
+            throw InputError(where + ", column 'label': '" + f + "' is not an integer class in [0, " + std::to_string(kMaxLabel) + ")");
           labels.push_back(v);
           num_classes_ = std::max<int64_t>(num_classes_, v + 1);
         } else {
           double v = f.empty() ? 0 : std::strtod(f.c_str(), &end);
           if (f.empty() || *end != '\0' || !std::isfinite(v))
             throw InputError(where + ", column '" + header[c] + "': '" + f + "' is not a finite number");
+          // Finite as a double but not as a float (1e39): the cast would be undefined (or Inf).
+          if (std::fabs(v) > std::numeric_limits<float>::max())
+            throw InputError(where + ", column '" + header[c] + "': '" + f + "' is out of float range");
           values.push_back(static_cast<float>(v));
         }
       }
@@ -305,9 +326,17 @@ class H5Rows : public Source {
       spdlog::warn("source '{}': integer dataset read as float vectors", spec_);
     if (reader_.has("label") && dataset != "label" && reader_.info("label").rows == info_.rows) {
       labels_ = reader_.read_int64("label");
-      for (int64_t l : labels_) num_classes_ = std::max(num_classes_, l + 1);
-      // A cache of net2net-extract records its source's class names.
-      nlohmann::json names = nlohmann::json::parse(reader_.attributes().value("class_names", std::string("null")), nullptr, false);
+      for (size_t r = 0; r < labels_.size(); ++r) {
+        if (labels_[r] < 0 || labels_[r] >= kMaxLabel)
+          throw InputError("'" + file + "': /label of row " + std::to_string(r) + " is " + std::to_string(labels_[r]) +
+                           "; labels are classes in [0, " + std::to_string(kMaxLabel) + ")");
+        num_classes_ = std::max(num_classes_, labels_[r] + 1);
+      }
+      // A cache of net2net-extract records its source's class names (a non-string attribute: none).
+      const nlohmann::json attributes = reader_.attributes();
+      const auto it = attributes.find("class_names");
+      nlohmann::json names = it != attributes.end() && it->is_string() ? nlohmann::json::parse(it->get<std::string>(), nullptr, false)
+                                                                        : nlohmann::json();
       if (names.is_array())
         for (const auto& n : names)
           if (n.is_string()) class_names_.push_back(n.get<std::string>());
@@ -475,6 +504,9 @@ torch::Tensor read_image(const std::string& path, int channels) {
   int w, h, c;
   if (!stbi_info(path.c_str(), &w, &h, &c))
     throw InputError("'" + path + "' is not a readable PNG/JPEG image: " + stbi_failure_reason());
+  if (w > kMaxImageSide || h > kMaxImageSide)  // checked before stbi_load allocates the pixels
+    throw InputError("'" + path + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; images of at most " +
+                     std::to_string(kMaxImageSide) + "x" + std::to_string(kMaxImageSide) + " are read");
   int want = channels > 0 ? channels : (c >= 3 ? 3 : 1);
   unsigned char* px = stbi_load(path.c_str(), &w, &h, &c, want);
   if (!px) throw InputError("cannot decode '" + path + "': " + stbi_failure_reason());

@@ -421,6 +421,21 @@ class Extraction {
 
 json run_extraction(const ExtractRequest& req) { return Extraction(req).run(); }
 
+namespace {
+// The N of a shard file's "shard" attribute ("I/N", as net2net-extract --shard writes it); InputError
+// naming the file for anything else (a number, text, digits beyond int64).
+int64_t shard_count_of(const json& attributes, const std::string& file) {
+  const json& a = attributes["shard"];
+  static const std::regex re("^([0-9]{1,18})/([0-9]{1,18})$");  // at most 18 digits: fits int64
+  std::smatch m;
+  const std::string text = a.is_string() ? a.get<std::string>() : std::string();
+  if (!a.is_string() || !std::regex_match(text, m, re) || std::stoll(m[2]) < 1 || std::stoll(m[1]) >= std::stoll(m[2]))
+    throw InputError("'" + file + "': attribute 'shard' is " + a.dump(-1, ' ', false, json::error_handler_t::replace) +
+                     "; it must be \"I/N\" with 0 <= I < N");
+  return std::stoll(m[2]);
+}
+}  // namespace
+
 json merge_caches(const std::vector<std::string>& inputs, const std::string& out, bool force, int compression) {
   if (inputs.empty()) throw UsageError("--merge needs the shard files to merge");
   std::error_code ec;
@@ -433,21 +448,31 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
       json a = readers[i].attributes();
       if (!a.contains(key)) throw InputError("'" + inputs[i] + "' has no '" + key + "' attribute: cannot check it belongs with the others");
       if (a[key] != first[key])
-        throw InputError("'" + inputs[i] + "' differs from '" + inputs[0] + "' in " + key + ": " + a[key].dump() + " vs " + first[key].dump());
+        // Attributes need not be UTF-8: dump() would throw for them.
+        throw InputError("'" + inputs[i] + "' differs from '" + inputs[0] + "' in " + key + ": " +
+                         a[key].dump(-1, ' ', false, json::error_handler_t::replace) + " vs " +
+                         first[key].dump(-1, ' ', false, json::error_handler_t::replace));
     }
   }
   // Datasets and their widths must agree; /index gives every row's place.
   std::map<std::string, io::DatasetInfo> sets;
   for (const auto& name : readers[0].datasets()) sets[name] = readers[0].info(name);
   if (!sets.count("index")) throw InputError("'" + inputs[0] + "' has no /index dataset: cannot restore source order");
-  for (size_t i = 1; i < readers.size(); ++i) {
+  for (size_t i = 0; i < readers.size(); ++i) {
     auto names = readers[i].datasets();
     if (std::set<std::string>(names.begin(), names.end()).size() != sets.size())
       throw InputError("'" + inputs[i] + "' has other datasets than '" + inputs[0] + "'");
-    for (const auto& [name, info] : sets)
-      if (readers[i].info(name).cols != info.cols)
-        throw InputError("'" + inputs[i] + "': /" + name + " is " + std::to_string(readers[i].info(name).cols) + " wide, in '" +
+    for (const auto& [name, info] : sets) {
+      const auto mine = readers[i].info(name);
+      if (mine.cols != info.cols)
+        throw InputError("'" + inputs[i] + "': /" + name + " is " + std::to_string(mine.cols) + " wide, in '" +
                          inputs[0] + "' " + std::to_string(info.cols));
+      // Integer datasets are merged as one value per row (rows of /index are places), so a wider
+      // one would be read past its end; /index and /label must be integers.
+      if ((info.is_integer && mine.cols != 1) || ((name == "index" || name == "label") && !mine.is_integer))
+        throw InputError("'" + inputs[i] + "': /" + name + " must be a 1-column integer dataset ([rows] of integers); it is " +
+                         (mine.is_integer ? "integer" : "not integer") + " with " + std::to_string(mine.cols) + " columns");
+    }
   }
   struct Place {
     int64_t index;
@@ -456,11 +481,15 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   };
   std::vector<Place> places;
   std::set<std::string> shards;
+  int64_t count = 0;  // shards in all, by the largest N of the "I/N" attributes
   for (size_t i = 0; i < readers.size(); ++i) {
     auto idx = readers[i].read_int64("index");
     for (int64_t r = 0; r < int64_t(idx.size()); ++r) places.push_back({idx[r], i, r});
     json a = readers[i].attributes();
-    if (a.contains("shard")) shards.insert(a["shard"].get<std::string>());
+    if (a.contains("shard")) {
+      count = std::max(count, shard_count_of(a, inputs[i]));
+      shards.insert(a["shard"].get<std::string>());
+    }
   }
   std::sort(places.begin(), places.end(), [](const Place& a, const Place& b) { return a.index < b.index; });
   for (size_t k = 1; k < places.size(); ++k)
@@ -468,8 +497,6 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
       throw InputError("item " + std::to_string(places[k].index) + " is in both '" + inputs[places[k - 1].file] + "' and '" +
                        inputs[places[k].file] + "'");
   // Missing shards are worth a warning, not an error (a partial merge can be intended).
-  int64_t count = 0;
-  for (const auto& s : shards) count = std::max<int64_t>(count, std::stoll(s.substr(s.find('/') + 1)));
   if (count > 0 && static_cast<int64_t>(shards.size()) < count)
     spdlog::warn("merging {} of {} shards; the result misses the items of the others", shards.size(), count);
 

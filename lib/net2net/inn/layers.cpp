@@ -235,40 +235,44 @@ std::array<std::string, 3> split_weight_name(const std::string& name) {
 // Written as the module tree {s0, t0, s1, t1}.linear{k}.{weight, bias} (what four Mlp children
 // would write), read back into the packed pairs.
 void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
-  std::map<std::string, std::map<std::string, torch::serialize::OutputArchive>> tree;
+  // Archives by pointer: their copy constructor takes a non-const reference, which clang refuses
+  // inside std::pair.
+  using Archive = std::unique_ptr<torch::serialize::OutputArchive>;
+  std::map<std::string, std::map<std::string, Archive>> tree;
   std::vector<std::string> order;
   for (const auto& [name, value] : unbatched_parameters()) {
     auto [subnet, layer, leaf] = split_weight_name(name);
     if (!tree.count(subnet)) order.push_back(subnet);
     auto& layers = tree[subnet];
     auto it = layers.find(layer);
-    if (it == layers.end()) it = layers.emplace(layer, torch::serialize::OutputArchive(archive.compilation_unit())).first;
-    it->second.write(leaf, value.contiguous());
+    if (it == layers.end())
+      it = layers.emplace(layer, std::make_unique<torch::serialize::OutputArchive>(archive.compilation_unit())).first;
+    it->second->write(leaf, value.contiguous());
   }
   for (const auto& subnet : order) {
     torch::serialize::OutputArchive sub(archive.compilation_unit());
-    for (auto& [layer, a] : tree[subnet]) sub.write(layer, a);
+    for (auto& [layer, a] : tree[subnet]) sub.write(layer, *a);
     archive.write(subnet, sub);
   }
 }
 
 void DoubleCouplingImpl::load(torch::serialize::InputArchive& archive) {
   torch::NoGradGuard no_grad;
-  std::map<std::string, torch::serialize::InputArchive> subnets, layers;  // each read once
+  std::map<std::string, std::unique_ptr<torch::serialize::InputArchive>> subnets, layers;  // each read once
   for (const auto& [name, target] : unbatched_parameters()) {
     auto [subnet, layer, leaf] = split_weight_name(name);
     auto sub = subnets.find(subnet);
     if (sub == subnets.end()) {
-      sub = subnets.emplace(subnet, torch::serialize::InputArchive()).first;
-      archive.read(subnet, sub->second);
+      sub = subnets.emplace(subnet, std::make_unique<torch::serialize::InputArchive>()).first;
+      archive.read(subnet, *sub->second);
     }
     auto lay = layers.find(subnet + "." + layer);
     if (lay == layers.end()) {
-      lay = layers.emplace(subnet + "." + layer, torch::serialize::InputArchive()).first;
-      sub->second.read(layer, lay->second);
+      lay = layers.emplace(subnet + "." + layer, std::make_unique<torch::serialize::InputArchive>()).first;
+      sub->second->read(layer, *lay->second);
     }
     Tensor value;
-    lay->second.read(leaf, value);
+    lay->second->read(leaf, value);
     TORCH_CHECK(value.sizes() == target.sizes(), "coupling weight ", name, ": expected ", target.sizes(), ", got ",
                 value.sizes());
     target.copy_(value);

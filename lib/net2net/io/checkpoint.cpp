@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "net2net/core/atomic_file.h"
+#include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
 #include "net2net/kernels/fused_adam.h"
 
@@ -75,6 +76,25 @@ std::string content_checksum(caffe2::serialize::PyTorchStreamReader& reader, tor
   char hex[16];
   std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
   return std::string("crc32:") + hex;
+}
+
+// The fused kernels index with the permutation buffers unchecked: each must be a permutation of
+// 0..D-1 and backward_index its inverse (a checkpoint without a checksum can hold anything).
+void check_permutations(const std::string& path, inn::ConditionalFlowImpl& model) {
+  const auto& blocks = model.blocks();
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const auto& fwd = blocks[b]->shuffle->forward_index;
+    const auto& bwd = blocks[b]->shuffle->backward_index;
+    const int64_t d = model.config().in_dim;
+    auto ident = torch::arange(d, torch::kLong);
+    const bool ok = fwd.dim() == 1 && bwd.dim() == 1 && fwd.numel() == d && bwd.numel() == d &&
+                    fwd.scalar_type() == torch::kLong && bwd.scalar_type() == torch::kLong &&
+                    torch::equal(std::get<0>(fwd.sort()), ident) && torch::equal(bwd.index_select(0, fwd), ident);
+    if (!ok)
+      throw InputError("checkpoint '" + path + "': block " + std::to_string(b) +
+                       "'s permutation (shuffle.forward_index / backward_index) is not a permutation of 0.." +
+                       std::to_string(d - 1) + " and its inverse");
+  }
 }
 
 // InputError when the checkpoint records a checksum that its content does not have. Checkpoints
@@ -142,7 +162,7 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path, torch::Device(torch::kCPU));  // wherever it was written (a GPU run too)
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
   }
   verify_checksum(path, archive);
@@ -216,6 +236,8 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
                      e.what_without_backtrace());
+  } catch (const std::exception& e) {  // LibTorch's unpickler also throws std::out_of_range & co.
+    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " + e.what());
   }
   verify_checksum(path, archive);
   c10::IValue format, version, config, dtype, step;
@@ -232,13 +254,12 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   if (archive.try_read("dtype", dtype) && dtype.isString() && dtype.toStringRef() == "float64") dt = torch::kFloat64;
   if (archive.try_read("step", step) && step.isInt()) out.step = step.toInt();
 
-  config::FlowConfig cfg;
+  // The config through the key table (a hand-made or damaged one may hold any value), then the model.
   try {
-    cfg = config::flow_config_from_json(out.config);
+    out.model = inn::ConditionalFlow(config::flow_config_from_json(config::resolve_config(out.config, {}, path)));
   } catch (const std::exception& e) {
     throw InputError("checkpoint '" + path + "': cannot rebuild the model from its config: " + e.what());
   }
-  out.model = inn::ConditionalFlow(cfg);
   inn::convert_floating(*out.model, dt);
   try {
     torch::serialize::InputArchive model_archive;
@@ -246,7 +267,10 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
     out.model->load(model_archive);
   } catch (const c10::Error& e) {
     throw InputError("checkpoint '" + path + "': model state does not match its config: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint '" + path + "': model state does not match its config: " + e.what());
   }
+  check_permutations(path, *out.model);
   out.model->eval();
   return out;
 }

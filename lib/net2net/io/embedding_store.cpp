@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <new>
+#include <string>
 
 #include "net2net/core/atomic_file.h"
 #include "net2net/core/error.h"
@@ -17,6 +19,42 @@ using nlohmann::json;
 namespace {
 std::string strip_slash(const std::string& name) { return !name.empty() && name[0] == '/' ? name.substr(1) : name; }
 
+// What a file may declare is bounded before anything is allocated from it: HDF5 allows huge,
+// sparsely allocated datasets. 2^40 values (4 TiB of float32) is beyond any cache this tool reads.
+constexpr int64_t kMaxValues = int64_t(1) << 40;
+constexpr int kMaxRank = H5S_MAX_RANK;  // 32
+// Fixed-length string attributes are allocated at their declared size before they are read.
+constexpr size_t kMaxStringAttribute = size_t(1) << 20;
+
+// a * b for a, b >= 0 when it is at most kMaxValues (no overflow); -1 otherwise.
+int64_t bounded_product(int64_t a, int64_t b) {
+  int64_t p = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &p) || p > kMaxValues) return -1;
+  return p;
+}
+
+template <class T>
+std::string shape_text(const std::vector<T>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+// A zeroed buffer for rows x cols values read from `what`: InputError (not overflow or
+// std::bad_alloc) when that is more than can be read.
+template <class T>
+std::vector<T> buffer_for(int64_t rows, int64_t cols, const std::string& what) {
+  const int64_t n = bounded_product(rows, cols);
+  if (n < 0)
+    throw InputError(what + ": " + std::to_string(rows) + " rows of " + std::to_string(cols) +
+                     " values are more than 2^40 values, beyond what this tool reads");
+  try {
+    return std::vector<T>(static_cast<size_t>(n));
+  } catch (const std::bad_alloc&) {
+    throw InputError(what + ": cannot allocate memory for " + std::to_string(n) + " values (" + std::to_string(rows) + " rows)");
+  }
+}
+
 std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
   H5::DataSpace space = ds.getSpace();
   int rank = space.getSimpleExtentNdims();
@@ -25,11 +63,16 @@ std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
   return dims;
 }
 
-std::vector<int64_t> read_shape_attribute(const H5::DataSet& ds) {
+// The dataset attribute "shape" (the dimensions of one row), empty when absent. Checked against
+// cols by info(): the h5 source shapes rows with it.
+std::vector<int64_t> read_shape_attribute(const H5::DataSet& ds, const std::string& what) {
   if (!ds.attrExists("shape")) return {};
   H5::Attribute a = ds.openAttribute("shape");
   H5::DataSpace sp = a.getSpace();
   hssize_t n = sp.getSimpleExtentNpoints();
+  if (a.getTypeClass() != H5T_INTEGER || n < 0 || n > kMaxRank)
+    throw InputError(what + ": attribute 'shape' must hold at most " + std::to_string(kMaxRank) +
+                     " integers (the dimensions of one row)");
   std::vector<int64_t> shape(static_cast<size_t>(n));
   if (n > 0) a.read(H5::PredType::NATIVE_INT64, shape.data());
   return shape;
@@ -54,7 +97,9 @@ EmbeddingReader::EmbeddingReader(const std::string& path, bool aligned) : impl_(
     throw IoError("cannot open '" + path + "' as an HDF5 file (not HDF5, truncated, or unreadable)");
   }
   json attrs = attributes();
-  if (attrs.contains("complete") && attrs["complete"].is_number() && attrs["complete"].get<int64_t>() == 0)
+  // Compared by type: get<int64_t>() of a float attribute (1e300, say) would be an undefined cast.
+  const json complete = attrs.contains("complete") ? attrs["complete"] : json();
+  if ((complete.is_number_integer() && complete.get<int64_t>() == 0) || (complete.is_number_float() && complete.get<double>() == 0.0))
     throw InputError("embedding cache '" + path + "' is marked incomplete (an interrupted write)");
   if (attrs.contains("version") && attrs["version"].is_number_integer() && attrs["version"].get<int64_t>() > kEmbeddingVersion)
     throw InputError("embedding cache '" + path + "' has format version " + attrs["version"].dump() +
@@ -74,19 +119,29 @@ EmbeddingReader::EmbeddingReader(const std::string& path, bool aligned) : impl_(
   }
 }
 
+// Malformed files make HDF5 throw anywhere while the structure is read: InputError naming the file.
 std::vector<std::string> EmbeddingReader::datasets() const {
   std::vector<std::string> names;
-  hsize_t n = impl_->file.getNumObjs();
-  for (hsize_t i = 0; i < n; ++i) {
-    std::string name = impl_->file.getObjnameByIdx(i);
-    if (impl_->file.childObjType(name) == H5O_TYPE_DATASET) names.push_back(name);
+  try {
+    hsize_t n = impl_->file.getNumObjs();
+    for (hsize_t i = 0; i < n; ++i) {
+      std::string name = impl_->file.getObjnameByIdx(i);
+      if (impl_->file.childObjType(name) == H5O_TYPE_DATASET) names.push_back(name);
+    }
+  } catch (const H5::Exception& e) {
+    throw InputError("embedding cache '" + path_ + "': cannot list its datasets (a damaged HDF5 file?): " + e.getDetailMsg());
   }
   return names;
 }
 
 bool EmbeddingReader::has(const std::string& name) const {
   std::string n = strip_slash(name);
-  return !n.empty() && impl_->file.nameExists(n) && impl_->file.childObjType(n) == H5O_TYPE_DATASET;
+  if (n.empty()) return false;
+  try {
+    return impl_->file.nameExists(n) && impl_->file.childObjType(n) == H5O_TYPE_DATASET;
+  } catch (const H5::Exception&) {
+    return false;  // a name HDF5 cannot resolve ("a/b" where /a is no group) names no dataset
+  }
 }
 
 DatasetInfo EmbeddingReader::info(const std::string& name) const {
@@ -97,29 +152,47 @@ DatasetInfo EmbeddingReader::info(const std::string& name) const {
     throw InputError("embedding cache '" + path_ + "' has no dataset '/" + n + "' (it has: " +
                      (all.empty() ? "none" : all) + ")");
   }
-  H5::DataSet ds = impl_->file.openDataSet(n);
-  auto dims = dims_of(ds);
-  DatasetInfo d;
-  d.name = n;
-  d.rows = dims.empty() ? 1 : static_cast<int64_t>(dims[0]);
-  d.cols = 1;
-  for (size_t i = 1; i < dims.size(); ++i) d.cols *= static_cast<int64_t>(dims[i]);
-  d.item_shape = read_shape_attribute(ds);
-  if (d.item_shape.empty()) {
-    for (size_t i = 1; i < dims.size(); ++i) d.item_shape.push_back(static_cast<int64_t>(dims[i]));
-    if (d.item_shape.empty()) d.item_shape.push_back(1);
+  const std::string what = "embedding cache '" + path_ + "': dataset '/" + n + "'";
+  try {
+    H5::DataSet ds = impl_->file.openDataSet(n);
+    // Rank 0 (a scalar) has no row dimension for read_rows to select.
+    const int rank = ds.getSpace().getSimpleExtentNdims();
+    if (rank < 1 || rank > kMaxRank)
+      throw InputError(what + " has " + std::to_string(rank) + " dimensions; it must be [rows] or [rows, ...] (at most " +
+                       std::to_string(kMaxRank) + ")");
+    auto dims = dims_of(ds);
+    DatasetInfo d;
+    d.name = n;
+    // Overflow-safe and bounded: rows * cols values are allocated when the dataset is read.
+    d.rows = dims[0] <= uint64_t(kMaxValues) ? static_cast<int64_t>(dims[0]) : -1;
+    d.cols = 1;
+    for (size_t i = 1; i < dims.size(); ++i) d.cols = dims[i] <= uint64_t(kMaxValues) ? bounded_product(d.cols, int64_t(dims[i])) : -1;
+    if (d.rows < 0 || d.cols < 0 || bounded_product(d.rows, d.cols) < 0)
+      throw InputError(what + " is " + shape_text(dims) + ": more than 2^40 values, beyond what this tool reads");
+    d.item_shape = read_shape_attribute(ds, what);
+    if (d.item_shape.empty()) {
+      for (size_t i = 1; i < dims.size(); ++i) d.item_shape.push_back(static_cast<int64_t>(dims[i]));
+      if (d.item_shape.empty()) d.item_shape.push_back(1);
+    } else {
+      int64_t product = 1;
+      for (int64_t s : d.item_shape) product = s > 0 ? bounded_product(product, s) : -1;
+      if (product != d.cols)
+        throw InputError(what + ": attribute 'shape' " + shape_text(d.item_shape) + " does not multiply to the " +
+                         std::to_string(d.cols) + " values of a row (its entries must be > 0)");
+    }
+    d.is_integer = ds.getTypeClass() == H5T_INTEGER;
+    return d;
+  } catch (const H5::Exception& e) {
+    throw InputError(what + ": cannot read its shape or type (a damaged HDF5 file?): " + e.getDetailMsg());
   }
-  d.is_integer = ds.getTypeClass() == H5T_INTEGER;
-  return d;
 }
 
 std::vector<float> EmbeddingReader::read_rows(const std::string& name, int64_t start, int64_t count) const {
   auto d = info(name);
-  if (start < 0 || count < 0 || start + count > d.rows)
-    throw InputError("embedding cache '" + path_ + "': rows [" + std::to_string(start) + ", " +
-                     std::to_string(start + count) + ") of '/" + d.name + "' are out of range (it has " +
-                     std::to_string(d.rows) + ")");
-  std::vector<float> out(static_cast<size_t>(count * d.cols));
+  if (start < 0 || count < 0 || start > d.rows - count)  // not start + count: that can overflow
+    throw InputError("embedding cache '" + path_ + "': " + std::to_string(count) + " rows from row " + std::to_string(start) +
+                     " of '/" + d.name + "' are out of range (it has " + std::to_string(d.rows) + ")");
+  auto out = buffer_for<float>(count, d.cols, "embedding cache '" + path_ + "': dataset '/" + d.name + "'");
   if (count == 0) return out;
   try {
     H5::DataSet ds = impl_->file.openDataSet(d.name);
@@ -139,7 +212,12 @@ std::vector<float> EmbeddingReader::read_rows(const std::string& name, int64_t s
 
 std::vector<float> EmbeddingReader::read_rows(const std::string& name, const std::vector<int64_t>& indices) const {
   auto d = info(name);
-  std::vector<float> out(indices.size() * static_cast<size_t>(d.cols));
+  // Checked up front: the runs below compute index + 1 and last - first + 1.
+  for (size_t k = 0; k < indices.size(); ++k)
+    if (indices[k] < 0 || indices[k] >= d.rows)
+      throw InputError("embedding cache '" + path_ + "': row " + std::to_string(indices[k]) + " of '/" + d.name +
+                       "' is out of range (it has " + std::to_string(d.rows) + ")");
+  auto out = buffer_for<float>(static_cast<int64_t>(indices.size()), d.cols, "embedding cache '" + path_ + "': dataset '/" + d.name + "'");
   // Sort the requests, read each contiguous run once, scatter back to the requested order.
   std::vector<size_t> order(indices.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -162,7 +240,7 @@ std::vector<float> EmbeddingReader::read_rows(const std::string& name, const std
 
 std::vector<int64_t> EmbeddingReader::read_int64(const std::string& name) const {
   auto d = info(name);
-  std::vector<int64_t> out(static_cast<size_t>(d.rows * d.cols));
+  auto out = buffer_for<int64_t>(d.rows, d.cols, "embedding cache '" + path_ + "': dataset '/" + d.name + "'");
   if (out.empty()) return out;
   try {
     H5::DataSet ds = impl_->file.openDataSet(d.name);
@@ -175,7 +253,12 @@ std::vector<int64_t> EmbeddingReader::read_int64(const std::string& name) const 
 
 json EmbeddingReader::attributes() const {
   json out = json::object();
-  int n = impl_->file.getNumAttrs();
+  int n = 0;
+  try {
+    n = impl_->file.getNumAttrs();
+  } catch (const H5::Exception& e) {
+    throw InputError("embedding cache '" + path_ + "': cannot list its attributes (a damaged HDF5 file?): " + e.getDetailMsg());
+  }
   for (int i = 0; i < n; ++i) {
     try {
       H5::Attribute a = impl_->file.openAttribute(static_cast<unsigned>(i));
@@ -183,8 +266,10 @@ json EmbeddingReader::attributes() const {
       H5T_class_t cls = a.getTypeClass();
       if (a.getSpace().getSimpleExtentNpoints() != 1) continue;
       if (cls == H5T_STRING) {
+        H5::StrType type = a.getStrType();
+        if (!type.isVariableStr() && type.getSize() > kMaxStringAttribute) continue;  // allocated before it is read
         std::string s;
-        a.read(a.getStrType(), s);
+        a.read(type, s);
         out[key] = s.c_str();  // fixed-length strings may carry trailing NULs
       } else if (cls == H5T_INTEGER) {
         int64_t v = 0;

@@ -117,6 +117,19 @@ void save_stats(const std::string& path, const FeatureStats& s) {
   });
 }
 
+namespace {
+// Statistics of more feature dimensions are refused before [D, D] is allocated from a file's word:
+// sigma alone is 2 GiB at this bound and the FID holds several such matrices. Feature networks
+// stay well below it (Inception 2048, CLIP and DINOv2 up to 1664).
+constexpr hsize_t kMaxStatsDim = hsize_t(1) << 14;
+
+// An attribute read into one value must hold exactly one (a read of [k] would overrun it).
+void require_one_value(const H5::Attribute& a, H5T_class_t type, const std::string& what) {
+  if (a.getTypeClass() != type || a.getSpace().getSimpleExtentNpoints() != 1)
+    throw InputError(what + " must be one " + (type == H5T_STRING ? "string" : "integer"));
+}
+}  // namespace
+
 FeatureStats load_stats(const std::string& path) {
   H5::Exception::dontPrint();
   FeatureStats s;
@@ -136,19 +149,35 @@ FeatureStats load_stats(const std::string& path) {
     if (dims[0] != d || dims[1] != d)
       throw InputError("'" + path + "': /mu is [" + std::to_string(d) + "] but /sigma is [" + std::to_string(dims[0]) +
                        ", " + std::to_string(dims[1]) + "]");
+    if (d < 1 || d > kMaxStatsDim)
+      throw InputError("statistics file '" + path + "': /mu is [" + std::to_string(d) + "]; statistics of 1 to " +
+                       std::to_string(kMaxStatsDim) + " feature dimensions are read");
     s.mu = torch::empty({int64_t(d)}, torch::kFloat64);
     s.sigma = torch::empty({int64_t(d), int64_t(d)}, torch::kFloat64);
     mu.read(s.mu.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
     sigma.read(s.sigma.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
-    if (f.attrExists("n")) f.openAttribute("n").read(H5::PredType::NATIVE_INT64, &s.n);
+    if (f.attrExists("n")) {
+      auto a = f.openAttribute("n");
+      require_one_value(a, H5T_INTEGER, "statistics file '" + path + "': attribute 'n'");
+      a.read(H5::PredType::NATIVE_INT64, &s.n);
+      if (s.n < 0) throw InputError("statistics file '" + path + "': attribute 'n' is " + std::to_string(s.n) + ", a count must be >= 0");
+    }
     if (f.attrExists("features")) {
       auto a = f.openAttribute("features");
+      require_one_value(a, H5T_STRING, "statistics file '" + path + "': attribute 'features'");
+      H5::StrType type = a.getStrType();
+      if (!type.isVariableStr() && type.getSize() > (size_t(1) << 20))  // allocated at its declared size
+        throw InputError("statistics file '" + path + "': attribute 'features' is longer than 1 MiB");
       std::string text;
-      a.read(a.getStrType(), text);
-      s.features = text;
+      a.read(type, text);
+      // It is printed in eval's JSON: bytes that are not UTF-8 become U+FFFD (the JSON dump would throw).
+      s.features = nlohmann::json::parse(nlohmann::json(text.c_str()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+                       .get<std::string>();
     }
   } catch (const H5::Exception&) {
     throw InputError("'" + path + "' is not a statistics file (needs /mu [D] and /sigma [D, D])");
+  } catch (const c10::Error& e) {
+    throw InputError("statistics file '" + path + "': cannot hold its /mu and /sigma: " + e.what_without_backtrace());
   }
   if (!torch::isfinite(s.mu).all().item<bool>() || !torch::isfinite(s.sigma).all().item<bool>())
     throw InputError("statistics file '" + path + "': /mu or /sigma holds NaN or Inf");

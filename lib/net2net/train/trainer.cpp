@@ -56,14 +56,21 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
   }
   // Which experts made the datasets (provenance of net2net-extract), for net2net-translate.
   if (role == "train") {
-    json experts = json::parse(reader.attributes().value("experts", std::string("[]")), nullptr, false);
+    // Attributes and entries of another type than string count as absent (value() would throw
+    // nlohmann's type_error for them).
+    const json attributes = reader.attributes();
+    auto text = [](const json& object, const char* key, const char* fallback) {
+      auto it = object.find(key);
+      return it != object.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
+    };
+    json experts = json::parse(text(attributes, "experts", "[]"), nullptr, false);
     for (const auto& [dataset, key] : {std::pair{"condition", "condition_expert"}, std::pair{"target", "target_expert"}})
       if (config["data"][key].is_null() && experts.is_array())
         for (const auto& e : experts)
-          if (e.is_object() && e.value("name", std::string()) == config["data"][dataset].get<std::string>())
-            config["data"][key] = e.value("spec", std::string());
+          if (e.is_object() && text(e, "name", "") == config["data"][dataset].get<std::string>())
+            config["data"][key] = text(e, "spec", "");
     // The names of the label classes, where the cache's source had them.
-    json names = json::parse(reader.attributes().value("class_names", std::string("null")), nullptr, false);
+    json names = json::parse(text(attributes, "class_names", "null"), nullptr, false);
     const bool all_strings = names.is_array() && std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); });
     if (config["data"]["class_names"].is_null() && all_strings) config["data"]["class_names"] = names;
   }
