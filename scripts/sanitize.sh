@@ -23,7 +23,7 @@ for a in "$@"; do
 done
 scripts/setup.sh --test >&2
 missing=()
-for p in clang libclang-rt-14-dev; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
+for p in clang libclang-rt-14-dev libomp-dev; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
 if (( ${#missing[@]} )); then
   SUDO=$([[ $(id -u) == 0 ]] && echo || echo sudo)
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
@@ -31,11 +31,12 @@ fi
 BUILD_DIR=${BUILD_DIR:-build-sanitize}
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
-# GNU OpenMP as LibTorch uses it (clang would pick LLVM's libomp: two thread pools in one process).
-gomp=$(g++ -print-file-name=libgomp.so)
+# OpenMP: clang's own (libomp), which also serves LibTorch's GNU OpenMP calls (its GOMP_* entry
+# points come first). clang's -fopenmp=libgomp would compile without OpenMP: our kernels would run
+# on one thread, and their splitting between threads would go unchecked.
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNET2NET_CUDA=OFF \
   -DNET2NET_SANITIZE=address,undefined -DNET2NET_FUZZ=ON \
-  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp -DOpenMP_gomp_LIBRARY="$gomp" >&2
+  -UOpenMP_CXX_FLAGS -UOpenMP_CXX_LIB_NAMES -UOpenMP_gomp_LIBRARY >&2
 cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
 [[ $mode == none ]] && exit 0
 

@@ -323,7 +323,8 @@ TEST(CheckpointChild, LoadsAndCompares) {
   ASSERT_EQ(t.size(), 6u);
   torch::NoGradGuard g;
   auto out = loaded.model->forward(t[0], t[1]);
-  EXPECT_TRUE(torch::equal(out.v, t[3]));
+  EXPECT_TRUE(torch::equal(out.v, t[3])) << "max |difference| " << (out.v - t[3]).abs().max().item<double>() << " in "
+                                         << (out.v != t[3]).any(1).sum().item<int64_t>() << " of 16 rows";
   EXPECT_TRUE(torch::equal(out.logdet, t[4]));
   EXPECT_TRUE(torch::equal(loaded.model->inverse(t[2], t[1]), t[5]));
 }

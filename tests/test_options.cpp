@@ -162,6 +162,13 @@ TEST(Runtime, LargeBlocksComeFromTheHeap) {
 #if !defined(__GLIBC__)
   GTEST_SKIP() << "glibc only";
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's malloc and its tuning";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's malloc and its tuning";
+#endif
+#endif
   net2net::keep_freed_memory();
   void* p = std::malloc(8 << 20);
   ASSERT_NE(p, nullptr);
