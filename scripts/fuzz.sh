@@ -4,6 +4,8 @@
 # h5, images (fuzz_sources), and checkpoints (fuzz_checkpoint); under ASan + UBSan.
 #   scripts/fuzz.sh                          build, then every target for 60 s
 #   FUZZ_SECONDS=600 scripts/fuzz.sh fuzz_cache fuzz_sources     some targets, longer
+#   FUZZ_STOP_AT_FIRST=1 scripts/fuzz.sh     stop each target at its first finding (default: fork
+#                                            mode, which saves a finding and goes on)
 # 1. Builds build-sanitize/ with scripts/sanitize.sh --build-only --fuzz (clang; FUZZ_SKIP_BUILD=1
 #    skips it; BUILD_DIR moves the folder).
 # 2. Seeds BUILD_DIR/fuzz-corpus/<target>/ from tests/fuzz/corpus/<target>/ and, once (again with
@@ -71,9 +73,15 @@ for t in "${targets[@]}"; do
   touch "$marker"
   echo "[fuzz] $t: ${seconds} s" >&2
   rc=0
+  # Fork mode goes on after a finding (saved, counted) instead of stopping at the first: a crash
+  # inside libhdf5 or LibTorch on one input must not end the search in our own code.
+  keep_going=()
+  [[ ${FUZZ_STOP_AT_FIRST:-0} == 1 ]] || keep_going=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   TMPDIR=$scratch "$bin" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$findings/$t/" "${dict[@]}" "$corpus/$t" > "$log" 2>&1 || rc=$?
+    "${keep_going[@]}" -artifact_prefix="$findings/$t/" "${dict[@]}" "$corpus/$t" > "$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  # Fork mode's parent reports progress lines "#EXECS: cov: ...".
+  [[ -n $execs ]] || execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   after=$(count_files "$corpus/$t")
   mapfile -t new < <(find "$findings/$t" -maxdepth 1 -type f -newer "$marker" \
                        \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort)
@@ -81,7 +89,7 @@ for t in "${targets[@]}"; do
   if (( ${#new[@]} )); then
     status=1
     # What escaped or which sanitizer fired, from the log.
-    what=$(grep -m1 -E '==net2net-fuzz== FINDING|SUMMARY: |ERROR: libFuzzer|runtime error:' "$log" || true)
+    what=$(grep -E '==net2net-fuzz== FINDING|SUMMARY: |ERROR: libFuzzer|runtime error:' "$log" | sort | uniq -c | sort -rn | head -5 || true)
     for f in "${new[@]}"; do repro+=("$t: $what" "  ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS $bin $f"); done
   elif (( rc != 0 )); then
     status=1

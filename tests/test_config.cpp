@@ -297,6 +297,17 @@ TEST(JsonFile, SyntaxErrorGivesLineAndColumn) {
     EXPECT_NE(msg.find("line 3"), std::string::npos) << msg;
     EXPECT_NE(msg.find(path.string()), std::string::npos) << msg;
   }
+  // Found by fuzzing: a number beyond double made nlohmann throw out_of_range 406 (exit 1).
+  std::ofstream(path) << "{\"train\": {\"lr\": 31e308}}";
+  try {
+    load_json_file(path.string());
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+  }
+  json c = json::object();
+  EXPECT_NO_THROW(apply_override(c, "train.lr=31e308"));  // --set: not JSON, so kept as text ...
+  EXPECT_TRUE(c["train"]["lr"].is_string());              // ... which the key table then refuses
   fs::remove(path);
   EXPECT_THROW(load_json_file("/nonexistent/config.json"), IoError);
 }

@@ -404,6 +404,10 @@ TEST(Flow, ConvertFloatingKeepsIntegerBuffers) {
 
 // Every ISA variant of the CPU kernels built in and runnable here (baseline, AVX2).
 std::vector<std::string> capabilities() { return kernels::cpu::available_capabilities(); }
+// The variant this process chose at start (NET2NET_CPU_CAPABILITY may pick the baseline): the
+// tests that loop over the variants put it back, so that later tests, and a child process that
+// reads the same variable, compute with the same kernels.
+const std::string kStartCapability = kernels::cpu::capability();
 
 TEST(FusedCoupling, ValuesAndGradientsEqualTheUnfusedOps) {
   for (const auto& isa : capabilities()) {
@@ -434,7 +438,7 @@ TEST(FusedCoupling, ValuesAndGradientsEqualTheUnfusedOps) {
       EXPECT_LT(max_abs(ld32.to(torch::kFloat64) - ldr) / (1 + max_abs(ldr)), 1e-5);
     }
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, ParallelLoopsUseTheThreads) {
@@ -445,7 +449,7 @@ TEST(FusedKernels, ParallelLoopsUseTheThreads) {
     EXPECT_EQ(kernels::cpu::table<float>().parallel_threads(), 2) << isa << ": built without OpenMP?";
   }
   at::set_num_threads(before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, MatmulNtEqualsTorchMm) {
@@ -466,7 +470,7 @@ TEST(FusedKernels, MatmulNtEqualsTorchMm) {
       EXPECT_LT(max_abs(c32.to(torch::kFloat64) - ref) / (1 + max_abs(ref)), 1e-5);
     }
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
@@ -506,7 +510,7 @@ TEST(FusedKernels, MatmulNnAndTnEqualTorch) {
     }
   }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, OnlyASetNonZeroUnfusedVariableTurnsThemOff) {
@@ -539,7 +543,7 @@ TEST(FusedKernels, BatchedLinearEqualsBaddbmmInValuesAndGradients) {
       for (int i = 0; i < 3; ++i) EXPECT_LT(max_abs(g[i] - gr[i]), 1e-12) << "input " << i;
     }
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, LinearEqualsAddmmInValuesAndGradients) {
@@ -564,7 +568,7 @@ TEST(FusedKernels, LinearEqualsAddmmInValuesAndGradients) {
       }
   }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, NormLeakyReluEqualsActNormThenLeakyRelu) {
@@ -598,7 +602,7 @@ TEST(FusedKernels, NormLeakyReluEqualsActNormThenLeakyRelu) {
       EXPECT_LT(max_abs(kernels::norm_leaky_relu_inverse(yr, norm->loc, norm->scale, 0.9) - x2), 1e-12);
     }
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, NormActBackwardWithoutLeakyReluIsActNormsAlone) {
@@ -621,7 +625,7 @@ TEST(FusedKernels, NormActBackwardWithoutLeakyReluIsActNormsAlone) {
       EXPECT_LT(max_abs(g_scale - (gy * (x + loc)).sum(0)), 1e-12);
     }
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedCoupling, FlowIsTheSameWithAndWithoutFusion) {
@@ -765,7 +769,7 @@ TEST(SubnetPair, FusedKernelsEqualItsTwoMlpsInValuesAndGradients) {
       }
   }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(DoubleCoupling, InitialisedAsFourSeparateSubnetsAndSavedUnderTheirNames) {
@@ -857,7 +861,7 @@ TEST(FusedAdam, MatchesTorchAdamStepByStepAndSharesItsCheckpointFormat) {
     }
   }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedAdam, GradientNormEqualsTheNormOfAllGradients) {
@@ -884,7 +888,7 @@ TEST(FusedAdam, GradientNormEqualsTheNormOfAllGradients) {
       else EXPECT_EQ(got, one_thread[isa]) << isa << ": the same value for any thread count";
     }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedAdam, RecordedGradientSquaresGiveTheNormOfTheGradients) {
@@ -945,7 +949,7 @@ TEST(FusedAdam, RecordedGradientSquaresGiveTheNormOfTheGradients) {
       EXPECT_EQ(later.size(), 0u);
     }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(ConditionalFlow, FusedInverseEqualsTheBlockByBlockInverse) {
@@ -983,7 +987,7 @@ TEST(ConditionalFlow, FusedInverseEqualsTheBlockByBlockInverse) {
   torch::NoGradGuard no_grad;
   EXPECT_FALSE(ready_flow(small_config(6))->inverse_is_fused(batch(4, 6), c));
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(ConditionalFlow, FusedForwardAndBackwardEqualTheBlockByBlockOps) {
@@ -1055,7 +1059,7 @@ TEST(ConditionalFlow, FusedForwardAndBackwardEqualTheBlockByBlockOps) {
     EXPECT_TRUE(narrow->forward_is_fused(batch(4, 16), batch(4, 3)));
   }
   at::set_num_threads(threads_before);
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }
 
 TEST(FusedKernels, TransposeManyEqualsTorch) {
@@ -1075,5 +1079,5 @@ TEST(FusedKernels, TransposeManyEqualsTorch) {
     kernels::cpu::table<float>().transpose_many(sp.data(), dp.data(), rows.data(), cols.data(), 5);
     for (size_t i = 0; i < src.size(); ++i) EXPECT_TRUE(torch::equal(dst[i], src[i].t())) << isa << " shape " << i;
   }
-  kernels::cpu::set_capability(capabilities().back());
+  kernels::cpu::set_capability(kStartCapability);
 }

@@ -9,7 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <sstream>
+
+#include "net2net/kernels/cpu/kernels.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -80,6 +83,14 @@ void write_cache(const fs::path& file, int64_t rows, int64_t cond_dim, int64_t t
 }  // namespace
 
 TEST(Tools, HelpAndVersionForEveryTool) {
+  // The commit the build was configured at, read independently (empty outside a git checkout).
+  std::string head;
+  if (FILE* p = popen(("git -C '" + std::string(NET2NET_SOURCE_DIR) + "' rev-parse --short=12 HEAD 2>/dev/null").c_str(), "r")) {
+    char buf[64] = {0};
+    if (fgets(buf, sizeof buf, p)) head = buf;
+    pclose(p);
+    while (!head.empty() && std::isspace(static_cast<unsigned char>(head.back()))) head.pop_back();
+  }
   for (const std::string tool : {"net2net-extract", "net2net-train", "net2net-translate", "net2net-eval"}) {
     auto help = run(tool, "--help");
     EXPECT_EQ(help.rc, 0) << tool << help.err;
@@ -88,6 +99,13 @@ TEST(Tools, HelpAndVersionForEveryTool) {
     auto version = run(tool, "--version");
     EXPECT_EQ(version.rc, 0);
     EXPECT_NE(version.out.find(tool + " 0."), std::string::npos) << version.out;
+    // What a bug report needs: the commit, the LibTorch it runs on, CUDA/NCCL, the kernel ISA.
+    const std::string torch_version = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                                      "." + std::to_string(TORCH_VERSION_PATCH);
+    EXPECT_NE(version.out.find("LibTorch " + torch_version), std::string::npos) << version.out;
+    EXPECT_NE(version.out.find("NCCL"), std::string::npos) << version.out;
+    EXPECT_NE(version.out.find("CPU kernels: " + net2net::kernels::cpu::capability()), std::string::npos) << version.out;
+    if (!head.empty()) EXPECT_NE(version.out.find("(commit " + head), std::string::npos) << version.out << " HEAD " << head;
   }
 }
 

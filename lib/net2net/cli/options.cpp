@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/api/include/torch/version.h>
 
 #include <cerrno>
 #include <cmath>
@@ -93,14 +92,10 @@ std::unique_ptr<Tool> make_tool(const std::string& name) {
   throw std::invalid_argument("unknown tool " + name);
 }
 
-std::string version_line(const std::string& tool) {
-  return tool + " " + kVersion + " (LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
-         std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + ")";
-}
-
 std::unique_ptr<CLI::App> build_app(Tool& tool, GlobalOptions& g) {
   auto app = std::make_unique<CLI::App>(tool.description(), tool.name());
-  app->set_version_flag("--version", version_line(tool.name()));
+  app->set_version_flag("--version", [name = tool.name()] { return version_report(name); },
+                        "Print the version, commit, LibTorch, CUDA/NCCL and CPU kernel ISA, then exit");
   app->footer(
       "Exit codes: 0 ok, 1 other failure, 2 bad usage/config/input, 3 I/O error, 4 interrupted "
       "(checkpoint written; rerun with --resume).\nLogs go to stderr; with --json a summary goes to stdout.");

@@ -61,7 +61,4 @@ std::unique_ptr<CLI::App> build_app(Tool& tool, GlobalOptions& g);
 // (0 ok, 1 other failure, 2 bad usage/config/input, 3 I/O, 4 interrupted-resumable).
 int run_tool(const std::string& name, int argc, char** argv);
 
-// Version line: "net2net-train 0.1.0 (LibTorch 1.13.0)".
-std::string version_line(const std::string& tool);
-
 }  // namespace net2net::cli

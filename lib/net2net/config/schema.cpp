@@ -313,6 +313,8 @@ json load_json_file(const std::string& path) {
     }
     throw ConfigError("config '" + path + "': invalid JSON at line " + std::to_string(line) + ", column " +
                       std::to_string(col) + ": " + e.what());
+  } catch (const json::exception& e) {  // e.g. out_of_range 406: a number beyond double ("1e400")
+    throw ConfigError("config '" + path + "': invalid JSON: " + e.what());
   }
 }
 

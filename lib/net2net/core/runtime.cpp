@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "net2net/core/error.h"
+#include "net2net/kernels/cpu/kernels.h"
+#include "net2net/version.h"
 
 namespace net2net {
 
@@ -63,6 +65,28 @@ std::string check_device(const std::string& device) {
                      std::to_string(count - 1) + ")");
   return device;
 #endif
+}
+
+std::string version_report(const std::string& tool) {
+  std::string out = tool + " " + kVersion + " (commit " + git_commit() + ")\n";
+  out += "LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+#ifdef NET2NET_TORCH_CUDA
+  const auto gpus = torch::cuda::device_count();
+  out += ", CUDA built in, " + std::to_string(gpus) + " GPU(s) visible";
+#else
+  out += ", CUDA not built in (CPU only)";
+#endif
+#ifdef USE_C10D_NCCL
+  out += ", NCCL yes";
+#else
+  out += ", NCCL no (Gloo only)";
+#endif
+  std::string isas;
+  for (const auto& c : kernels::cpu::available_capabilities()) isas += (isas.empty() ? "" : ", ") + c;
+  out += "\nCPU kernels: " + kernels::cpu::capability() + " (available: " + isas + "); " +
+         std::to_string(available_cpus()) + " CPU(s) available";
+  return out;
 }
 
 }  // namespace net2net

@@ -28,4 +28,8 @@ bool is_device_name(const std::string& device);
 // machine cannot use it.
 std::string check_device(const std::string& device);
 
+// What --version prints, for bug reports: the tool, net2net's version and commit, the LibTorch it
+// runs on, CUDA (built in? GPUs visible?) and NCCL, the CPU kernels' ISA and the CPUs available.
+std::string version_report(const std::string& tool);
+
 }  // namespace net2net
