@@ -19,12 +19,14 @@ packages=(
   jq                    # the example pipeline (scripts/demo.sh) reads the tools' JSON
   python3               # the example's report (scripts/example/report.py, standard library only)
   python3-venv          # scripts/setup_libtorch2.sh: PyPI's LibTorch 2.x in a virtual environment
+  help2man              # the man pages, made from each tool's --help at build time
   dataset-fashion-mnist
 )
 for arg in "$@"; do
   case "$arg" in
     # Independent references for the tests only; never run-time dependencies of the tools.
-    --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision) ;;
+    --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision
+                       lmod) ;;  # lmod: the install test loads the installed environment module
     # The exporter of the pretrained text expert (run once; the tools never need Python).
     --sbert) packages+=(python3-torch python3-numpy) ;;
     *) echo "setup.sh: unknown argument '$arg' (use --test and/or --sbert)" >&2; exit 2 ;;

@@ -220,28 +220,6 @@ TEST(Checkpoint, AFlippedBitInATensorIsCaughtByTheContentChecksum) {
   fs::remove_all(dir);
 }
 
-TEST(Checkpoint, CheckpointsWrittenBeforeChecksumsStillLoad) {
-  auto dir = temp_dir("no_checksum");
-  auto cfg = test_config();
-  auto model = prepared_model(cfg);
-  // What an older net2net wrote: the same entries, no checksum.
-  torch::serialize::OutputArchive archive, model_archive;
-  archive.write("format", c10::IValue(std::string(io::kCheckpointFormat)));
-  archive.write("version", c10::IValue(io::kCheckpointVersion));
-  archive.write("config", c10::IValue(cfg.dump()));
-  archive.write("dtype", c10::IValue(std::string("float32")));
-  model->save(model_archive);
-  archive.write("model", model_archive);
-  auto path = (dir / "old.pt").string();
-  archive.save_to(path);
-  auto loaded = io::load_flow_checkpoint(path);
-  auto a = model->parameters(), b = loaded.model->parameters();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
-  EXPECT_EQ(loaded.step, -1);
-  fs::remove_all(dir);
-}
-
 namespace {
 // What a hand-made (or older) checkpoint may hold: no checksum, any state.
 std::string write_unchecked(const fs::path& path, const json& cfg, ConditionalFlow& model) {
@@ -256,6 +234,20 @@ std::string write_unchecked(const fs::path& path, const json& cfg, ConditionalFl
   return path.string();
 }
 }  // namespace
+
+TEST(Checkpoint, CheckpointsWrittenBeforeChecksumsStillLoad) {
+  auto dir = temp_dir("no_checksum");
+  auto cfg = test_config();
+  auto model = prepared_model(cfg);
+  // What an older net2net wrote: the same entries, no checksum.
+  auto path = write_unchecked(dir / "old.pt", cfg, model);
+  auto loaded = io::load_flow_checkpoint(path);
+  auto a = model->parameters(), b = loaded.model->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  EXPECT_EQ(loaded.step, -1);
+  fs::remove_all(dir);
+}
 
 TEST(Checkpoint, APermutationThatIsNotOneIsRefusedNotIndexedWith) {
   // Found by fuzzing: an index of 10^12 in backward_index crashed net2net-translate (SIGSEGV in

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "net2net/cli/completion.h"
 #include "net2net/commands/commands.h"
 #include "net2net/core/error.h"
 #include "net2net/core/log.h"
@@ -100,6 +101,11 @@ std::unique_ptr<CLI::App> build_app(Tool& tool, GlobalOptions& g) {
       "Exit codes: 0 ok, 1 other failure, 2 bad usage/config/input, 3 I/O error, 4 interrupted "
       "(checkpoint written; rerun with --resume).\nLogs go to stderr; with --json a summary goes to stdout.");
   add_global_options(*app, g);
+  // Hidden: the bash completion script, generated from this very option table (installed by CMake).
+  app->add_flag_callback("--bash-completion", [a = app.get(), name = tool.name()] {
+       std::cout << bash_completion(*a, name);
+       throw CLI::Success();
+     })->group("");
   app->fallthrough();  // global options also after a subcommand (net2net-eval fid ... --threads 2)
   tool.add_options(*app);
   return app;

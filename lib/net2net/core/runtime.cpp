@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "net2net/core/error.h"
@@ -67,6 +68,19 @@ std::string check_device(const std::string& device) {
 #endif
 }
 
+std::string data_dir() {
+  if (const char* env = std::getenv("NET2NET_DATA_DIR")) return env;
+  // Installed (cmake --install, the .deb): PREFIX/bin/<tool> finds PREFIX/share/net2net/data,
+  // wherever the prefix was moved; a tool in a build tree falls back to the source tree's data/.
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path installed = exe.parent_path().parent_path() / "share" / "net2net" / "data";
+    if (std::filesystem::exists(installed / "power_profiles.json", ec)) return installed.string();
+  }
+  return NET2NET_DEFAULT_DATA_DIR;
+}
+
 std::string version_report(const std::string& tool) {
   std::string out = tool + " " + kVersion + " (commit " + git_commit() + ")\n";
   out += "LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
@@ -85,7 +99,7 @@ std::string version_report(const std::string& tool) {
   std::string isas;
   for (const auto& c : kernels::cpu::available_capabilities()) isas += (isas.empty() ? "" : ", ") + c;
   out += "\nCPU kernels: " + kernels::cpu::capability() + " (available: " + isas + "); " +
-         std::to_string(available_cpus()) + " CPU(s) available";
+         std::to_string(available_cpus()) + " CPU(s) available\ndata files: " + data_dir();
   return out;
 }
 

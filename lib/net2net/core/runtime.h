@@ -28,8 +28,14 @@ bool is_device_name(const std::string& device);
 // machine cannot use it.
 std::string check_device(const std::string& device);
 
+// The folder of the shipped data files (power profiles, reference costs): NET2NET_DATA_DIR, else
+// PREFIX/share/net2net/data beside an installed tool (PREFIX/bin, wherever the prefix was moved),
+// else the source tree's data/ (a tool run from its build tree).
+std::string data_dir();
+
 // What --version prints, for bug reports: the tool, net2net's version and commit, the LibTorch it
-// runs on, CUDA (built in? GPUs visible?) and NCCL, the CPU kernels' ISA and the CPUs available.
+// runs on, CUDA (built in? GPUs visible?) and NCCL, the CPU kernels' ISA, the CPUs available and
+// the data folder.
 std::string version_report(const std::string& tool);
 
 }  // namespace net2net

@@ -11,16 +11,12 @@
 #include "net2net/config/schema.h"
 #include "net2net/core/atomic_file.h"
 #include "net2net/core/error.h"
+#include "net2net/core/runtime.h"
 #include "net2net/version.h"
 
 namespace net2net::metrics {
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string data_dir() {
-  if (const char* env = std::getenv("NET2NET_DATA_DIR")) return env;
-  return NET2NET_DEFAULT_DATA_DIR;
-}
 
 json load_power_profiles(const std::vector<std::string>& extra) {
   json profiles = config::load_json_file(data_dir() + "/power_profiles.json");

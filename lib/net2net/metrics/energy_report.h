@@ -31,8 +31,6 @@ struct CostRow {
   std::string cpu_model, gpu_model;
 };
 
-// The folder of the shipped data files: NET2NET_DATA_DIR, else the source tree's data/.
-std::string data_dir();
 nlohmann::json load_power_profiles(const std::vector<std::string>& extra_files);
 
 // Energy, cost and CO2 for `hours` at `watts` (nominal).
