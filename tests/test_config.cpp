@@ -101,6 +101,7 @@ TEST(Schema, IntegersBeyondInt64AreRefusedNotWrapped) {
     EXPECT_NE(msg.find("out of range"), std::string::npos) << msg;
   }
   EXPECT_EQ(config_error(minimal(), {"train.steps=9223372036854775807"}), "");
+  EXPECT_EQ(config_error(minimal(), {"train.seed=18446744073709551615"}), "");  // seeds are uint64
 }
 
 TEST(Override, TextThatIsNotUtf8IsRefusedNamingTheKey) {

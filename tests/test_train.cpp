@@ -347,6 +347,13 @@ TEST(TrainTool, ADamagedLastCheckpointFallsBackToTheNewestGoodOneAndResumesExact
   auto a = params_of(dir / "clean/checkpoints/last.pt"), b = params_of(ck / "last.pt");
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // Until the next checkpoint the run directory still says "resume me": the fallback is copied to
+  // last.pt at once (a job killed in that window is resumed, not started afresh).
+  test::flip_a_tensor_bit(ck / "last.pt");
+  auto fallback = io::load_resume_checkpoint(dir / "run", /*set_aside_damaged=*/true);
+  EXPECT_GE(fallback.step, 20);
+  ASSERT_TRUE(fs::exists(ck / "last.pt"));
+  EXPECT_EQ(io::load_flow_checkpoint(ck / "last.pt").step, fallback.step);
   // Nothing good left: exit 3 naming every file tried.
   for (const char* f : {"last.pt", "last.prev.pt", "best.pt"}) fs::resize_file(ck / f, fs::file_size(ck / f) / 3);
   ASSERT_EQ(train(dir / "run", "--resume --set train.steps=40"), 3);
@@ -390,9 +397,12 @@ TEST(TrainTool, TenSkippedStepsInARowStopWithACheckpoint) {
   const std::string err = slurp(dir / "err.txt");
   EXPECT_NE(err.find("10 non-finite steps in a row"), std::string::npos) << err;
   EXPECT_NE(err.find("update skipped"), std::string::npos) << err;
-  ASSERT_TRUE(fs::exists(fs::path(dir / "run") / "checkpoints/last.pt")) << err;
-  torch::optim::Adam adam(params_of(dir / "run/checkpoints/last.pt"), torch::optim::AdamOptions(1e-3));
-  EXPECT_EQ(io::load_training_state(dir / "run/checkpoints/last.pt", adam).step, logged_step(dir / "run"));
+  // The diverged state is kept for a look, apart: last.pt must stay the last good one.
+  ASSERT_TRUE(fs::exists(fs::path(dir / "run") / "checkpoints/diverged.pt")) << err;
+  EXPECT_FALSE(fs::exists(fs::path(dir / "run") / "checkpoints/last.pt")) << err;
+  EXPECT_NE(err.find("no checkpoint was written before"), std::string::npos) << err;
+  torch::optim::Adam adam(params_of(dir / "run/checkpoints/diverged.pt"), torch::optim::AdamOptions(1e-3));
+  EXPECT_EQ(io::load_training_state(dir / "run/checkpoints/diverged.pt", adam).step, logged_step(dir / "run"));
   EXPECT_LT(logged_step(dir / "run"), 50);
 }
 

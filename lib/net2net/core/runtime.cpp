@@ -69,7 +69,7 @@ std::string check_device(const std::string& device) {
 }
 
 std::string data_dir() {
-  if (const char* env = std::getenv("NET2NET_DATA_DIR")) return env;
+  if (const char* env = std::getenv("NET2NET_DATA_DIR"); env && *env) return env;
   // Installed (cmake --install, the .deb): PREFIX/bin/<tool> finds PREFIX/share/net2net/data,
   // wherever the prefix was moved; a tool in a build tree falls back to the source tree's data/.
   std::error_code ec;

@@ -9,8 +9,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
-#include <sstream>
 
 #include "net2net/core/atomic_file.h"
 #include "net2net/config/cinn_config.h"
@@ -37,7 +38,8 @@ constexpr const char* kChecksumKey = "checksum";
 // reader skips the zip's CRCs, so a flipped bit in a tensor loads silently. data.pkl and code/
 // hold the module structure (a damaged one fails to load anyway) and change when the checksum
 // entry itself is added, so they are not covered.
-std::string content_checksum(caffe2::serialize::PyTorchStreamReader& reader, torch::serialize::InputArchive& archive) {
+using ScalarGetter = std::function<bool(const char* key, c10::IValue& value)>;
+std::string content_checksum(caffe2::serialize::PyTorchStreamReader& reader, const ScalarGetter& scalar) {
   std::vector<std::pair<std::string, std::string>> records;  // (name from "data/" on, name as listed)
   for (const auto& name : reader.getAllRecords()) {
     const auto at = name.rfind("data/", 0) == 0 ? 0 : name.find("/data/");  // listed with or without the prefix
@@ -61,7 +63,7 @@ std::string content_checksum(caffe2::serialize::PyTorchStreamReader& reader, tor
   }
   for (const char* key : {"format", "version", "config", "dtype", "step", "best_val", "train_state"}) {
     c10::IValue v;
-    if (!archive.try_read(key, v)) continue;
+    if (!scalar(key, v)) continue;
     add(key, std::strlen(key));
     if (v.isString()) add(v.toStringRef().data(), v.toStringRef().size());
     if (v.isInt()) {
@@ -105,31 +107,43 @@ void verify_checksum(const std::string& path, torch::serialize::InputArchive& ar
   std::string actual;
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
-    actual = content_checksum(reader, archive);
+    actual = content_checksum(reader, [&archive](const char* key, c10::IValue& v) { return archive.try_read(key, v); });
   } catch (const c10::Error& e) {
-    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
-                     e.what_without_backtrace());
+    throw CheckpointDamaged("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
+                            e.what_without_backtrace());
   }
   if (actual != recorded.toStringRef())
-    throw InputError("checkpoint '" + path + "' is corrupt: its content checksum is " + actual + " but it records " +
+    throw CheckpointDamaged("checkpoint '" + path + "' is corrupt: its content checksum is " + actual + " but it records " +
                      recorded.toStringRef() + " (damaged on disk or in a copy)");
 }
 
-void write_model(torch::serialize::OutputArchive& archive, const nlohmann::json& config, inn::ConditionalFlow& model);
-void save_archive(const std::string& path, torch::serialize::OutputArchive& archive) {
-  // The checksum of the content as it will be read back: serialise once in memory, read that.
-  std::string bytes;
-  archive.save_to([&bytes](const void* data, size_t n) {
-    bytes.append(static_cast<const char*>(data), n);
-    return n;
-  });
-  std::istringstream in(bytes);
-  caffe2::serialize::PyTorchStreamReader reader(&in);
-  torch::serialize::InputArchive readback;
-  readback.load_from(bytes.data(), bytes.size(), torch::Device(torch::kCPU));
-  archive.write(kChecksumKey, c10::IValue(content_checksum(reader, readback)));
+// The scalar entries written to a checkpoint's archive, kept for its checksum.
+using Scalars = std::map<std::string, c10::IValue>;
+void put(torch::serialize::OutputArchive& archive, Scalars& scalars, const char* key, c10::IValue value) {
+  archive.write(key, value);
+  scalars[key] = std::move(value);
+}
+
+void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
+                 inn::ConditionalFlow& model);
+void save_archive(const std::string& path, torch::serialize::OutputArchive& archive, const Scalars& scalars) {
+  // The checksum of the records as written: save once, hash the file record by record (one record
+  // in memory at a time, not the whole archive), add the checksum, save again, then rename.
+  auto get = [&scalars](const char* key, c10::IValue& v) {
+    auto it = scalars.find(key);
+    if (it == scalars.end()) return false;
+    v = it->second;
+    return true;
+  };
   write_atomically(path, [&](const std::string& tmp) {
     try {
+      archive.save_to(tmp);
+      std::string checksum;
+      {
+        caffe2::serialize::PyTorchStreamReader reader(tmp);
+        checksum = content_checksum(reader, get);
+      }
+      archive.write(kChecksumKey, c10::IValue(checksum));
       archive.save_to(tmp);
     } catch (const c10::Error& e) {
       throw IoError("cannot write checkpoint '" + tmp + "': " + e.what_without_backtrace());
@@ -140,22 +154,24 @@ void save_archive(const std::string& path, torch::serialize::OutputArchive& arch
 
 void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
   torch::serialize::OutputArchive archive;
-  write_model(archive, config, model);
-  save_archive(path, archive);
+  Scalars scalars;
+  write_model(archive, scalars, config, model);
+  save_archive(path, archive, scalars);
 }
 
 void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
                               torch::optim::Optimizer& optimizer, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
-  write_model(archive, config, model);
+  Scalars scalars;
+  write_model(archive, scalars, config, model);
   torch::serialize::OutputArchive opt_archive;
   optimizer.save(opt_archive);
   archive.write("optimizer", opt_archive);
-  archive.write("step", c10::IValue(state.step));
-  archive.write("best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
+  put(archive, scalars, "step", c10::IValue(state.step));
+  put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
   if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state);
-  archive.write("train_state", c10::IValue(state.extra.dump()));
-  save_archive(path, archive);
+  put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
+  save_archive(path, archive, scalars);
 }
 
 TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer) {
@@ -163,7 +179,7 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
   try {
     archive.load_from(path, torch::Device(torch::kCPU));  // wherever it was written (a GPU run too)
   } catch (const std::exception& e) {
-    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
+    throw CheckpointDamaged("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?)");
   }
   verify_checksum(path, archive);
   TrainingState st;
@@ -202,11 +218,12 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
 }
 
 namespace {
-void write_model(torch::serialize::OutputArchive& archive, const nlohmann::json& config, inn::ConditionalFlow& model) {
-  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
-  archive.write("version", c10::IValue(kCheckpointVersion));
-  archive.write("config", c10::IValue(config.dump()));
-  archive.write("dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
+void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
+                 inn::ConditionalFlow& model) {
+  put(archive, scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
+  put(archive, scalars, "version", c10::IValue(kCheckpointVersion));
+  put(archive, scalars, "config", c10::IValue(config.dump()));
+  put(archive, scalars, "dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
   torch::serialize::OutputArchive model_archive;
   model->save(model_archive);
   archive.write("model", model_archive);
@@ -234,10 +251,11 @@ LoadedFlow load_flow_checkpoint(const std::string& path_or_run_dir) {
   try {
     archive.load_from(path, torch::Device(torch::kCPU));  // wherever it was written (a GPU run too)
   } catch (const c10::Error& e) {
-    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
-                     e.what_without_backtrace());
+    throw CheckpointDamaged("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
+                            e.what_without_backtrace());
   } catch (const std::exception& e) {  // LibTorch's unpickler also throws std::out_of_range & co.
-    throw InputError("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " + e.what());
+    throw CheckpointDamaged("checkpoint '" + path + "' is not a readable torch archive (corrupt or truncated?): " +
+                            e.what());
   }
   verify_checksum(path, archive);
   c10::IValue format, version, config, dtype, step;
@@ -299,7 +317,7 @@ LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_dam
     }
     try {
       return load_flow_checkpoint(p.string());
-    } catch (const Error& e) {
+    } catch (const CheckpointDamaged& e) {
       problems.push_back(e.what());
       return std::nullopt;
     }
@@ -317,11 +335,18 @@ LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_dam
   }
   spdlog::warn("--resume: {}; resuming from '{}' (step {}) instead", problems.front(), best->path, best->step);
   // Kept for inspection, and out of the way: the next checkpoint must not keep it as last.prev.pt.
-  std::error_code ec;
-  if (set_aside_damaged && fs::exists(last, ec)) {
-    fs::rename(last, last.string() + ".corrupt", ec);
-    if (!ec) spdlog::warn("the damaged '{}' is now '{}.corrupt'", last.string(), last.string());
-    else fs::remove(last, ec);
+  if (set_aside_damaged) {
+    std::error_code ec;
+    if (fs::exists(last, ec)) {
+      fs::rename(last, last.string() + ".corrupt", ec);
+      if (!ec) spdlog::warn("the damaged '{}' is now '{}.corrupt'", last.string(), last.string());
+    }
+    // last.pt again at once (a copy of the fallback, atomically): a job killed before its next
+    // checkpoint is still resumed, not started afresh.
+    const std::string tmp = last.string() + ".tmp";
+    fs::copy_file(best->path, tmp, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::rename(tmp, last, ec);
+    if (ec) spdlog::warn("cannot copy '{}' to '{}': {}", best->path, last.string(), ec.message());
   }
   return *best;
 }

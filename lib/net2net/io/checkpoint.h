@@ -6,11 +6,18 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "net2net/core/error.h"
 #include "net2net/inn/flow.h"
 
 namespace net2net::io {
 
 inline constexpr const char* kCheckpointFormat = "net2net.checkpoint";
+
+// A checkpoint file that is damaged (unreadable archive, checksum mismatch): the one error that
+// --resume answers by falling back to an earlier checkpoint. Exit 2 like any bad input.
+struct CheckpointDamaged : InputError {
+  using InputError::InputError;
+};
 inline constexpr int64_t kCheckpointVersion = 1;
 
 void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model);
@@ -52,10 +59,12 @@ inline constexpr const char* kPreviousCheckpoint = "last.prev.pt";
 // a warning if neither works).
 void keep_previous_checkpoint(const std::string& last_path);
 
-// --resume: RUN_DIR/checkpoints/last.pt when it loads; else, with a warning naming what is wrong
-// with it, the newest (highest step) of last.prev.pt and best.pt that loads, and a damaged last.pt
-// renamed to last.pt.corrupt when set_aside_damaged (the rank that writes). IoError naming every
-// file tried when none loads.
+// --resume: RUN_DIR/checkpoints/last.pt when it loads; when it is damaged (CheckpointDamaged) or
+// missing, with a warning, the newest (highest step) of last.prev.pt and best.pt that loads. When
+// set_aside_damaged (the rank that writes), a damaged last.pt is renamed last.pt.corrupt and the
+// fallback copied to last.pt, so that the run directory still says "resume me". Other errors
+// (a newer version, an unreadable file system) are thrown as they are; IoError naming every file
+// tried when none loads.
 LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_damaged);
 
 }  // namespace net2net::io

@@ -254,12 +254,18 @@ class TrainingRun {
       if (state_.step % val_every_ == 0 && state_.step < steps_) validate(state_.step);
       if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint();
       if (consecutive_bad_ >= kMaxSkippedInARow) {
-        // Skipped updates left the model as it was: keep what was trained, then stop.
-        checkpoint();
+        // The state that diverged goes to diverged.pt for a look; last.pt stays the last good one
+        // (the update before the skipped steps may be what broke the model).
+        const fs::path diverged = dir_ / "checkpoints" / "diverged.pt";
+        if (lead_) io::save_training_checkpoint(diverged.string(), config_, model_, *adam_, state_);
+        const bool has_last = fs::exists(last_path_);
         throw Error("training diverged: " + std::to_string(consecutive_bad_) + " non-finite steps in a row (steps " +
                         std::to_string(state_.step - consecutive_bad_ + 1) + "-" + std::to_string(state_.step) +
-                        "); checkpoint '" + last_path_.string() + "' written at step " + std::to_string(state_.step) +
-                        " (try a smaller lr or train.grad_clip, then --resume with --set)",
+                        "); its state is in '" + diverged.string() + "'; " +
+                        (has_last ? "the last good checkpoint is '" + last_path_.string() +
+                                        "' (--resume with a smaller train.lr or a train.grad_clip)"
+                                  : std::string("no checkpoint was written before (try a smaller train.lr or a "
+                                                "train.grad_clip)")),
                     kExitFailure);
       }
       if (comm_->any(stop_requested())) {
@@ -325,9 +331,10 @@ class TrainingRun {
     check_precision(precision_, device_);
     if (lead_) {
       fs::create_directories(dir_ / "checkpoints");
-      if (!opt_.resume && opt_.force) {
-        fs::remove(best_path_);
-        fs::remove(dir_ / "checkpoints" / io::kPreviousCheckpoint);
+      if (!opt_.resume && opt_.force) {  // nothing of the previous run may be resumed later
+        for (const fs::path& old : {best_path_, last_path_, dir_ / "checkpoints" / io::kPreviousCheckpoint,
+                                    dir_ / "checkpoints" / "diverged.pt"})
+          fs::remove(old);
       }
       write_text_atomically((dir_ / "config.json").string(), config_.dump(2) + "\n");
     }
@@ -470,6 +477,11 @@ class TrainingRun {
       if (all_finite(model_)) {
         auto extra_state = state_;
         extra_state.extra = state_extra();
+        {  // the generator as it is now (state_ holds it as of the last last.pt)
+          auto gen = at::detail::getDefaultCPUGenerator();
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          extra_state.rng_state = gen.get_state();
+        }
         io::save_training_checkpoint(best_path_.string(), config_, model_, *adam_, extra_state);
       }
     }
