@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# Installs the build into a temporary prefix, moves the prefix elsewhere, and runs the installed
-# tools from another folder with a clean environment: each must find its data files beside itself
-# (not in the source tree: --version names the folder it uses) and its LibTorch through RPATH.
+# Installs the build into a temporary prefix, moves the prefix elsewhere, hides the source and build
+# folders (a mount namespace, where this runs as root; said when not), and runs the installed tools
+# from another folder with a clean environment: each must find its data files beside itself
+# (--version names the folder it uses) and its LibTorch through RPATH.
 #   tests/install_test.sh BUILD_DIR
 set -euo pipefail
-build=$(cd "${1:?usage: install_test.sh BUILD_DIR}" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 fail() { echo "install_test: $*" >&2; exit 1; }
-
-cmake --install "$build" --prefix "$tmp/first" > "$tmp/install.log" || fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
-mv "$tmp/first" "$tmp/moved"  # relocatable: nothing may point at the prefix it was installed to
-p=$tmp/moved
+if [[ ${1:-} != --installed ]]; then
+  build=$(cd "${1:?usage: install_test.sh BUILD_DIR}" && pwd)
+  src=$(cd "$(dirname "$0")/.." && pwd)
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  cmake --install "$build" --prefix "$tmp/first" > "$tmp/install.log" || fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
+  mv "$tmp/first" "$tmp/moved"  # relocatable: nothing may point at the prefix it was installed to
+  cp "$0" "$tmp/check.sh"       # the checks below run from here: the source folder is about to vanish
+  mkdir "$tmp/empty"
+  if [[ $(id -u) == 0 ]] && unshare -m true 2> /dev/null; then
+    # The build folder first: it may lie inside the source folder.
+    unshare -m bash -c 'mount --bind "$1" "$2" && mount --bind "$1" "$3" && exec bash "$4" --installed "$5" "$6" "$3"' _ \
+      "$tmp/empty" "$build" "$src" "$tmp/check.sh" "$tmp/moved" "$tmp"
+    echo "install_test: (the source and build folders were hidden: $src, $build)"
+  else
+    echo "install_test: not root or no mount namespaces: the source and build folders stay visible" >&2
+    bash "$tmp/check.sh" --installed "$tmp/moved" "$tmp"
+  fi
+  exit 0
+fi
+p=$2 tmp=$3
+if [[ -n ${4:-} && -n $(ls -A "$4") ]]; then fail "the source folder $4 is still visible"; fi
 for f in bin/net2net-extract bin/net2net-train bin/net2net-translate bin/net2net-eval \
          share/net2net/data/power_profiles.json share/net2net/data/reference_costs.json \
          share/net2net/configs/text2biggan.json share/net2net/slurm/train_one_node.sbatch \
