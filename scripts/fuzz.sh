@@ -6,7 +6,7 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh fuzz_cache fuzz_sources     some targets, longer
 #   FUZZ_STOP_AT_FIRST=1 scripts/fuzz.sh     stop each target at its first finding (default: fork
 #                                            mode, which saves a finding and goes on)
-# 1. Builds build-sanitize/ with scripts/sanitize.sh --build-only --fuzz (clang; FUZZ_SKIP_BUILD=1
+# 1. Builds build-sanitize/ with scripts/sanitize.sh --build-only (clang; FUZZ_SKIP_BUILD=1
 #    skips it; BUILD_DIR moves the folder).
 # 2. Seeds BUILD_DIR/fuzz-corpus/<target>/ from tests/fuzz/corpus/<target>/ and, once (again with
 #    FUZZ_RESEED=1), tests/fuzz/make_seed_corpus.sh (caches, statistics and checkpoints made by the
@@ -29,7 +29,7 @@ for t in "${targets[@]}"; do
 done
 
 if [[ ${FUZZ_SKIP_BUILD:-0} != 1 ]]; then
-  BUILD_DIR=$BUILD_DIR scripts/sanitize.sh --build-only --fuzz
+  BUILD_DIR=$BUILD_DIR scripts/sanitize.sh --build-only
 fi
 build=$(cd "$BUILD_DIR" && pwd)
 corpus=$build/fuzz-corpus

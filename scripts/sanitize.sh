@@ -17,7 +17,6 @@ for a in "$@"; do
   case "$a" in
     --all) mode=all ;;
     --build-only) mode=none ;;
-    --fuzz) ;;  # always built; accepted for scripts/fuzz.sh
     *) echo "sanitize.sh: unknown argument '$a' (see the header of scripts/sanitize.sh)" >&2; exit 2 ;;
   esac
 done

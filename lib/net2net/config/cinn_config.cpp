@@ -9,7 +9,7 @@ namespace {
 using namespace keys;
 
 Schema make_cinn_schema() {
-  const std::string seed = std::to_string(kDefaultSeed);
+  const std::string default_seed = std::to_string(kDefaultSeed);
   return Schema("cinn", {
     str("kind", "cinn", "Config kind.", {"cinn"}),
     str("name", "", "Free-form name of the experiment (shown in logs and reports)."),
@@ -45,7 +45,7 @@ Schema make_cinn_schema() {
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
     nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
     str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16"}),
-    integer("train.seed", kDefaultSeed, "Seed of initialisation, shuffling and splits (the reference's default " + seed + ").", 0),
+    seed("train.seed", kDefaultSeed, "Seed of initialisation, shuffling and splits (the reference's default " + default_seed + ")."),
     resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
     resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),
     resumable(integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1)),

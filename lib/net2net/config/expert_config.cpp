@@ -20,7 +20,7 @@ std::vector<Key> common(const std::string& kind) {
       integer("train.epochs", 3, "Passes over the training images.", 1.0),
       number("train.lr", 2e-3, "Adam learning rate.", 0.0),
       str("train.lr_schedule", "constant", "constant, or cosine: decays from train.lr to 0 over the epochs.", {"constant", "cosine"}),
-      integer("train.seed", kDefaultSeed, "Seed of initialisation and shuffling.", 0.0),
+      seed("train.seed", kDefaultSeed, "Seed of initialisation and shuffling."),
       integer("train.log_every", 100, "Steps between metrics lines.", 1.0),
   };
 }

@@ -144,10 +144,8 @@ void Schema::check_value(const Key& key, const json& v, const std::string& origi
                       (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
                        std::fabs(v.get<double>()) < 9e15);
       if (!integral) fail(origin, key.path, "expected an integer, got " + describe(v));
-      // JSON reads 18446744073709551615 as an unsigned integer: it would wrap to -1 as int64. Seeds
-      // are read as uint64, so the whole unsigned range is theirs.
-      const bool unsigned_key = key.path.size() >= 4 && key.path.compare(key.path.size() - 4, 4, "seed") == 0;
-      if (!unsigned_key && v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+      // JSON reads 18446744073709551615 as an unsigned integer: it would wrap to -1 as int64.
+      if (!key.full_uint64 && v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
         fail(origin, key.path, "integer " + describe(v) + " is out of range");
       check_bounds(key, v.get<double>(), origin);
       break;
@@ -339,6 +337,11 @@ Key str(std::string path, json def, std::string help, std::vector<std::string> c
 Key integer(std::string path, json def, std::string help, std::optional<double> min) {
   Key k = make(std::move(path), Type::Int, std::move(def), std::move(help));
   k.min = min;
+  return k;
+}
+Key seed(std::string path, json def, std::string help) {
+  Key k = integer(std::move(path), std::move(def), std::move(help), 0);
+  k.full_uint64 = true;
   return k;
 }
 Key number(std::string path, json def, std::string help, std::optional<double> min, std::optional<double> max) {

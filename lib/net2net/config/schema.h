@@ -21,6 +21,7 @@ struct Key {
   bool nullable = false;       // null is a valid value (meaning: derive it)
   std::optional<double> min;   // inclusive bound (each element for lists)
   std::optional<double> max;   // inclusive bound
+  bool full_uint64 = false;    // Int read as uint64 (seeds): up to 2^64 - 1, where others stop at 2^63 - 1
   std::vector<std::string> choices;  // allowed strings (empty: any)
   int list_size = -1;          // exact length for NumberList (-1: any)
   bool resume_may_change = false;  // may differ from the run's when it is resumed (--resume)
@@ -31,6 +32,8 @@ struct Key {
 namespace keys {
 Key str(std::string path, json def, std::string help, std::vector<std::string> choices = {});
 Key integer(std::string path, json def, std::string help, std::optional<double> min = {});
+// A seed: an integer from 0 to 2^64 - 1.
+Key seed(std::string path, json def, std::string help);
 Key number(std::string path, json def, std::string help, std::optional<double> min = {}, std::optional<double> max = {});
 Key boolean(std::string path, bool def, std::string help);
 Key number_list(std::string path, json def, std::string help, int size, std::optional<double> min = {},

@@ -477,11 +477,7 @@ class TrainingRun {
       if (all_finite(model_)) {
         auto extra_state = state_;
         extra_state.extra = state_extra();
-        {  // the generator as it is now (state_ holds it as of the last last.pt)
-          auto gen = at::detail::getDefaultCPUGenerator();
-          std::lock_guard<std::mutex> lock(gen.mutex());
-          extra_state.rng_state = gen.get_state();
-        }
+        extra_state.rng_state = generator_state();  // as it is now (state_ holds it as of the last last.pt)
         io::save_training_checkpoint(best_path_.string(), config_, model_, *adam_, extra_state);
       }
     }
@@ -493,15 +489,18 @@ class TrainingRun {
     if (!all_finite(model_))
       throw Error("model parameters are not finite; last good checkpoint kept at '" + last_path_.string() + "'",
                   kExitFailure);
-    {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      state_.rng_state = gen.get_state();
-    }
+    state_.rng_state = generator_state();
     state_.extra = state_extra();
     io::keep_previous_checkpoint(last_path_.string());
     io::save_training_checkpoint(last_path_.string(), config_, model_, *adam_, state_);
     write_text_atomically((dir_ / "energy.json").string(), state_.extra["energy"].dump(2) + "\n");
+  }
+
+  // torch's default CPU generator, which checkpoints record for an exact resume.
+  static Tensor generator_state() {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return gen.get_state();
   }
 
   json state_extra() {
