@@ -14,12 +14,21 @@
 # BUILD_DIR, LOG_LEVEL; STOP_AFTER_TRAINING=1 ends after step 3. SBERT=FILE: the exported
 # sentence-BERT; SBERT_SKIPPED: why there is none (for the report).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-B=${BUILD_DIR:-build}/tools
-EXTRACT=$B/net2net-extract/net2net-extract
-TRAIN=$B/net2net-train/net2net-train
-TRANSLATE=$B/net2net-translate/net2net-translate
-EVAL=$B/net2net-eval/net2net-eval
+# From a source tree it runs in the tree with the tools of BUILD_DIR; installed
+# (PREFIX/share/net2net/scripts/demo.sh) it runs in the current folder with PREFIX/bin's tools.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -f $ROOT/CMakeLists.txt ]]; then
+  cd "$ROOT"
+  B=${BUILD_DIR:-build}/tools
+  EXTRACT=$B/net2net-extract/net2net-extract
+  TRAIN=$B/net2net-train/net2net-train
+  TRANSLATE=$B/net2net-translate/net2net-translate
+  EVAL=$B/net2net-eval/net2net-eval
+else
+  B=$(cd "$ROOT/../../bin" && pwd)
+  EXTRACT=$B/net2net-extract TRAIN=$B/net2net-train TRANSLATE=$B/net2net-translate EVAL=$B/net2net-eval
+fi
+CONFIGS=$ROOT/configs
 OUT=${OUT:-out/demo}
 TRAIN_LIMIT=${TRAIN_LIMIT:-30000}   # items of the cINN training cache
 TEST_LIMIT=${TEST_LIMIT:-2000}      # items of the test cache (validation, scores)
@@ -91,7 +100,7 @@ train_expert() {  # config name epochs
   if [[ -f "$OUT/experts/$2/expert.pt" ]]; then step "expert $2: reused"; return; fi
   step "expert $2: training ($3 epochs)"
   mkdir -p "$OUT/experts/$2"
-  "$TRAIN" --config "configs/example/$1.json" --run-dir "$OUT/experts/$2" --set train.epochs="$3" \
+  "$TRAIN" --config "$CONFIGS/example/$1.json" --run-dir "$OUT/experts/$2" --set train.epochs="$3" \
     --set data.limit="$EXPERT_LIMIT" --json "${LOG[@]}" --threads "$JOB_THREADS" > "$OUT/experts/$2/summary.json.tmp"
   mv "$OUT/experts/$2/summary.json.tmp" "$OUT/experts/$2/summary.json"
   step "expert $2: done"
@@ -146,7 +155,7 @@ fi
 
 # 3. cINNs ---------------------------------------------------------------------------------------
 train_cinn() {  # name (a line of EXPERIMENTS)
-  local run=$OUT/runs/$1 config=configs/${EXP_CONFIG[$1]}.json cache=${EXP_CACHE[$1]}
+  local run=$OUT/runs/$1 config=$CONFIGS/${EXP_CONFIG[$1]}.json cache=${EXP_CACHE[$1]}
   if [[ -f "$run/summary.json" ]]; then step "cINN $1: reused"; return; fi
   local resume=(); [[ -f "$run/checkpoints/last.pt" ]] && resume=(--resume)
   local steps; steps=${STEPS:-$(jq -r .train.steps "$config")}
@@ -224,7 +233,7 @@ done
 # the captions' own words (prompts_in_vocabulary.tsv). PROMPT_SAMPLES images per prompt, T = 1.
 for set in heldout in_vocabulary; do
   awk -v n="$PROMPT_SAMPLES" 'NR == 1 { print; next } { for (i = 0; i < n; i++) print }' \
-    "configs/example/prompts_$set.tsv" > "$S/prompts_$set.tsv"
+    "$CONFIGS/example/prompts_$set.tsv" > "$S/prompts_$set.tsv"
   "$EXTRACT" --data "tsv:$S/prompts_$set.tsv" --expert p=identity --out "$S/prompts_$set.props.h5" --force "${LOG[@]}"
   for run in "${TEXT_RUNS[@]}"; do
     g=$S/$run.$set
@@ -248,7 +257,7 @@ step "writing $OUT/report.md"
 report=(); for line in "${EXPERIMENTS[@]}"; do report+=(--experiment "$line"); done
 for t in "${HELDOUT_GRID[@]}"; do report+=(--heldout-grid "$t"); done
 if [[ -z $SBERT ]]; then report+=(--sbert-skipped "$SBERT_SKIPPED"); fi
-python3 scripts/example/report.py --out "$OUT" --seconds "$(($(date +%s) - t0))" --train-limit "$TRAIN_LIMIT" \
+python3 "$ROOT/scripts/example/report.py" --out "$OUT" --seconds "$(($(date +%s) - t0))" --train-limit "$TRAIN_LIMIT" \
   --test-limit "$TEST_LIMIT" --eval-rows "$EVAL_ROWS" --prompt-samples "$PROMPT_SAMPLES" \
-  --heldout-prompts configs/example/prompts_heldout.tsv "${report[@]}"
+  --heldout-prompts "$CONFIGS/example/prompts_heldout.tsv" "${report[@]}"
 step "done: $OUT/report.md"

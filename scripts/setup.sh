@@ -26,7 +26,8 @@ for arg in "$@"; do
   case "$arg" in
     # Independent references for the tests only; never run-time dependencies of the tools.
     --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision
-                       lmod) ;;  # lmod: the install test loads the installed environment module
+                       lmod debootstrap) ;;  # lmod: the install test loads the installed module;
+                       # debootstrap: scripts/test_deb.sh installs the .deb on a clean minimal Debian
     # The exporter of the pretrained text expert (run once; the tools never need Python).
     --sbert) packages+=(python3-torch python3-numpy) ;;
     *) echo "setup.sh: unknown argument '$arg' (use --test and/or --sbert)" >&2; exit 2 ;;

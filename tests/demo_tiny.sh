@@ -3,12 +3,17 @@
 # sentence-BERT part where NET2NET_SBERT names the exported model (scripts/run_tests.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 export SBERT=${NET2NET_SBERT:-}
-OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 EXPERT_LIMIT=2000 EVAL_ROWS=40 \
-  PROMPT_SAMPLES=2 BUILD_DIR=${1:-build} LOG_LEVEL=error scripts/demo.sh
 fail() { echo "demo_tiny: $*" >&2; exit 1; }
+# The first run is the installed example (cmake --install into a prefix, run from another folder);
+# the second, the source tree's, which must reuse what the first made.
+build=${1:-build}
+cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log" || fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
+(cd "$tmp" && OUT=demo TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 \
+  EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
+out=$tmp/demo
 files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png)
 runs=6 text_experts=1
 if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=7 text_experts=2; fi
@@ -21,7 +26,7 @@ rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-
 [[ $rows -eq $text_experts ]] || fail "report.md has $rows held-out rows, expected $text_experts"
 [[ -n $SBERT ]] || grep -q "^Skipped: SBERT was not given" "$out/report.md" || fail "the report does not say why sentence-BERT is missing"
 # A second run reuses everything it can (experts, caches, cINNs).
-OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=${1:-build} LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
+OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=$build LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
   scripts/demo.sh 2> "$out/second.log"
 grep -q "expert ae: reused" "$out/second.log" || fail "experts were not reused"
 grep -q "cINN label2ae: reused" "$out/second.log" || fail "cINNs were not reused"

@@ -73,11 +73,16 @@ std::string data_dir() {
   // Installed (cmake --install, the .deb): PREFIX/bin/<tool> finds PREFIX/share/net2net/data,
   // wherever the prefix was moved; a tool in a build tree falls back to the source tree's data/.
   std::error_code ec;
+  const auto has_data = [&ec](const std::filesystem::path& dir) {
+    return std::filesystem::exists(dir / "power_profiles.json", ec);
+  };
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     const std::filesystem::path installed = exe.parent_path().parent_path() / "share" / "net2net" / "data";
-    if (std::filesystem::exists(installed / "power_profiles.json", ec)) return installed.string();
+    if (has_data(installed)) return installed.string();
   }
+  for (const char* dir : {NET2NET_INSTALL_DATA_DIR, NET2NET_PACKAGE_DATA_DIR})
+    if (has_data(dir)) return dir;
   return NET2NET_DEFAULT_DATA_DIR;
 }
 
@@ -100,6 +105,9 @@ std::string version_report(const std::string& tool) {
   for (const auto& c : kernels::cpu::available_capabilities()) isas += (isas.empty() ? "" : ", ") + c;
   out += "\nCPU kernels: " + kernels::cpu::capability() + " (available: " + isas + "); " +
          std::to_string(available_cpus()) + " CPU(s) available\ndata files: " + data_dir();
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(data_dir()) / "power_profiles.json", ec))
+    out += " (missing: set NET2NET_DATA_DIR to the folder with power_profiles.json)";
   return out;
 }
 
