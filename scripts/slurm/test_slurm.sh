@@ -432,12 +432,22 @@ scenario_c() {
   port=$(free_port)
   local addr_env=()
   getent hosts "$NODE" >/dev/null || { say "c: '$NODE' does not resolve; MASTER_ADDR=127.0.0.1"; addr_env=(MASTER_ADDR=127.0.0.1); }
-  jid=$(env "${addr_env[@]}" CONFIG="$d/cfg.json" RUN_DIR="$d/run" DEVICE=cpu MASTER_PORT="$port" TRAIN_ARGS=--deterministic \
-    NET2NET_BIN="$BIN" sbatch "${SBATCH_COMMON[@]}" --job-name=n2n-test-c --nodes=1 --ntasks-per-node=2 --gpus-per-node=0 \
-    --cpus-per-task=1 --output="$d/job-%j.out" "$REPO/scripts/slurm/train_multi_node.sbatch")
+  # As on a cluster: the tools installed into a prefix and put on PATH by `module load net2net`
+  # (Lmod, where installed; else NET2NET_BIN names the build's tools).
+  local tool_env=(NET2NET_BIN="$BIN") want_tool=$BIN/net2net-train/net2net-train
+  if [[ -f /usr/share/lmod/lmod/init/bash ]]; then
+    cmake --install "$BUILD_DIR" --prefix "$T/prefix" > "$d/install.log" || fail "cmake --install failed (see $d/install.log)"
+    tool_env=($(bash -c "source /usr/share/lmod/lmod/init/bash > /dev/null 2>&1; module use '$T/prefix/share/net2net/modulefiles' \
+      && module load net2net && echo PATH=\$PATH NET2NET_DATA_DIR=\$NET2NET_DATA_DIR")) || fail "module load net2net failed"
+    want_tool=$T/prefix/bin/net2net-train
+  fi
+  jid=$(env "${addr_env[@]}" "${tool_env[@]}" CONFIG="$d/cfg.json" RUN_DIR="$d/run" DEVICE=cpu MASTER_PORT="$port" \
+    TRAIN_ARGS=--deterministic sbatch "${SBATCH_COMMON[@]}" --job-name=n2n-test-c --nodes=1 --ntasks-per-node=2 \
+    --gpus-per-node=0 --cpus-per-task=1 --output="$d/job-%j.out" "$REPO/scripts/slurm/train_multi_node.sbatch")
   out=$d/job-$jid.out
-  say "c: job $jid submitted (2 tasks)"
+  say "c: job $jid submitted (2 tasks; net2net-train: $want_tool)"
   wait_job "$jid" 300 "$out"
+  grep -q "^tool: $want_tool$" "$out" || fail "the job did not run $want_tool: $(grep '^tool:' "$out")"
   grep -q "rank 0/2: gloo process group via " "$out" || fail "rank 0 did not join a Gloo group of 2 (see $out)"
   grep -q "rank 1/2: gloo process group via " "$out" || fail "rank 1 did not join a Gloo group of 2 (see $out)"
   grep -q "2 rank(s), gloo, cpu" "$out" || fail "training did not run on 2 Gloo ranks"
