@@ -142,6 +142,55 @@ TEST(Tools, DryRunOfTextToBigGanReportsTheReferenceParameterCount) {
   EXPECT_EQ(std::stoll(slurp(py)), s["parameters"]["total"].get<int64_t>());
 }
 
+// The reference configs say they hold the original's hyper-parameters: the flow_config params (and
+// batch size, base learning rate) of the CompVis/net2net YAML each names, transcribed here.
+TEST(Tools, ReferenceConfigsHoldTheHyperParametersOfTheOriginalConfigsTheyName) {
+  struct Original {
+    const char* config;
+    const char* yaml;  // in CompVis/net2net
+    int cond_dim, embedding_dim, conditioning_depth, n_flows, in_channels, hidden_dim, hidden_depth, batch_size;
+  };
+  // All three: activation "none", conditioner_use_bn True, conditioning_hidden_dim 256 (the
+  // default), conditioning_option "none" (the default), base_learning_rate 4.5e-6.
+  const Original originals[] = {
+      {"label2ae", "configs/creativity/celeba_celebahq_ffhq_256.yaml", 3, 10, 2, 20, 128, 1024, 2, 15},
+      {"faces32to256", "configs/translation/faces32-to-faces256.yaml", 128, 128, 2, 20, 128, 1024, 2, 6},
+      {"text2biggan", "configs/translation/sbert-to-biggan256.yaml", 768, 268, 2, 24, 268, 1024, 2, 16},
+  };
+  const bool python = std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0;
+  for (const auto& o : originals) {
+    const std::string path = std::string(NET2NET_SOURCE_DIR) + "/configs/" + o.config + ".json";
+    auto r = run("net2net-train", "--config '" + path + "' --dry-run");
+    ASSERT_EQ(r.rc, 0) << path << r.err;
+    const json s = json::parse(r.out);
+    const json& m = s["config"]["model"];
+    SCOPED_TRACE(std::string(o.config) + " <-> " + o.yaml);
+    EXPECT_NE(s["config"]["description"].get<std::string>().find(o.yaml), std::string::npos);
+    EXPECT_EQ(m["cond_dim"], o.cond_dim);
+    EXPECT_EQ(m["embedding_dim"], o.embedding_dim);
+    EXPECT_EQ(m["embedder"]["depth"], o.conditioning_depth);
+    EXPECT_EQ(m["embedder"]["hidden_dim"], 256);
+    EXPECT_EQ(m["embedder"]["norm"], "batchnorm");
+    EXPECT_EQ(m["n_flows"], o.n_flows);
+    EXPECT_EQ(m["in_dim"], o.in_channels);
+    EXPECT_EQ(m["hidden_dim"], o.hidden_dim);
+    EXPECT_EQ(m["hidden_depth"], o.hidden_depth);
+    EXPECT_EQ(m["activation"], "none");
+    EXPECT_EQ(m["conditioning"], "none");
+    EXPECT_EQ(s["config"]["train"]["batch_size"], o.batch_size);
+    EXPECT_DOUBLE_EQ(s["config"]["train"]["base_lr"].get<double>(), 4.5e-6);
+    // The parameter count of that architecture: closed form, and the Python reference module.
+    const int64_t total = s["parameters"]["total"].get<int64_t>();
+    EXPECT_EQ(total, reference_parameter_count(m));
+    if (!python) continue;
+    auto py = work_dir() / (std::string(o.config) + ".count");
+    ASSERT_EQ(std::system(("/usr/bin/python3 '" + std::string(NET2NET_SOURCE_DIR) + "/tests/python/reference_flow.py' count '" +
+                           path + "' > '" + py.string() + "'").c_str()), 0);
+    EXPECT_EQ(std::stoll(slurp(py)), total);
+  }
+  if (!python) GTEST_SKIP() << "python3-torch missing: counted in closed form only";
+}
+
 TEST(Tools, EveryShippedConfigDryRuns) {
   for (const auto& entry : fs::directory_iterator(fs::path(NET2NET_SOURCE_DIR) / "configs")) {
     if (entry.path().extension() != ".json") continue;
