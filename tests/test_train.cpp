@@ -495,6 +495,59 @@ TEST(TrainTool, TwoGlooRanksEqualOneProcessOnTheCombinedBatch) {
   EXPECT_GT(double(moved) / all, 0.05) << "the tolerance above would not catch a wrong all-reduce";
 }
 
+// train.accumulate: A batches' gradients summed into one step equal that step on the A batches
+// together. In float64 (train.precision fp64) the two differ only by summation order, ~1e-16
+// relative, so the check is tight; the model has no batch statistics (embedder norm none).
+TEST(TrainTool, AccumulatedBatchesEqualOneStepOnTheirConcatenationInFloat64) {
+  TempDir dir("train_accumulate");
+  make_data(dir, 2000);
+  const json train = {{"steps", 6}, {"lr", 0.002}, {"log_every", 1}, {"val_every", 1000}, {"checkpoint_every", 1000},
+                      {"precision", "fp64"}};
+  auto run_with = [&](const std::string& name, int64_t batch, int64_t accumulate) {
+    json t = train;
+    t["batch_size"] = batch, t["accumulate"] = accumulate;
+    auto cfg = write_config(dir, name, t);
+    const std::string log = dir / (name + ".log");
+    EXPECT_EQ(wait_exit(spawn({kTrain, "--config", cfg, "--run-dir", dir / name, "--threads", "1", "--log-level", "error"}, log)), 0)
+        << slurp(log);
+    return params_of(dir / (name + "/checkpoints/last.pt"));
+  };
+  auto accumulated = run_with("accumulated", 32, 2), together = run_with("together", 64, 1),
+       half = run_with("half", 32, 1);
+  ASSERT_EQ(accumulated.size(), together.size());
+  double worst = 0, scale = 0, half_off = 0;
+  for (size_t i = 0; i < accumulated.size(); ++i) {
+    ASSERT_EQ(accumulated[i].scalar_type(), torch::kFloat64);
+    worst = std::max(worst, (accumulated[i] - together[i]).abs().max().item<double>());
+    scale = std::max(scale, together[i].abs().max().item<double>());
+    half_off = std::max(half_off, (half[i] - together[i]).abs().max().item<double>());
+  }
+  EXPECT_LT(worst, 1e-10 * scale) << "6 accumulated steps are not one step on the concatenated batches";
+  EXPECT_GT(half_off, 1e-4 * scale) << "the check would not tell one batch from two";
+  // The logged loss and gradient norm of each step are those of the concatenated batch.
+  auto lines = [&](const std::string& name) {
+    std::vector<json> out;
+    std::ifstream in(dir / (name + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto j = json::parse(line);
+      if (j["split"] == "train") out.push_back(j);
+    }
+    return out;
+  };
+  auto a = lines("accumulated"), b = lines("together");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-9) << "step " << i + 1;
+    EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(), 1e-9 * b[i]["grad_norm"].get<double>());
+  }
+  // The reference's learning-rate rule counts the accumulated batches.
+  auto cfg = write_config(dir, "lr", {{"batch_size", 16}, {"accumulate", 4}, {"base_lr", 1e-4}});
+  ASSERT_EQ(wait_exit(spawn({kTrain, "--config", cfg, "--dry-run", "--log-level", "error"}, dir / "dry.json")), 0)
+      << slurp(dir / "dry.json");
+  EXPECT_DOUBLE_EQ(json::parse(slurp(dir / "dry.json"))["learning_rate"]["lr"].get<double>(), 4 * 16 * 1e-4);
+}
+
 TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {
   auto t = train::detect_distributed({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "1234"}});
   EXPECT_EQ(t.launcher, "torchrun");

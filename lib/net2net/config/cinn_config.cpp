@@ -35,16 +35,17 @@ Schema make_cinn_schema() {
     integer("model.embedder.depth", 2, "Hidden layers of the embedder MLP after the first one.", 0),
     str("model.embedder.norm", "none", "Normalisation in the embedder MLP.", {"none", "batchnorm", "actnorm"}),
     nullable(integer("model.permutation_seed", nullptr, "Seed of the fixed per-block permutations; null: train.seed.", 0)),
-    integer("train.batch_size", 16, "Pairs per optimizer step (over all devices).", 1),
+    integer("train.batch_size", 16, "Pairs per forward/backward pass (over all devices); an optimizer step takes train.accumulate of them.", 1),
+    integer("train.accumulate", 1, "Gradient accumulation: batches whose gradients are summed before each optimizer step (effective batch = accumulate * batch_size; batch statistics, e.g. a BatchNorm embedder, stay per batch).", 1),
     resumable(integer("train.steps", 100000, "Optimizer steps.", 0)),
-    number("train.base_lr", 4.5e-6, "Base learning rate; lr = devices * batch_size * base_lr unless train.lr is set.", 0.0),
+    number("train.base_lr", 4.5e-6, "Base learning rate; lr = accumulate * devices * batch_size * base_lr unless train.lr is set.", 0.0),
     nullable(number("train.lr", nullptr, "Learning rate that overrides the scaling rule.", 0.0)),
     str("train.lr_schedule", "constant", "constant: the learning rate throughout (the reference); cosine: decays from it to 0 at train.steps.", {"constant", "cosine"}),
     number_list("train.betas", json::array({0.5, 0.9}), "Adam betas (the reference's (0.5, 0.9)).", 2, 0.0, 0.999999),
     boolean("train.amsgrad", true, "Use the AMSGrad variant of Adam."),
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
     nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
-    str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16"}),
+    str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32); fp64 (float64 throughout: exact checks, ~2-4x slower). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16", "fp64"}),
     seed("train.seed", kDefaultSeed, "Seed of initialisation, shuffling and splits (the reference's default " + default_seed + ")."),
     resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
     resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),
@@ -117,7 +118,7 @@ FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim) {
 double effective_learning_rate(const json& resolved, int devices) {
   const json& t = resolved.at("train");
   if (!t.at("lr").is_null()) return t.at("lr").get<double>();
-  return devices * t.at("batch_size").get<double>() * t.at("base_lr").get<double>();
+  return t.at("accumulate").get<double>() * devices * t.at("batch_size").get<double>() * t.at("base_lr").get<double>();
 }
 
 }  // namespace net2net::config

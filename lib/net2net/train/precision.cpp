@@ -13,19 +13,23 @@ Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::fp32;
   if (name == "tf32") return Precision::tf32;
   if (name == "bf16") return Precision::bf16;
-  throw ConfigError("key 'train.precision': must be fp32, tf32 or bf16, got '" + name + "'");
+  if (name == "fp64") return Precision::fp64;
+  throw ConfigError("key 'train.precision': must be fp32, tf32, bf16 or fp64, got '" + name + "'");
 }
 
 const char* to_string(Precision p) {
   switch (p) {
     case Precision::tf32: return "tf32";
     case Precision::bf16: return "bf16";
+    case Precision::fp64: return "fp64";
     default: return "fp32";
   }
 }
 
+torch::Dtype parameter_dtype(Precision p) { return p == Precision::fp64 ? torch::kFloat64 : torch::kFloat32; }
+
 void check_precision(Precision p, const torch::Device& device) {
-  if (p == Precision::fp32) return;
+  if (p == Precision::fp32 || p == Precision::fp64) return;
   if (!device.is_cuda())
     throw ConfigError(std::string("train.precision=") + to_string(p) + " needs --device cuda (a GPU of compute capability " +
                       "8.0 or later); on the " + device.str() + " use train.precision=fp32");

@@ -169,9 +169,10 @@ ValResult evaluate(inn::ConditionalFlow& model, const Pairs& data, torch::Device
   model->eval();
   double nll = 0, nlogdet = 0, bpd = 0;
   const int64_t n = data.size();
+  const auto type = model->parameters().front().scalar_type();  // float64 for train.precision fp64
   for (int64_t s = 0; s < n; s += batch) {
     int64_t b = std::min(batch, n - s);
-    auto out = model->forward(data.target.narrow(0, s, b).to(device), data.cond.narrow(0, s, b).to(device));
+    auto out = model->forward(data.target.narrow(0, s, b).to(device, type), data.cond.narrow(0, s, b).to(device, type));
     auto terms = inn::nll_loss(out, 1.0);  // sums; divided by n below
     nll += terms.nll.item<double>();
     nlogdet += terms.nlogdet.item<double>();
@@ -326,6 +327,7 @@ class TrainingRun {
     steps_ = t["steps"], batch_ = t["batch_size"], log_every_ = t["log_every"], val_every_ = t["val_every"],
     ckpt_every_ = t["checkpoint_every"];
     seed_ = t["seed"];
+    accumulate_ = t["accumulate"];
     lr_schedule_ = t["lr_schedule"];
     precision_ = parse_precision(t["precision"].get<std::string>());
     check_precision(precision_, device_);
@@ -344,7 +346,8 @@ class TrainingRun {
   void prepare_data() {
     data_ = make_split(config_);
     if (data_.train.size() == 0) throw InputError("data.train '" + config_["data"]["train"].get<std::string>() + "' has no rows");
-    data_.train.cond = data_.train.cond.to(device_), data_.train.target = data_.train.target.to(device_);
+    const auto type = parameter_dtype(precision_);
+    data_.train.cond = data_.train.cond.to(device_, type), data_.train.target = data_.train.target.to(device_, type);
     order_.emplace(data_.train.size(), batch_, seed_);
     global_batch_ = order_->batch();
     if (lead_ && global_batch_ < batch_)
@@ -362,6 +365,7 @@ class TrainingRun {
     auto flow_cfg = config::flow_config_from_json(config_);
     model_ = opt_.resume ? resumed_.model : inn::build_flow(flow_cfg, seed_);  // build_flow seeds the RNG
     model_->to(device_);
+    inn::convert_floating(*model_, parameter_dtype(precision_));  // floating tensors only: permutations stay int64
     model_->train();
     lr_ = config::effective_learning_rate(config_, env_.world_size);
     auto betas = t["betas"].get<std::vector<double>>();
@@ -389,9 +393,12 @@ class TrainingRun {
                      state_.extra.value("threads", 0), at::get_num_threads());
       spdlog::info("resuming '{}' at step {}", run_dir_, state_.step);
     } else {
-      // ActNorm's data-dependent init on the first global batch, the same on every rank.
+      // ActNorm's data-dependent init on the first step's items (all its accumulated batches), the
+      // same on every rank.
       torch::NoGradGuard g;
-      auto idx = order_->indices(0).to(device_);
+      std::vector<Tensor> first;
+      for (int64_t k = 0; k < accumulate_; ++k) first.push_back(order_->indices(k));
+      auto idx = torch::cat(first).to(device_);
       model_->forward(data_.train.target.index_select(0, idx), data_.train.cond.index_select(0, idx));
     }
     comm_ = make_communicator(env_, device_.str());
@@ -406,22 +413,31 @@ class TrainingRun {
   }
 
   // ---- one optimizer step on this rank's share of the global batch
+  // Batch k of step s is batch s * accumulate + k of the data order (what accumulate = 1 would take
+  // in steps s * accumulate + k); its gradients are summed into the step's.
   StepStats step(int64_t step) {
-    auto idx = order_->indices(step).narrow(0, share_begin_, share_end_ - share_begin_).to(device_);
-    auto x = data_.train.target.index_select(0, idx), c = data_.train.cond.index_select(0, idx);
     MatmulPrecisionScope tf32(precision_, device_);  // TF32 through the step (tf32 only), not validation
     adam_->clear_grads();
-    inn::FlowOutput out;
-    {
-      AutocastScope autocast(precision_, device_);  // bfloat16 forward (bf16 only)
-      out = model_->forward(x, c);
+    // Sums over this rank's share, scaled so that the all-reduced sum is the mean over all the
+    // step's items (every batch of the step has global_batch_ of them).
+    const double scale = static_cast<double>(env_.world_size) / (static_cast<double>(global_batch_) * accumulate_);
+    kernels::GradientSquares squares;  // the weight gradients' sums of squares, for grad_norm
+    Tensor stats;
+    for (int64_t k = 0; k < accumulate_; ++k) {
+      auto idx = order_->indices(step * accumulate_ + k).narrow(0, share_begin_, share_end_ - share_begin_).to(device_);
+      auto x = data_.train.target.index_select(0, idx), c = data_.train.cond.index_select(0, idx);
+      inn::FlowOutput out;
+      {
+        AutocastScope autocast(precision_, device_);  // bfloat16 forward (bf16 only)
+        out = model_->forward(x, c);
+      }
+      const inn::NllTerms terms = inn::nll_loss(out, scale);
+      // A gradient added to by a later batch is read again by gradient_norm (GradientSquares).
+      kernels::backward_recording_squares(terms.loss, squares);
+      const Tensor batch_stats = torch::stack({terms.nll, terms.nlogdet, inn::reference_nll(out.v, scale)}).detach();
+      stats = k == 0 ? batch_stats : stats + batch_stats;
     }
-    // Sums over this rank's share, scaled so that the all-reduced mean is the global batch mean.
-    const double scale = static_cast<double>(env_.world_size) / global_batch_;
-    const inn::NllTerms terms = inn::nll_loss(out, scale);
-    kernels::GradientSquares squares;  // this step's weight gradients' sums of squares, for grad_norm
-    kernels::backward_recording_squares(terms.loss, squares);
-    const Tensor stats = torch::stack({terms.nll, terms.nlogdet, inn::reference_nll(out.v, scale)});
+    stats = stats.to(parameter_dtype(precision_));  // all-reduced in one bucket with the gradients
     std::vector<Tensor> bucket;
     for (const auto& p : params_)
       if (p.grad().defined()) bucket.push_back(p.grad());
@@ -450,11 +466,11 @@ class TrainingRun {
 
   // ---- the train metrics line every log_every steps (and at the last)
   void log(const StepStats& s, const Progress& progress) {
-    items_since_log_ += global_batch_;
+    items_since_log_ += global_batch_ * accumulate_;
     if (!lead_ || (state_.step % log_every_ != 0 && state_.step != steps_)) return;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_log_).count();
     t_log_ = std::chrono::steady_clock::now();
-    last_train_ = {{"step", state_.step}, {"split", "train"}, {"epoch", order_->epoch_of(s.step)}, {"loss", s.total},
+    last_train_ = {{"step", state_.step}, {"split", "train"}, {"epoch", order_->epoch_of(s.step * accumulate_)}, {"loss", s.total},
                    {"nll", s.nll}, {"nlogdet", s.nlogdet}, {"reference_nll", s.reference_nll}, {"lr", s.lr},
                    {"grad_norm", s.grad_norm}, {"items_per_s", secs > 0 ? items_since_log_ / secs : 0.0}};
     items_since_log_ = 0;
@@ -530,7 +546,7 @@ class TrainingRun {
   fs::path dir_, last_path_, best_path_;
   json config_;
   io::LoadedFlow resumed_;
-  int64_t steps_ = 0, batch_ = 0, log_every_ = 1, val_every_ = 1, ckpt_every_ = 1;
+  int64_t steps_ = 0, batch_ = 0, accumulate_ = 1, log_every_ = 1, val_every_ = 1, ckpt_every_ = 1;
   uint64_t seed_ = 0;
   std::string lr_schedule_;
   Precision precision_ = Precision::fp32;
@@ -567,6 +583,7 @@ json evaluate_nll(const std::string& checkpoint, const std::string& data_file, c
                      std::to_string(loaded.model->config().cond_dim) + " / " + std::to_string(loaded.model->config().in_dim));
   torch::Device dev(device);
   loaded.model->to(dev);
+  inn::convert_floating(*loaded.model, torch::kFloat32);  // as translation does, also for a train.precision fp64 run
   auto r = evaluate(loaded.model, pairs, dev, batch);
   return json{{"checkpoint", loaded.path}, {"data", data_file}, {"items", pairs.size()}, {"nll", r.loss},
               {"nll_term", r.nll}, {"nlogdet", r.nlogdet}, {"bits_per_dim", r.bpd}};

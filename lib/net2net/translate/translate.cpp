@@ -200,6 +200,7 @@ class Translation {
     loaded_ = io::load_flow_checkpoint(r_.checkpoint);
     device_ = torch::Device(r_.device);
     loaded_.model->to(device_);
+    inn::convert_floating(*loaded_.model, torch::kFloat32);  // a train.precision fp64 run's cINN translates in float32
     loaded_.model->eval();
   }
 
