@@ -20,6 +20,7 @@
 #include "net2net/train/energy.h"
 #include "net2net/train/lr_schedule.h"
 #include "net2net/train/trainer.h"
+#include "net2net/train/warm_start.h"
 #include "test_util.h"
 
 using namespace net2net;
@@ -546,6 +547,71 @@ TEST(TrainTool, AccumulatedBatchesEqualOneStepOnTheirConcatenationInFloat64) {
   ASSERT_EQ(wait_exit(spawn({kTrain, "--config", cfg, "--dry-run", "--log-level", "error"}, dir / "dry.json")), 0)
       << slurp(dir / "dry.json");
   EXPECT_DOUBLE_EQ(json::parse(slurp(dir / "dry.json"))["learning_rate"]["lr"].get<double>(), 4 * 16 * 1e-4);
+}
+
+// --init-from: a new run takes another run's tensors by name (optimizer, RNG and step afresh);
+// --init-ignore keeps tensors initialised by prefix (the original's ignore_keys) or glob.
+TEST(TrainTool, InitFromTakesTheTensorsByNameAndKeepsTheIgnoredOnesInitialised) {
+  TempDir dir("train_init_from");
+  make_data(dir, 500);
+  const json train = {{"batch_size", 50}, {"lr", 0.002}, {"log_every", 1}, {"val_every", 1000}, {"checkpoint_every", 1000}};
+  auto train_run = [&](const std::string& name, int64_t steps, std::vector<std::string> extra, json model = json::object()) {
+    json t = train;
+    t["steps"] = steps;
+    std::vector<std::string> args = {kTrain, "--config", write_config(dir, name, t, model), "--run-dir", dir / name,
+                                     "--threads", "1", "--log-level", "error"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return wait_exit(spawn(args, dir / (name + ".log")));
+  };
+  auto tensors = [&](const std::string& name) {
+    std::map<std::string, Tensor> out;
+    auto m = io::load_flow_checkpoint(dir / (name + "/checkpoints/last.pt")).model;
+    for (const auto& p : m->named_parameters()) out[p.key()] = p.value();
+    for (const auto& b : m->named_buffers()) out[b.key()] = b.value();
+    return out;
+  };
+  const std::string source = dir / "a/checkpoints/last.pt";
+  ASSERT_EQ(train_run("a", 20, {}), 0) << slurp(dir / "a.log");
+  // Zero steps: the run's checkpoint is what it started from.
+  ASSERT_EQ(train_run("all", 0, {"--init-from", source, "--set", "train.seed=99"}), 0) << slurp(dir / "all.log");
+  ASSERT_EQ(train_run("noembedder", 0, {"--init-from", source, "--init-ignore", "embedder", "--set", "train.seed=99"}), 0)
+      << slurp(dir / "noembedder.log");
+  ASSERT_EQ(train_run("fresh", 0, {"--set", "train.seed=99"}), 0) << slurp(dir / "fresh.log");
+  auto a = tensors("a"), all = tensors("all"), noembedder = tensors("noembedder"), fresh = tensors("fresh");
+  ASSERT_EQ(a.size(), all.size());
+  int64_t embedder = 0;
+  for (const auto& [name, t] : a) {
+    EXPECT_TRUE(torch::equal(all[name], t)) << name << " was not taken from the checkpoint";
+    if (name.rfind("embedder", 0) == 0) {
+      ++embedder;
+      EXPECT_TRUE(torch::equal(noembedder[name], fresh[name])) << name << " is not the new run's initialisation";
+      EXPECT_FALSE(torch::equal(noembedder[name], t)) << name;
+    } else {
+      EXPECT_TRUE(torch::equal(noembedder[name], t)) << name;
+    }
+  }
+  EXPECT_GT(embedder, 0);
+  // Training on from there: a new optimizer and step count, the config as given.
+  ASSERT_EQ(train_run("more", 3, {"--init-from", dir / "a"}), 0) << slurp(dir / "more.log");
+  EXPECT_EQ(logged_step(dir / "more"), 3);
+  auto config = json::parse(slurp(dir / "more/config.json"));
+  EXPECT_EQ(config["train"]["init_from"], dir / "a");
+  // Another architecture: the tensors of other shapes are named, unless ignored.
+  const json wider = {{"hidden_dim", 32}};
+  EXPECT_EQ(train_run("wider", 0, {"--init-from", source}, wider), 2);
+  EXPECT_NE(slurp(dir / "wider.log").find("--init-ignore"), std::string::npos) << slurp(dir / "wider.log");
+  EXPECT_NE(slurp(dir / "wider.log").find("[2, 64]"), std::string::npos) << slurp(dir / "wider.log");
+  EXPECT_EQ(train_run("wider2", 0, {"--init-from", source, "--init-ignore", "block*.coupling*", "--force"}, wider), 0)
+      << slurp(dir / "wider2.log");
+  EXPECT_EQ(train_run("resume", 0, {"--init-from", source, "--resume"}), 2);
+}
+
+TEST(WarmStart, IgnorePatternsArePrefixesOrGlobs) {
+  EXPECT_TRUE(train::ignored_by("embedder.linear0.weight", {"embedder"}));
+  EXPECT_TRUE(train::ignored_by("block12.actnorm.loc", {"block1*"}));
+  EXPECT_FALSE(train::ignored_by("block2.actnorm.loc", {"block1*"}));
+  EXPECT_TRUE(train::ignored_by("block2.actnorm.loc", {"x", "block*.actnorm.*"}));
+  EXPECT_FALSE(train::ignored_by("block2.coupling.st0.w", {"block*.actnorm.*", ""}));
 }
 
 TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {

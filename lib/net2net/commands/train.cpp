@@ -31,6 +31,7 @@ class TrainTool : public cli::Tool {
            "  net2net-train --config configs/fmnist_label2ae.json --set train.steps=2000 --run-dir runs/l2ae\n"
            "  net2net-train --list-keys          # every config key, its type and default\n"
            "  net2net-train --run-dir runs/l2ae --resume     # after an interruption (exit code 4)\n"
+           "  net2net-train --config configs/fmnist_sbert2ae.json --init-from runs/text2ae --init-ignore embedder\n"
            "  torchrun-style: RANK=0 WORLD_SIZE=2 MASTER_ADDR=host MASTER_PORT=29500 net2net-train ...\n\n"
            "Writes RUN_DIR/config.json, checkpoints/last.pt and best.pt, metrics.jsonl, energy.json.\n"
            "SIGINT, SIGTERM and SIGUSR1 write last.pt and exit with code 4.";
@@ -45,6 +46,14 @@ class TrainTool : public cli::Tool {
     app.add_flag("--force", force_, "Start over in a run directory that already has checkpoints");
     app.add_flag("--deterministic", deterministic_,
                  "Deterministic algorithms; a run killed and resumed ends bit-identical (same --threads)");
+    app.add_option("--init-from", init_from_,
+                   "Warm start: take the cINN's tensors by name from this checkpoint (file or run directory); "
+                   "optimizer, RNG and step start afresh (train.init_from)")
+        ->type_name("CKPT");
+    app.add_option("--init-ignore", init_ignore_,
+                   "With --init-from: tensors to keep initialised, a name prefix (embedder) or glob (block1*); "
+                   "repeatable (train.init_ignore)")
+        ->type_name("PATTERN");
     app.add_flag("--dry-run", dry_run_, "Validate the config and data, build the model, print a JSON summary");
     app.add_flag("--list-keys", list_keys_, "Print every config key (markdown table) and exit");
   }
@@ -55,6 +64,12 @@ class TrainTool : public cli::Tool {
                 << config::classifier_schema().markdown();
       return 0;
     }
+    // --init-from / --init-ignore are the config keys train.init_from / train.init_ignore.
+    if (!init_from_.empty()) {
+      if (resume_) throw UsageError("--init-from starts a new run from another's weights; --resume continues this one");
+      sets_.push_back("train.init_from=" + json(init_from_).dump());
+    }
+    if (!init_ignore_.empty()) sets_.push_back("train.init_ignore=" + json(init_ignore_).dump());
     // The example's experts (kinds autoencoder and classifier) train on images.
     if (!config_.empty()) {
       std::vector<std::string> all = sets_;
@@ -94,8 +109,8 @@ class TrainTool : public cli::Tool {
   }
 
  private:
-  std::string config_, run_dir_;
-  std::vector<std::string> sets_;
+  std::string config_, run_dir_, init_from_;
+  std::vector<std::string> sets_, init_ignore_;
   bool resume_ = false, force_ = false, deterministic_ = false, dry_run_ = false, list_keys_ = false;
 };
 

@@ -46,6 +46,8 @@ Schema make_cinn_schema() {
     number("train.weight_decay", 0.0, "L2 weight decay of Adam.", 0.0),
     nullable(number("train.grad_clip", nullptr, "Clip the global gradient norm to this value; null: no clipping.", 0.0)),
     str("train.precision", "fp32", "Numeric precision of training steps: fp32; tf32 (TF32 matmuls); bf16 (bfloat16 autocast; log-dets, loss and optimizer state stay float32); fp64 (float64 throughout: exact checks, ~2-4x slower). tf32 and bf16 need --device cuda (compute capability 8.0+).", {"fp32", "tf32", "bf16", "fp64"}),
+    nullable(str("train.init_from", nullptr, "Warm start (net2net-train --init-from): a cINN checkpoint (file or run directory) whose parameters and buffers initialise this model by name; the optimizer, RNG and step start afresh (unlike --resume); null: none.")),
+    string_list("train.init_ignore", json::array(), "Warm start: tensors not taken from train.init_from (they keep their initialisation): a name prefix, as the original's ignore_keys (\"embedder\"), or a glob (\"block1*\"). Repeatable --init-ignore."),
     seed("train.seed", kDefaultSeed, "Seed of initialisation, shuffling and splits (the reference's default " + default_seed + ")."),
     resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
     resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),

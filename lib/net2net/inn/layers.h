@@ -27,6 +27,8 @@ class ActNormImpl : public torch::nn::Module {
   Tensor inverse(const Tensor& y);
   bool initialized() const;
   void load(torch::serialize::InputArchive& archive) override;
+  // After initialized_flag was written from outside (a warm start copies it): read it again.
+  void forget_cached_flag() { known_initialized_ = false; }
   Tensor loc, scale, initialized_flag;
 
  private:

@@ -24,6 +24,7 @@
 #include "net2net/train/lr_schedule.h"
 #include "net2net/train/precision.h"
 #include "net2net/train/energy.h"
+#include "net2net/train/warm_start.h"
 #include "net2net/version.h"
 
 namespace net2net::train {
@@ -364,6 +365,14 @@ class TrainingRun {
     const json& t = config_["train"];
     auto flow_cfg = config::flow_config_from_json(config_);
     model_ = opt_.resume ? resumed_.model : inn::build_flow(flow_cfg, seed_);  // build_flow seeds the RNG
+    if (!opt_.resume && !t["init_from"].is_null()) {
+      const auto w = warm_start(model_, t["init_from"].get<std::string>(), t["init_ignore"].get<std::vector<std::string>>());
+      if (lead_)
+        spdlog::info("warm start from '{}': {} tensors taken, {} ignored, {} not in it (kept initialised), {} of it unused",
+                     w.path, w.loaded.size(), w.ignored.size(), w.fresh.size(), w.unused.size());
+      warm_start_ = {{"from", w.path}, {"loaded", w.loaded.size()}, {"ignored", w.ignored}, {"not_in_checkpoint", w.fresh},
+                     {"unused", w.unused}};
+    }
     model_->to(device_);
     inn::convert_floating(*model_, parameter_dtype(precision_));  // floating tensors only: permutations stay int64
     model_->train();
@@ -535,7 +544,8 @@ class TrainingRun {
     return {{"run_dir", run_dir_}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
             {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
             {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
-            {"checkpoint", last_path_.string()}, {"energy", lead_ ? state_.extra["energy"] : json(nullptr)}};
+            {"checkpoint", last_path_.string()}, {"energy", lead_ ? state_.extra["energy"] : json(nullptr)},
+            {"warm_start", warm_start_}};
   }
 
   const TrainOptions& opt_;
@@ -567,6 +577,7 @@ class TrainingRun {
   int64_t items_since_log_ = 0;
   std::chrono::steady_clock::time_point t_log_;
   json last_train_ = nullptr;
+  json warm_start_ = nullptr;  // what train.init_from gave (a new run only)
 };
 
 }  // namespace
