@@ -286,6 +286,76 @@ TEST(Translate, ThePngDrawsAtMostGridColsSamplesOfAtMostGridRowsConditions) {
   EXPECT_EQ(io::EmbeddingReader(f.dir / "capped.h5").rows(), 300);  // the file has every row
 }
 
+TEST(Translate, EditStrengthMovesTheConditionLinearlyFromTheExemplarsOwnToTheTarget) {
+  Fixture f;
+  torch::jit::Module dec("Decoder");
+  dec.define("def forward(self, z):\n  return z\ndef decode(self, z):\n  return z.reshape([-1, 1, 2, 3])\n");
+  dec.save(f.dir / "decoder.pt");
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.mode = "transfer";
+  r.exemplar = f.cache;
+  r.exemplar_limit = 3;
+  r.labels = {2, 3};
+  r.alphas = {0, 0.5, 1};
+  r.decoder = "ts:" + f.dir / "decoder.pt";
+  r.out = f.dir / "edit.h5";
+  r.png = f.dir / "edit.png";
+  auto s = translate::run_translate(r);
+  EXPECT_EQ(s["rows"], 2 * 3 * 3);
+  auto z = f.read(r.out, "z", 6), alpha = f.read(r.out, "alpha", 1);
+  io::EmbeddingReader out(r.out);
+  auto ci = out.read_int64("cond_index"), ei = out.read_int64("exemplar_index");
+  // Every row is T^-1(T(z_e | c_e) | (1 - a) c_e + a c_target), computed here directly.
+  auto loaded = io::load_flow_checkpoint(f.checkpoint);
+  torch::NoGradGuard g;
+  auto v = loaded.model->forward(f.z, f.c).v;
+  const std::vector<int64_t> labels = {2, 3};
+  for (int64_t row = 0; row < 18; ++row) {
+    const float a = alpha[row][0].item<float>();
+    EXPECT_EQ(a, float(std::vector<double>{0, 0.5, 1}[row % 3])) << "row " << row;
+    EXPECT_EQ(ei[row], (row / 3) % 3);
+    EXPECT_EQ(ci[row], row / 9);
+    auto target = torch::one_hot(torch::tensor({labels[ci[row]]}, torch::kLong), 4).to(torch::kFloat32);
+    auto c = (1 - a) * f.c[ei[row]].unsqueeze(0) + a * target;
+    auto expected = loaded.model->inverse(v[ei[row]].unsqueeze(0), c)[0];
+    EXPECT_LT((z[row] - expected).abs().max().item<float>(), 1e-5) << "row " << row;
+    if (a == 0) EXPECT_LT((z[row] - f.z[ei[row]]).abs().max().item<float>(), 1e-4) << "strength 0 is the exemplar";
+  }
+  // Strength 1 is the plain transfer.
+  translate::TranslateRequest plain = r;
+  plain.alphas.clear();
+  plain.out = f.dir / "plain.h5";
+  plain.png = f.dir / "plain.png";
+  translate::run_translate(plain);
+  auto zp = f.read(plain.out, "z", 6);
+  for (int64_t row = 2; row < 18; row += 3)
+    EXPECT_LT((z[row] - zp[ci[row] * 3 + ei[row]]).abs().max().item<float>(), 1e-6) << "row " << row;
+  // The PNG: a strip per (condition, exemplar), one column more than strengths (the exemplar).
+  auto png_size = [](const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    unsigned char h[24] = {};
+    in.read(reinterpret_cast<char*>(h), 24);
+    auto be = [&](int o) { return (h[o] << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3]; };
+    return std::pair<int, int>(be(16), be(20));
+  };
+  auto three = png_size(r.png);
+  r.alphas = {0, 1};
+  r.out = f.dir / "edit2.h5", r.png = f.dir / "edit2.png";
+  translate::run_translate(r);
+  auto two = png_size(r.png);
+  EXPECT_GT(three.first, two.first);
+  EXPECT_EQ(three.second, two.second);
+  EXPECT_GT(three.second, png_size(plain.png).second) << "6 strips are more rows than 1 + 2 plain ones";
+  // Strengths only in transfer mode, and finite.
+  r.force = true;
+  r.alphas = {std::nan("")};
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+  r.alphas = {0.5};
+  r.mode = "sample";
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+}
+
 TEST(Translate, AMissingRecordedDecoderSaysWhereItCameFrom) {
   // The checkpoint records its target expert's path as net2net-train saw it; moved elsewhere,
   // --png fails with an error that names the checkpoint and --decoder, keeping the I/O exit code.

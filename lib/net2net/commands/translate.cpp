@@ -25,7 +25,9 @@ class TranslateTool : public cli::Tool {
            "  net2net-translate --checkpoint runs/s2 --data fashion-mnist:test --cond-expert ts:clf.pt:stage2 \\\n"
            "      --samples 4 --out st.h5\n"
            "  net2net-translate --checkpoint runs/l2ae --mode transfer --exemplar cache/test.h5 \\\n"
-           "      --labels 0,1,2,3,4,5,6,7,8,9 --out shift.h5 --png shift.png";
+           "      --labels 0,1,2,3,4,5,6,7,8,9 --out shift.h5 --png shift.png\n"
+           "  net2net-translate --checkpoint runs/l2ae --mode transfer --exemplar cache/test.h5 --exemplars 4 \\\n"
+           "      --labels 7 --alpha 0,0.25,0.5,0.75,1 --out edit.h5 --png edit.png     # edit strength";
   }
   void add_options(CLI::App& app) override {
     app.add_option("--checkpoint", r_.checkpoint, "Run directory or checkpoint file")->required();
@@ -42,6 +44,11 @@ class TranslateTool : public cli::Tool {
     app.add_option("--png", r_.png, "PNG grid (a row per condition, a column per sample)");
     app.add_option("--mode", r_.mode, "sample or transfer")->check(CLI::IsMember({"sample", "transfer"}))->capture_default_str();
     app.add_option("--exemplar", r_.exemplar, "Transfer: a cache (FILE.h5) holding the model's condition and target datasets");
+    app.add_option("--alpha", r_.alphas,
+                   "Transfer: edit strengths A[,A...]; the condition moves from the exemplar's own (0) to the target (1), "
+                   "linearly; the PNG gets a strip per exemplar (/alpha in --out)")
+        ->delimiter(',')
+        ->type_name("A[,A...]");
     app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(cli::positive_number())->capture_default_str();
     app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(cli::positive_number())->capture_default_str();
     app.add_option("--grid-cols", r_.max_cols_in_png, "Most samples of a condition drawn in the PNG (the first ones)")

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "net2net/core/error.h"
@@ -194,6 +195,10 @@ class Translation {
     if (fs::exists(r_.out) && !r_.force) throw UsageError("'" + r_.out + "' exists; use --force to overwrite it");
     if (r_.samples < 1) throw UsageError("--samples must be >= 1");
     if (r_.mode != "sample" && r_.mode != "transfer") throw UsageError("--mode must be sample or transfer");
+    if (!r_.alphas.empty() && r_.mode != "transfer") throw UsageError("--alpha needs --mode transfer");
+    for (double a : r_.alphas)
+      if (!std::isfinite(a)) throw UsageError("--alpha: every strength must be a finite number");
+    alphas_ = r_.alphas.empty() ? std::vector<double>{1.0} : r_.alphas;
   }
 
   void load_model() {
@@ -229,7 +234,8 @@ class Translation {
     auto ec = torch::from_blob(cv.data(), {e, ci.cols}).clone().to(device_);
     exemplar_z_ = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device_);
     exemplar_v_ = loaded_.model->forward(exemplar_z_, ec).v;
-    per_cond_ = e;
+    exemplar_c_ = ec;
+    per_cond_ = e * static_cast<int64_t>(alphas_.size());  // rows: condition, exemplar, strength
   }
 
   // --decoder, else the model's target expert when it decodes (a TorchScript target expert
@@ -276,6 +282,7 @@ class Translation {
       w.create_float("z", loaded_.model->config().in_dim);
       w.create_int64("cond_index");
       if (r_.mode == "transfer") w.create_int64("exemplar_index");
+      if (!r_.alphas.empty()) w.create_float("alpha", 1);
       if (cond_.labelled) w.create_int64("label");
       for (int64_t row0 = 0; row0 < rows_;) {
         if (stop_requested())
@@ -306,20 +313,30 @@ class Translation {
     const auto cond_of_row = torch::div(row_index, per_cond_, "floor"), sample_of_row = row_index.remainder(per_cond_);
     const int64_t first_cond = row0 / per_cond_, last_cond = (row0 + n - 1) / per_cond_;
     auto c = cond_.rows(first_cond, last_cond + 1).index_select(0, cond_of_row - first_cond).to(device_);
-    Tensor v;
+    Tensor v, alpha_of_row;
+    // Transfer: sample s of a condition is exemplar s / strengths at strength s % strengths.
+    const int64_t strengths = static_cast<int64_t>(alphas_.size());
+    const auto exemplar_of_row = torch::div(sample_of_row, strengths, "floor");
     if (r_.mode == "transfer") {
-      v = exemplar_v_.index_select(0, sample_of_row.to(device_));
+      v = exemplar_v_.index_select(0, exemplar_of_row.to(device_));
+      if (!r_.alphas.empty()) {
+        alpha_of_row = torch::tensor(alphas_, torch::kFloat64).index_select(0, sample_of_row.remainder(strengths))
+                           .to(torch::kFloat32).unsqueeze(1);
+        const auto a = alpha_of_row.to(device_);
+        c = (1 - a) * exemplar_c_.index_select(0, exemplar_of_row.to(device_)) + a * c;
+      }
     } else {
       v = at::randn({n, loaded_.model->config().in_dim}, gen_, torch::kFloat32).to(device_) * r_.temperature;
     }
     auto z = loaded_.model->inverse(v, c).to(torch::kCPU).contiguous();
     w.append_float("z", z.data_ptr<float>(), z.size(0));
     std::vector<int64_t> ci(cond_of_row.data_ptr<int64_t>(), cond_of_row.data_ptr<int64_t>() + n),
-        ei(sample_of_row.data_ptr<int64_t>(), sample_of_row.data_ptr<int64_t>() + n), lab;
+        ei(exemplar_of_row.data_ptr<int64_t>(), exemplar_of_row.data_ptr<int64_t>() + n), lab;
     if (cond_.labelled)
       for (int64_t k : ci) lab.push_back(cond_.labels[k]);
     w.append_int64("cond_index", ci.data(), ci.size());
     if (r_.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
+    if (alpha_of_row.defined()) w.append_float("alpha", alpha_of_row.contiguous().data_ptr<float>(), n);
     if (cond_.labelled) w.append_int64("label", lab.data(), lab.size());
     // Diversity: every condition of a whole batch, or a condition's first slice.
     const bool measure = diversity_ && (whole_ || row0 % per_cond_ == 0);
@@ -336,7 +353,10 @@ class Translation {
     w.append_float("image", flat.data_ptr<float>(), flat.size(0));
     if (measure) diversity_pixels_.add(img, measured_conds, measured_k);
     if (!r_.png.empty()) {  // the grid's cells: the first grid_cols samples of the first grid rows
-      auto drawn = ((sample_of_row < grid_cols_) & (cond_of_row < r_.max_rows_in_png)).nonzero().squeeze(1);
+      // (with strengths: a row per (condition, exemplar), a column per strength)
+      auto drawn = strips()
+                       ? (cond_of_row * (per_cond_ / strengths) + exemplar_of_row < r_.max_rows_in_png).nonzero().squeeze(1)
+                       : ((sample_of_row < grid_cols_) & (cond_of_row < r_.max_rows_in_png)).nonzero().squeeze(1);
       if (drawn.numel() > 0) img_all_.push_back(img.index_select(0, drawn));
     }
   }
@@ -349,7 +369,11 @@ class Translation {
       summary["diversity_z"] = diversity_z_.mean();
       if (decoder_) summary["diversity_pixels"] = diversity_pixels_.mean();
     }
-    if (!r_.png.empty()) {
+    if (!r_.alphas.empty()) summary["alphas"] = alphas_;
+    if (!r_.png.empty() && strips()) {
+      write_strips();
+      summary["png"] = r_.png;
+    } else if (!r_.png.empty()) {
       auto images = torch::cat(img_all_);
       int64_t grid_rows = std::min<int64_t>(images.size(0) / grid_cols_, r_.max_rows_in_png);
       std::vector<std::string> labels;
@@ -370,14 +394,36 @@ class Translation {
     return summary;
   }
 
+  // Edit strengths drawn as strips: per (target condition, exemplar), the exemplar, then its
+  // image at each strength.
+  bool strips() const { return !r_.alphas.empty(); }
+  void write_strips() {
+    const int64_t strengths = static_cast<int64_t>(alphas_.size()), exemplars = per_cond_ / strengths;
+    auto images = torch::cat(img_all_);
+    const int64_t rows = images.size(0) / strengths;
+    auto ex = decoder_->decode(exemplar_z_).to(torch::kCPU, torch::kFloat32);
+    std::vector<Tensor> cells;
+    std::vector<std::string> labels;
+    for (int64_t row = 0; row < rows; ++row) {
+      cells.push_back(ex[row % exemplars].unsqueeze(0));
+      cells.push_back(images.narrow(0, row * strengths, strengths));
+      labels.push_back(cond_.caption(row / exemplars) + " / exemplar " + std::to_string(row % exemplars));
+    }
+    std::string header = "exemplar";
+    for (double a : alphas_) header += fmt::format(" | {:g}", a);
+    spdlog::info("strips: a row per (target condition, exemplar); columns: {}", header);
+    data::write_png(r_.png, data::make_grid(torch::cat(cells), rows, strengths + 1, labels));
+  }
+
   const TranslateRequest& r_;
   at::Generator gen_;
+  std::vector<double> alphas_{1.0};
   io::LoadedFlow loaded_;
   torch::Device device_{torch::kCPU};
   Conditions cond_;
   int64_t per_cond_ = 1, rows_ = 0, grid_cols_ = 1, batch_rows_ = 1;
   bool whole_ = true, diversity_ = false;
-  Tensor exemplar_v_, exemplar_z_;
+  Tensor exemplar_v_, exemplar_z_, exemplar_c_;
   std::unique_ptr<experts::Expert> decoder_;
   std::string decoder_spec_;
   Diversity diversity_z_, diversity_pixels_;

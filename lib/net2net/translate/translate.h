@@ -1,8 +1,11 @@
 // net2net-translate's engine. Conditions z_phi come from a cache, labels, texts, or raw inputs
 // through the condition expert; for each, K samples z_theta = T^-1(v | z_phi), v ~ N(0, T^2 I)
 // (seeded), or, in transfer mode, v = T(z_theta(x) | z_phi(x)) of exemplars x carried over to
-// each target condition (the reference's "shift"). Output: HDF5 /z [rows, D], /cond_index [rows]
-// (plus /exemplar_index, /label, and /image when decoded), and optionally a PNG grid.
+// each target condition (the reference's "shift"). Edit strength (transfer with --alpha): the
+// condition moves linearly from the exemplar's own toward the target, c = (1 - a) c_x + a c_t,
+// for each a (0: the exemplar itself, 1: the plain transfer), as the original demo's slider.
+// Output: HDF5 /z [rows, D], /cond_index [rows] (plus /exemplar_index, /alpha, /label, and /image
+// when decoded), and optionally a PNG grid.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -29,6 +32,7 @@ struct TranslateRequest {
   std::string mode = "sample";       // sample | transfer
   std::string exemplar;              // transfer: a cache (FILE.h5) with the model's condition and target datasets
   int64_t exemplar_limit = 8;        // transfer: the first N exemplars
+  std::vector<double> alphas;        // transfer: edit strengths (empty: 1 alone, no /alpha dataset)
   int64_t max_rows_in_png = 40;      // conditions (rows) drawn in the grid
   int64_t max_cols_in_png = 64;      // samples (columns) of each condition drawn in the grid
   int64_t batch_size = 1024;
