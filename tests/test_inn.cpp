@@ -9,11 +9,13 @@
 #include <sstream>
 #include <tuple>
 
+#include "net2net/core/error.h"
 #include "net2net/inn/flow.h"
 
 using namespace net2net;
 using namespace net2net::inn;
 using torch::Tensor;
+using nlohmann::json;
 
 namespace {
 
@@ -240,6 +242,50 @@ TEST_P(FlowGrid, GradientsReachEveryParameter) {
     auto parts = p.key().find(".st") != std::string::npos ? g.chunk(2, 0) : std::vector<torch::Tensor>{g};
     for (const auto& part : parts) EXPECT_GT(part.abs().sum().item<double>(), 0.0) << p.key();
   }
+}
+
+// ------------------------------------------------------------------ unconditional (cond_dim 0)
+// The original's UnconditionalFlatCouplingFlow: no embedder; each coupling's subnets see their
+// half of the input alone. Conditions are [N, 0].
+TEST(UnconditionalFlow, InvertsHasTheJacobiansLogDetAndTrainsEveryParameter) {
+  for (int64_t d : {5, 8}) {
+    SCOPED_TRACE("in_dim " + std::to_string(d));
+    auto cfg = config::default_flow_config(d, 0);
+    cfg.n_flows = 3, cfg.hidden_dim = 16, cfg.hidden_depth = 1, cfg.permutation_seed = 11;
+    EXPECT_EQ(cfg.embedding_dim, 0);
+    auto model = ready_flow(cfg);
+    EXPECT_FALSE(model->embedder);
+    // Parameters in closed form: per block ActNorm (2 d) and four subnets on their half alone.
+    auto mlp = [](int64_t in, int64_t h, int64_t depth, int64_t out) { return in * h + h + depth * (h * h + h) + h * out + out; };
+    const int64_t a = (d + 1) / 2, b = d / 2;
+    EXPECT_EQ(count_parameters(*model), cfg.n_flows * (2 * d + 2 * mlp(a, 16, 1, b) + 2 * mlp(b, 16, 1, a)));
+    auto x = batch(16, d, torch::kFloat64, 21);
+    auto none = torch::zeros({16, 0}, f64());
+    {
+      torch::NoGradGuard g;
+      auto out = model->forward(x, none);
+      EXPECT_LT(max_abs(model->inverse(out.v, none) - x), 1e-10);
+    }
+    auto out = model->forward(x.narrow(0, 0, 3), none.narrow(0, 0, 3));
+    std::vector<Tensor> refs;
+    for (int64_t r = 0; r < 3; ++r)
+      refs.push_back(jacobian_logdet([&](const Tensor& t) { return model->forward(t, none.narrow(0, 0, 1)).v; },
+                                     x.narrow(0, r, 1)));
+    expect_logdet_matches(out.logdet, torch::cat(refs));
+    // A condition of another width is refused.
+    EXPECT_THROW(model->forward(x, batch(16, 3)), c10::Error);
+    // Gradients reach every parameter.
+    model->train();
+    nll_loss(model->forward(x, none), 1.0 / 16).loss.backward();
+    for (const auto& p : model->named_parameters()) {
+      ASSERT_TRUE(p.value().grad().defined()) << p.key();
+      EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+    }
+  }
+  // Per-block conditioning maps need a condition.
+  json user = {{"data", {{"train", ""}, {"condition", nullptr}, {"target", ""}}},
+               {"model", {{"in_dim", 4}, {"cond_dim", 0}, {"conditioning", "parallel"}}}};
+  EXPECT_THROW(config::flow_config_from_json(config::resolve_config(user, {}, "test")), ConfigError);
 }
 
 // ------------------------------------------------------------------ ActNorm init

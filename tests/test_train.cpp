@@ -164,6 +164,51 @@ TEST(Train, GaussianPairsApproachTheAnalyticOptimum) {
   EXPECT_GT(energy["cpu_seconds"].get<double>(), 0.0);
 }
 
+// data.condition null (model.cond_dim 0): a flow on x alone. The marginal of the Gaussian pairs is
+// x ~ N(0, S), S = A A^T + L L^T: the loss approaches 0.5 x^T S^-1 x + 0.5 log det S, and samples
+// (net2net-translate --samples with no condition) have covariance S.
+TEST(Train, UnconditionalFlowApproachesTheMarginalDensityAndSamplesIt) {
+  TempDir dir("train_unconditional");
+  make_data(dir);
+  auto cfg = write_config(dir, "marginal", {{"batch_size", 256}, {"steps", 800}, {"lr", 0.003}, {"log_every", 100},
+                                            {"val_every", 200}, {"checkpoint_every", 400}});
+  auto j = json::parse(slurp(cfg));
+  j["data"]["condition"] = nullptr;
+  std::ofstream(cfg) << j.dump();
+  train::TrainOptions o;
+  o.config_path = cfg;
+  o.run_dir = dir / "run";
+  train::run_training(o);
+  EXPECT_EQ(json::parse(slurp(dir / "run/config.json"))["model"]["cond_dim"], 0);
+  Gaussian g;
+  auto [cv, xv] = g.sample(2000, 2);
+  const Tensor S = g.A.matmul(g.A.t()) + g.L.matmul(g.L.t());
+  const double optimum = (0.5 * (xv.matmul(torch::linalg_inv(S)) * xv).sum(1)).mean().item<double>() +
+                         0.5 * std::get<1>(at::linalg_slogdet(S)).item<double>();
+  auto eval = train::evaluate_nll(dir / "run", dir / "val.h5", "cpu");
+  EXPECT_NEAR(eval["nll"].get<double>(), optimum, 0.1);
+  // Samples of the flow alone.
+  auto log = dir / "translate.log";
+  ASSERT_EQ(wait_exit(spawn({std::string(NET2NET_TOOL_DIR) + "/net2net-translate/net2net-translate", "--checkpoint", dir / "run",
+                             "--samples", "4000", "--out", dir / "samples.h5"}, log)), 0) << slurp(log);
+  io::EmbeddingReader reader(dir / "samples.h5");
+  ASSERT_EQ(reader.rows(), 4000);
+  auto rows = reader.read_rows("z", 0, 4000);
+  auto z = torch::from_blob(rows.data(), {4000, 3}).to(torch::kFloat64);
+  auto centred = z - z.mean(0);
+  auto cov = centred.t().matmul(centred) / 3999;
+  EXPECT_LT(((cov - S).norm() / S.norm()).item<double>(), 0.15) << cov << S;
+  // A condition for an unconditional model is refused.
+  ASSERT_EQ(wait_exit(spawn({std::string(NET2NET_TOOL_DIR) + "/net2net-translate/net2net-translate", "--checkpoint", dir / "run",
+                             "--labels", "1", "--out", dir / "refused.h5"}, log)), 2);
+  EXPECT_NE(slurp(log).find("unconditional"), std::string::npos) << slurp(log);
+  // model.cond_dim 0 with a condition dataset named is a config error.
+  j["data"]["condition"] = "c";
+  j["model"]["cond_dim"] = 0;
+  std::ofstream(cfg) << j.dump();
+  EXPECT_THROW(train::prepare_config(cfg, {}, false, 0), ConfigError);
+}
+
 TEST(Train, ValFractionSplitsTheTrainCache) {
   TempDir dir("train_split");
   make_data(dir, 1000);

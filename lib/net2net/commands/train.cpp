@@ -128,7 +128,7 @@ json train_dry_run(const std::string& config_path, const std::vector<std::string
   train::check_precision(train::parse_precision(config["train"]["precision"].get<std::string>()), torch::Device(g.device));
   auto flow_cfg = config::flow_config_from_json(config);
   auto model = inn::build_flow(flow_cfg, config["train"]["seed"].get<uint64_t>());
-  int64_t embedder = inn::count_parameters(*model->embedder);
+  int64_t embedder = model->embedder ? inn::count_parameters(*model->embedder) : 0;
   int64_t blocks = 0;
   for (const auto& b : model->blocks()) blocks += inn::count_parameters(*b);
   int64_t total = inn::count_parameters(*model);

@@ -17,13 +17,13 @@ Schema make_cinn_schema() {
     required(str("data.train", nullptr, "Embedding cache (HDF5) with the training pairs.")),
     nullable(str("data.val", nullptr, "Embedding cache for validation; null: split data.train by data.val_fraction.")),
     number("data.val_fraction", 0.1, "Share of data.train held out for validation when data.val is null (seeded by train.seed).", 0.0, 0.9),
-    required(str("data.condition", nullptr, "Dataset name of the condition z_phi (expert f) in the caches.")),
+    nullable(str("data.condition", nullptr, "Dataset name of the condition z_phi (expert f) in the caches; null: an unconditional flow on data.target alone (model.cond_dim 0, the original's UnconditionalFlatCouplingFlow).")),
     required(str("data.target", nullptr, "Dataset name of the target z_theta (expert g) in the caches.")),
     nullable(str("data.condition_expert", nullptr, "Expert spec that made data.condition; null: taken from the cache's provenance. net2net-translate uses it for --labels, --text and --data.")),
     nullable(str("data.target_expert", nullptr, "Expert spec that made data.target; null: taken from the cache's provenance. Its decode is net2net-translate's default --decoder.")),
     resumable(nullable(string_list("data.class_names", nullptr, "Names of the label classes, index by index; null: taken from the training cache (its source's names, e.g. Fashion-MNIST's). net2net-translate names the rows of its grids with them."))),
     nullable(integer("model.in_dim", nullptr, "Dimension of z_theta; null: taken from the data (checked against it when given).", 1)),
-    nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given).", 1)),
+    nullable(integer("model.cond_dim", nullptr, "Dimension of z_phi; null: taken from the data (checked against it when given); 0: unconditional (data.condition null; no embedder, the couplings see their half of the input alone).", 0)),
     integer("model.embedding_dim", 128, "Output size of the condition embedder, fed to every coupling.", 1),
     integer("model.n_flows", 20, "Number of flow blocks (ActNorm, activation, double coupling, permutation).", 1),
     integer("model.hidden_dim", 1024, "Width of the s and t subnets of each coupling.", 1),
@@ -108,11 +108,17 @@ FlowConfig flow_config_from_json(const json& resolved) {
   c.embedder.depth = m.at("embedder").at("depth").get<int64_t>();
   c.embedder.norm = m.at("embedder").at("norm").get<std::string>();
   c.permutation_seed = m.at("permutation_seed").is_null() ? kDefaultSeed : m.at("permutation_seed").get<uint64_t>();
+  if (c.cond_dim == 0) {  // unconditional: nothing to embed, and the couplings take no condition
+    if (c.conditioning != "none")
+      throw ConfigError("key 'model.conditioning': \"" + c.conditioning + "\" needs a condition; an unconditional flow "
+                        "(model.cond_dim 0) takes \"none\"");
+    c.embedding_dim = 0;
+  }
   return c;
 }
 
 FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim) {
-  json user = {{"data", {{"train", ""}, {"condition", ""}, {"target", ""}}},
+  json user = {{"data", {{"train", ""}, {"condition", cond_dim ? json("") : json(nullptr)}, {"target", ""}}},
                {"model", {{"in_dim", in_dim}, {"cond_dim", cond_dim}}}};
   return flow_config_from_json(resolve_config(user, {}, "the key table's defaults"));
 }

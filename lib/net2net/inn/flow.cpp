@@ -70,13 +70,15 @@ ConditionalFlowImpl::ConditionalFlowImpl(const config::FlowConfig& cfg) : cfg_(c
       cond_maps_.push_back(register_module("cond_map" + std::to_string(i),
                                            torch::nn::Linear(cfg.embedding_dim, cfg.embedding_dim)));
   }
-  embedder = register_module("embedder", Mlp(cfg.cond_dim, cfg.embedder.hidden_dim, cfg.embedder.depth,
-                                             cfg.embedding_dim, /*tanh_out=*/false, cfg.embedder.norm));
+  if (cfg.cond_dim > 0)  // an unconditional flow (cond_dim 0) has no embedder
+    embedder = register_module("embedder", Mlp(cfg.cond_dim, cfg.embedder.hidden_dim, cfg.embedder.depth,
+                                               cfg.embedding_dim, /*tanh_out=*/false, cfg.embedder.norm));
 }
 
 Tensor ConditionalFlowImpl::embed(const Tensor& cond) {
   TORCH_CHECK(cond.dim() == 2 && cond.size(1) == cfg_.cond_dim, "condition: expected [N, ", cfg_.cond_dim,
               "], got ", cond.sizes());
+  if (!embedder) return cond;  // unconditional: [N, 0], what each coupling concatenates to its half
   return embedder->forward(cond);
 }
 
@@ -122,6 +124,7 @@ kernels::FlowParams ConditionalFlowImpl::kernel_params() const {
 // training, every ActNorm is initialised (its initialisation is the op-by-op path's first step).
 bool ConditionalFlowImpl::whole_flow_fusable(const Tensor& x, const std::vector<Tensor>& conds, bool forward) const {
   if (!kernels::fused_cpu({x}) || blocks_.empty()) return false;  // first: the GPU path builds nothing
+  if (cfg_.cond_dim == 0) return false;  // unconditional: block by block (the subnet kernels still fuse)
   if (forward)
     for (const auto& blk : blocks_)
       if (blk->norm->is_training() && !blk->norm->initialized()) return false;

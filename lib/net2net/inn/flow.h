@@ -56,7 +56,7 @@ class ConditionalFlowImpl : public torch::nn::Module {
 
   const config::FlowConfig& config() const { return cfg_; }
   const std::vector<FlowBlock>& blocks() const { return blocks_; }
-  Mlp embedder{nullptr};
+  Mlp embedder{nullptr};  // null for an unconditional flow (cond_dim 0): conditions are [N, 0]
 
  private:
   kernels::FlowParams kernel_params() const;

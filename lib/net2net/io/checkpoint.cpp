@@ -223,7 +223,7 @@ void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, con
   put(archive, scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
   put(archive, scalars, "version", c10::IValue(kCheckpointVersion));
   put(archive, scalars, "config", c10::IValue(config.dump()));
-  put(archive, scalars, "dtype", c10::IValue(dtype_name(model->embedder->parameters().front().scalar_type())));
+  put(archive, scalars, "dtype", c10::IValue(dtype_name(model->parameters().front().scalar_type())));
   torch::serialize::OutputArchive model_archive;
   model->save(model_archive);
   archive.write("model", model_archive);

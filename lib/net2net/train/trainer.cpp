@@ -42,6 +42,7 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
   }
   io::EmbeddingReader reader(file);
   for (const auto& [dataset, key] : {std::pair{"condition", "cond_dim"}, std::pair{"target", "in_dim"}}) {
+    if (config["data"][dataset].is_null()) continue;  // an unconditional flow (model.cond_dim 0)
     const std::string name = config["data"][dataset].get<std::string>();
     if (!reader.has(name))
       throw InputError("data." + role + " '" + file + "' has no dataset '/" + name + "' (named by data." + dataset + ")");
@@ -66,7 +67,7 @@ json inspect_cache(const std::string& role, const std::string& file, json& confi
     };
     json experts = json::parse(text(attributes, "experts", "[]"), nullptr, false);
     for (const auto& [dataset, key] : {std::pair{"condition", "condition_expert"}, std::pair{"target", "target_expert"}})
-      if (config["data"][key].is_null() && experts.is_array())
+      if (config["data"][key].is_null() && config["data"][dataset].is_string() && experts.is_array())
         for (const auto& e : experts)
           if (e.is_object() && text(e, "name", "") == config["data"][dataset].get<std::string>())
             config["data"][key] = text(e, "spec", "");
@@ -84,6 +85,17 @@ json prepare_config(const std::string& config_path, const std::vector<std::strin
   std::vector<std::string> all = overrides;
   if (seed_given) all.push_back("train.seed=" + std::to_string(seed));
   json config = config::load_config(config_path, all);
+  // Unconditional (the original's UnconditionalFlatCouplingFlow): no condition dataset, cond_dim 0.
+  json& cond_dim = config["model"]["cond_dim"];
+  if (config["data"]["condition"].is_null()) {
+    if (cond_dim.is_null()) cond_dim = 0;
+    if (cond_dim != 0)
+      throw ConfigError("config '" + config_path + "': key 'model.cond_dim' is " + cond_dim.dump() +
+                        " but data.condition is null (an unconditional flow has model.cond_dim 0)");
+  } else if (cond_dim == 0) {
+    throw ConfigError("config '" + config_path + "': key 'model.cond_dim' is 0 (unconditional) but data.condition names '" +
+                      config["data"]["condition"].get<std::string>() + "': set data.condition to null");
+  }
   json data = json::object();
   data["train"] = inspect_cache("train", config["data"]["train"].get<std::string>(), config, require_data);
   if (!config["data"]["val"].is_null())
@@ -96,15 +108,22 @@ json prepare_config(const std::string& config_path, const std::vector<std::strin
   return config;
 }
 
+std::string condition_dataset(const json& config) {
+  const json& c = config["data"]["condition"];
+  return c.is_null() ? std::string() : c.get<std::string>();
+}
+
 Pairs load_pairs(const std::string& file, const std::string& condition, const std::string& target) {
   io::EmbeddingReader reader(file);
   Pairs p;
   for (auto [name, out] : {std::pair{&condition, &p.cond}, std::pair{&target, &p.target}}) {
+    if (name->empty()) continue;  // unconditional: [rows, 0] below
     auto info = reader.info(*name);
     auto rows = reader.read_rows(*name, 0, info.rows);
     io::require_finite_rows(rows.data(), info.rows, info.cols, "cache '" + file + "' dataset '" + *name + "'");
     *out = torch::from_blob(rows.data(), {info.rows, info.cols}, torch::kFloat32).clone();
   }
+  if (condition.empty()) p.cond = torch::zeros({p.target.size(0), 0});
   return p;
 }
 
@@ -118,10 +137,10 @@ struct Split {
 Split make_split(const json& config) {
   const json& d = config["data"];
   Split s;
-  Pairs all = load_pairs(d["train"], d["condition"], d["target"]);
+  Pairs all = load_pairs(d["train"], condition_dataset(config), d["target"]);
   if (!d["val"].is_null()) {
     s.train = all;
-    s.val = load_pairs(d["val"], d["condition"], d["target"]);
+    s.val = load_pairs(d["val"], condition_dataset(config), d["target"]);
     return s;
   }
   const int64_t n = all.size();
@@ -587,7 +606,7 @@ json run_training(const TrainOptions& opt) { return TrainingRun(opt).run(); }
 json evaluate_nll(const std::string& checkpoint, const std::string& data_file, const std::string& device, int64_t batch) {
   auto loaded = io::load_flow_checkpoint(checkpoint);
   const json& d = loaded.config["data"];
-  Pairs pairs = load_pairs(data_file, d["condition"], d["target"]);
+  Pairs pairs = load_pairs(data_file, condition_dataset(loaded.config), d["target"]);
   if (pairs.cond.size(1) != loaded.model->config().cond_dim || pairs.target.size(1) != loaded.model->config().in_dim)
     throw InputError("'" + data_file + "': datasets are " + std::to_string(pairs.cond.size(1)) + " / " +
                      std::to_string(pairs.target.size(1)) + " wide, the model expects " +

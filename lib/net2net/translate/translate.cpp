@@ -15,6 +15,7 @@
 #include "net2net/experts/expert.h"
 #include "net2net/io/checkpoint.h"
 #include "net2net/io/embedding_store.h"
+#include "net2net/train/trainer.h"
 
 namespace net2net::translate {
 namespace fs = std::filesystem;
@@ -90,6 +91,14 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
                                       ? config["data"]["condition_expert"].get<std::string>()
                                       : std::string();
   int given = !r.cond.empty() + !r.labels.empty() + !r.texts.empty() + !r.data.empty();
+  if (cond_dim == 0) {  // an unconditional flow: one (empty) condition, --samples of it
+    if (given != 0) throw UsageError("this model is unconditional (model.cond_dim 0): give no conditions, only --samples");
+    Conditions out;
+    out.all = torch::zeros({1, 0});
+    out.captions = {"unconditional"};
+    out.count = 1;
+    return out;
+  }
   if (given != 1) throw UsageError("give the conditions one way: --cond h5:FILE:DATASET, --labels, --text, or --data with --cond-expert");
   Conditions out;
   if (config["data"].value("class_names", json()).is_array())
@@ -226,12 +235,18 @@ class Translation {
     std::string file = r_.exemplar.rfind("h5:", 0) == 0 ? r_.exemplar.substr(3) : r_.exemplar;
     io::EmbeddingReader reader(file);
     const json& config = loaded_.config;
-    const std::string cname = config["data"]["condition"], tname = config["data"]["target"];
+    const std::string cname = train::condition_dataset(config), tname = config["data"]["target"];
     int64_t e = std::min<int64_t>(reader.rows(), r_.exemplar_limit);
     if (e < 1) throw InputError("exemplar cache '" + file + "' has no rows");
-    auto ci = reader.info(cname), ti = reader.info(tname);
-    auto cv = reader.read_rows(cname, 0, e), tv = reader.read_rows(tname, 0, e);
-    auto ec = torch::from_blob(cv.data(), {e, ci.cols}).clone().to(device_);
+    auto ti = reader.info(tname);
+    auto tv = reader.read_rows(tname, 0, e);
+    Tensor ec = torch::zeros({e, 0});  // an unconditional model's
+    if (!cname.empty()) {
+      auto ci = reader.info(cname);
+      auto cv = reader.read_rows(cname, 0, e);
+      ec = torch::from_blob(cv.data(), {e, ci.cols}).clone();
+    }
+    ec = ec.to(device_);
     exemplar_z_ = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device_);
     exemplar_v_ = loaded_.model->forward(exemplar_z_, ec).v;
     exemplar_c_ = ec;
