@@ -20,6 +20,11 @@ if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=7 text
 for f in "${files[@]}"; do
   [[ -s "$out/$f" ]] || fail "missing $f"
 done
+# The grids and loss curves net2net-train wrote while the cINNs trained (train.image_every).
+for f in runs/label2ae/images/step_0000001.png runs/label2ae/images/step_0000030.png runs/label2ae/images/loss.png; do
+  [[ -s "$out/$f" ]] || fail "missing $f"
+done
+grep -q "^## During training" "$out/report.md" || fail "the report does not show the training-time images"
 rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
 [[ $rows -eq $runs ]] || fail "report.md has $rows score rows, expected $runs"
 rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -657,6 +658,49 @@ TEST(WarmStart, IgnorePatternsArePrefixesOrGlobs) {
   EXPECT_FALSE(train::ignored_by("block2.actnorm.loc", {"block1*"}));
   EXPECT_TRUE(train::ignored_by("block2.actnorm.loc", {"x", "block*.actnorm.*"}));
   EXPECT_FALSE(train::ignored_by("block2.coupling.st0.w", {"block*.actnorm.*", ""}));
+}
+
+// Images during training: grids at steps 1, 2, 4, ... then every train.image_every and at the last
+// step (where the target expert decodes), a loss plot; the run's parameters do not depend on them.
+TEST(TrainTool, ImageGridsAtPowersOfTwoThenEveryNAndALossPlotLeaveTheRunUnchanged) {
+  TempDir dir("train_images");
+  make_data(dir, 500);
+  torch::jit::Module dec("Decoder");  // z [N, 3] -> images [N, 1, 1, 3] in [-1, 1]
+  dec.define("def forward(self, z):\n  return z\ndef decode(self, z):\n  return z.reshape([-1, 1, 1, 3]).tanh()\n");
+  dec.save(dir / "decoder.pt");
+  auto train_run = [&](const std::string& name, int64_t image_every, bool decoder) {
+    auto cfg = write_config(dir, name, {{"batch_size", 50}, {"steps", 9}, {"lr", 0.002}, {"log_every", 1}, {"val_every", 4},
+                                        {"checkpoint_every", 1000}, {"image_every", image_every}, {"image_items", 5},
+                                        {"image_samples", 3}});
+    auto j = json::parse(slurp(cfg));
+    if (decoder) j["data"]["target_expert"] = "ts:" + dir / "decoder.pt";
+    std::ofstream(cfg) << j.dump();
+    const std::string log = dir / (name + ".log");
+    EXPECT_EQ(wait_exit(spawn({kTrain, "--config", cfg, "--run-dir", dir / name, "--threads", "1", "--deterministic"}, log)), 0)
+        << slurp(log);
+  };
+  train_run("images", 4, true);
+  train_run("none", 0, true);
+  train_run("nodecoder", 4, false);
+  const fs::path images = fs::path(dir / "images") / "images";
+  for (int step : {1, 2, 4, 8, 9}) {
+    char name[32];
+    std::snprintf(name, sizeof name, "step_%07d.png", step);
+    EXPECT_TRUE(fs::exists(images / name)) << name;
+  }
+  for (int step : {3, 5, 6, 7}) EXPECT_FALSE(fs::exists(images / ("step_000000" + std::to_string(step) + ".png")));
+  // A grid: targets, 3 samples, transfer = 5 rows of 1-pixel-high images with 2-pixel gaps.
+  std::ifstream png(images / "step_0000009.png", std::ios::binary);
+  unsigned char h[24] = {};
+  png.read(reinterpret_cast<char*>(h), 24);
+  EXPECT_EQ((h[20] << 24) | (h[21] << 16) | (h[22] << 8) | h[23], 5 * (1 + 2) + 2);
+  EXPECT_TRUE(fs::exists(images / "loss.png"));
+  EXPECT_FALSE(fs::exists(fs::path(dir / "none") / "images"));
+  EXPECT_TRUE(fs::exists(fs::path(dir / "nodecoder") / "images" / "loss.png"));
+  EXPECT_FALSE(fs::exists(fs::path(dir / "nodecoder") / "images" / "step_0000001.png"));
+  auto a = params_of(dir / "images/checkpoints/last.pt"), b = params_of(dir / "none/checkpoints/last.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
 TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {

@@ -281,6 +281,22 @@ def report(a):
         "",
         "![transfer](transfer.png)",
     ]
+    # The grids net2net-train wrote while each cINN trained (train.image_every): what a person
+    # looks at first while a job runs.
+    during = [r for r in runs if os.path.isdir(os.path.join(out, "runs", r, "images"))]
+    if during:
+        L += [
+            "",
+            "## During training",
+            "",
+            "net2net-train writes image grids into each run folder at steps 1, 2, 4, ... then every",
+            "`train.image_every` steps (targets, samples at T=1 of fixed residuals, a transfer row)",
+            "and the loss curves (`images/loss.png`, rewritten at each validation):",
+            "",
+        ]
+        for r in during:
+            L.append(f"- {r}: `runs/{r}/images/` ({len(os.listdir(os.path.join(out, 'runs', r, 'images')))} files)")
+        L += ["", f"Loss curves of {during[0]}:", "", f"![loss](runs/{during[0]}/images/loss.png)"]
     return "".join(line + "\n" for line in L)
 
 

@@ -52,6 +52,9 @@ Schema make_cinn_schema() {
     resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
     resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),
     resumable(integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1)),
+    resumable(integer("train.image_every", 1000, "Image grids in RUN_DIR/images (where the target expert decodes) at steps 1, 2, 4, ... then every this many steps, and a loss plot (images/loss.png) at each validation; 0: none.", 0)),
+    resumable(integer("train.image_items", 8, "Validation items in each image grid (a column each).", 1)),
+    resumable(integer("train.image_samples", 4, "Samples (T=1) of each item in each image grid.", 1)),
   });
 }
 }  // namespace

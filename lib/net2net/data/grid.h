@@ -3,6 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -15,5 +16,16 @@ torch::Tensor make_grid(const torch::Tensor& images, int64_t rows, int64_t cols,
 
 // Width in pixels of a text in the grid's font.
 int text_width(const std::string& text);
+
+// A line plot for humans (net2net-train's images/loss.png): each series a polyline over
+// (x, y) points in its colour (RGB in [0, 1]), axes with a few tick values, the names as a
+// legend and a title. Non-finite points are left out. Returns [3, height, width] in [-1, 1].
+struct PlotSeries {
+  std::string name;
+  std::vector<double> x, y;
+  std::array<float, 3> rgb;
+};
+torch::Tensor make_line_plot(const std::vector<PlotSeries>& series, const std::string& title, const std::string& x_label,
+                             int width = 640, int height = 400);
 
 }  // namespace net2net::data

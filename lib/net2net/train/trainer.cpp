@@ -24,6 +24,7 @@
 #include "net2net/train/lr_schedule.h"
 #include "net2net/train/precision.h"
 #include "net2net/train/energy.h"
+#include "net2net/train/training_images.h"
 #include "net2net/train/warm_start.h"
 #include "net2net/version.h"
 
@@ -272,6 +273,7 @@ class TrainingRun {
       state_.step += 1;
       log(s, progress);
       progress.update(state_.step);
+      if (images_ && TrainingImages::due(state_.step, images_->every(), steps_)) images_->write_grid(model_, state_.step);
       if (state_.step % val_every_ == 0 && state_.step < steps_) validate(state_.step);
       if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint();
       if (consecutive_bad_ >= kMaxSkippedInARow) {
@@ -438,6 +440,10 @@ class TrainingRun {
   void open_outputs() {
     energy_.emplace();
     if (lead_) metrics_ = std::make_unique<MetricsLog>(dir_ / "metrics.jsonl", state_.step, !opt_.resume);
+    if (lead_ && config_["train"]["image_every"].get<int64_t>() > 0) {
+      const Pairs& shown = data_.val.size() > 0 ? data_.val : data_.train;
+      images_.emplace(config_, shown.cond, shown.target, dir_, device_);
+    }
   }
 
   // ---- one optimizer step on this rank's share of the global batch
@@ -516,6 +522,7 @@ class TrainingRun {
     metrics_->write({{"step", step}, {"split", "val"}, {"loss", r.loss}, {"nll", r.nll}, {"nlogdet", r.nlogdet},
                      {"bits_per_dim", r.bpd}});
     spdlog::info("step {} val loss {:.4f} (nll {:.4f}, -logdet {:.4f}, {:.4f} bits/dim)", step, r.loss, r.nll, r.nlogdet, r.bpd);
+    if (images_) images_->write_loss_plot();
     if (!state_.has_best || r.loss < state_.best_val) {
       state_.best_val = r.loss, state_.has_best = true;
       if (all_finite(model_)) {
@@ -591,6 +598,7 @@ class TrainingRun {
   std::unique_ptr<Communicator> comm_;
   std::optional<EnergyMeter> energy_;
   std::unique_ptr<MetricsLog> metrics_;
+  std::optional<TrainingImages> images_;  // rank 0, train.image_every > 0
   static constexpr int kMaxSkippedInARow = 10;
   int consecutive_bad_ = 0;
   int64_t items_since_log_ = 0;
