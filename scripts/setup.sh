@@ -25,7 +25,7 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     # Independent references for the tests only; never run-time dependencies of the tools.
-    --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision
+    --test) packages+=(python3-torch python3-h5py python3-scipy python3-numpy python3-torchvision python3-yaml
                        lmod debootstrap) ;;  # lmod: the install test loads the installed module;
                        # debootstrap: scripts/test_deb.sh installs the .deb on a clean minimal Debian
     # The exporter of the pretrained text expert (run once; the tools never need Python).

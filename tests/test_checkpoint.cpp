@@ -407,3 +407,62 @@ TEST_P(PythonReference, SameOutputsAsTheReferenceImplementation) {
   EXPECT_LT(diff["inverse"].get<double>(), 1e-10) << text;
   fs::remove_all(dir);
 }
+
+// The import of the original repository's cINNs: a checkpoint written with the original's key
+// names (our Python reference implementation, saved as the original's Lightning checkpoints hold
+// the flow, with its YAML) goes through scripts/import_original.py and net2net-train
+// --write-model, and the net2net checkpoint gives the same v and log-det.
+TEST(ImportOriginal, TheOriginalsCheckpointGivesTheSameVAndLogDetInNet2net) {
+  if (!test::has_python_module("torch") || !test::has_python_module("h5py") || !test::has_python_module("yaml"))
+    GTEST_SKIP() << "python3-torch, python3-h5py or python3-yaml missing (scripts/setup.sh --test installs them)";
+  const std::string train = std::string(NET2NET_TOOL_DIR) + "/net2net-train/net2net-train";
+  const json models[] = {
+      {{"in_dim", 6}, {"cond_dim", 4}, {"embedding_dim", 8}, {"n_flows", 3}, {"hidden_dim", 16}, {"hidden_depth", 1},
+       {"activation", "lrelu"}, {"conditioning", "parallel"}, {"embedder", {{"hidden_dim", 8}, {"depth", 1}, {"norm", "batchnorm"}}}},
+      {{"in_dim", 8}, {"cond_dim", 3}, {"embedding_dim", 5}, {"n_flows", 2}, {"hidden_dim", 12}, {"hidden_depth", 2},
+       {"activation", "none"}, {"conditioning", "none"}, {"embedder", {{"hidden_dim", 8}, {"depth", 2}, {"norm", "none"}}}},
+      {{"in_dim", 6}, {"cond_dim", 0}, {"n_flows", 3}, {"hidden_dim", 16}, {"hidden_depth", 1}, {"activation", "none"}},
+  };
+  int index = 0;
+  for (const json& m : models) {
+    SCOPED_TRACE(m.dump());
+    auto dir = temp_dir("import" + std::to_string(index++));
+    std::ofstream(dir / "model.json") << m.dump();
+    ASSERT_EQ(test::run_python("tests/python/reference_flow.py write-original '" + (dir / "model.json").string() + "' '" +
+                               dir.string() + "'"), 0);
+    ASSERT_EQ(test::run_python("scripts/import_original.py '" + (dir / "last.ckpt").string() + "' --yaml '" +
+                               (dir / "config.yaml").string() + "' --out '" + (dir / "weights.h5").string() + "' > /dev/null"), 0);
+    // The config a user writes for it (as configs/faces32to256.json for the original's faces);
+    // the dimensions may be left to the weights.
+    json cfg = {{"data", {{"train", "unused.h5"}, {"condition", m["cond_dim"] == 0 ? json(nullptr) : json("c")}, {"target", "x"}}},
+                {"model", m}};
+    cfg["model"]["in_dim"] = nullptr;
+    std::ofstream(dir / "config.json") << cfg.dump();
+    const std::string log = (dir / "write.log").string();
+    ASSERT_EQ(test::wait_exit(test::spawn({train, "--config", dir / "config.json", "--init-from", dir / "weights.h5",
+                                           "--write-model", dir / "model.pt"}, log)), 0) << test::slurp(log);
+    auto loaded = io::load_flow_checkpoint((dir / "model.pt").string());
+    H5::H5File io((dir / "io.h5").string(), H5F_ACC_RDONLY);
+    auto read = [&](const char* name) {
+      H5::DataSet ds = io.openDataSet(name);
+      hsize_t dims[2] = {0, 0};
+      const int rank = ds.getSpace().getSimpleExtentDims(dims);
+      std::vector<int64_t> sizes(dims, dims + rank);
+      auto t = torch::empty(sizes, torch::kFloat64);
+      if (t.numel() > 0) ds.read(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+      return t.to(torch::kFloat32);
+    };
+    torch::NoGradGuard g;
+    auto out = loaded.model->forward(read("x"), read("c"));
+    EXPECT_LT((out.v - read("v")).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((out.logdet - read("logdet")).abs().max().item<double>(), 1e-5);
+    // A config of another architecture is refused, naming the key.
+    cfg["model"]["hidden_dim"] = 32;
+    std::ofstream(dir / "other.json") << cfg.dump();
+    EXPECT_EQ(test::wait_exit(test::spawn({train, "--config", dir / "other.json", "--init-from", dir / "weights.h5",
+                                           "--write-model", dir / "other.pt"}, log)), 2);
+    EXPECT_NE(test::slurp(log).find("model.hidden_dim"), std::string::npos) << test::slurp(log);
+    EXPECT_FALSE(fs::exists(dir / "other.pt"));
+    fs::remove_all(dir);
+  }
+}

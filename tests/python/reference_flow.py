@@ -8,6 +8,12 @@ per-block conditioning). The C++ tests use it as an independent computation:
   reference_flow.py compare FILE.h5        loads the weights and inputs a C++ test wrote,
                                            runs forward and inverse, prints max differences
                                            as JSON
+  reference_flow.py write-original MODEL.json DIR
+                                           a model with random weights as the original
+                                           repository saves it: DIR/last.ckpt (a Lightning-style
+                                           checkpoint, the flow under "flow."), DIR/config.yaml
+                                           (its flow_config), DIR/io.h5 (inputs x, c and the
+                                           model's v, logdet, in float64)
 
 Only for tests: never a run-time dependency of the tools.
 """
@@ -189,6 +195,79 @@ class ConditionalFlatCouplingFlow(nn.Module):
         return x.squeeze(-1).squeeze(-1)
 
 
+class UnconditionalFlatCouplingFlow(nn.Module):
+    """The original's: blocks of ActNorm, double coupling on each half alone, shuffle."""
+    def __init__(self, m):
+        super().__init__()
+        self.n_flows = m["n_flows"]
+        self.sub_layers = nn.ModuleList([Block(m["in_dim"], 0, m["hidden_dim"], m["hidden_depth"], "none", 0.9)
+                                         for _ in range(self.n_flows)])
+
+    def forward(self, x, cond=None, reverse=False):
+        x = x[:, :, None, None]
+        none = x.new_zeros(x.shape[0], 0, 1, 1)
+        if not reverse:
+            logdet = 0.0
+            for i in range(self.n_flows):
+                x, ld = self.sub_layers[i](x, none)
+                logdet = logdet + ld
+            return x.squeeze(-1).squeeze(-1), logdet
+        for i in reversed(range(self.n_flows)):
+            x = self.sub_layers[i](x, none, reverse=True)
+        return x.squeeze(-1).squeeze(-1)
+
+
+def write_original(model_path, out_dir):
+    import os
+    import h5py
+    with open(model_path) as f:
+        m = json.load(f)
+    unconditional = m.get("cond_dim", 1) == 0
+    torch.manual_seed(7)
+    model = UnconditionalFlatCouplingFlow(m) if unconditional else ConditionalFlatCouplingFlow(m)
+    with torch.no_grad():  # weights away from the initialisation, ActNorm "initialised", BN statistics
+        for name, p in model.named_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+            if name.endswith("norm_layer.scale"):
+                p.copy_(0.5 + torch.rand_like(p))
+        for name, b in model.named_buffers():
+            if name.endswith("initialized"):
+                b.fill_(1)
+            elif name.endswith("running_mean"):
+                b.copy_(0.2 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand_like(b))
+    model.eval()
+    state = {"flow." + k: v.clone() for k, v in model.state_dict().items()}
+    state["first_stage_model.decoder.weight"] = torch.randn(3, 3)  # the experts, which the import leaves
+    torch.save({"epoch": 3, "global_step": 120, "state_dict": state}, os.path.join(out_dir, "last.ckpt"))
+    if unconditional:
+        flow = {"target": "net2net.modules.flow.flatflow.UnconditionalFlatCouplingFlow",
+                "params": {"in_channels": m["in_dim"], "n_flows": m["n_flows"], "hidden_dim": m["hidden_dim"],
+                           "hidden_depth": m["hidden_depth"]}}
+    else:
+        em = m["embedder"]
+        flow = {"target": "net2net.modules.flow.flatflow.ConditionalFlatCouplingFlow",
+                "params": {"conditioning_dim": m["cond_dim"], "embedding_dim": m["embedding_dim"],
+                           "conditioning_depth": em["depth"], "conditioning_hidden_dim": em["hidden_dim"],
+                           "n_flows": m["n_flows"], "in_channels": m["in_dim"], "hidden_dim": m["hidden_dim"],
+                           "hidden_depth": m["hidden_depth"], "activation": m["activation"],
+                           "conditioning_option": m["conditioning"],
+                           "conditioner_use_bn": em["norm"] == "batchnorm", "conditioner_use_an": em["norm"] == "actnorm"}}
+    import yaml
+    with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump({"model": {"base_learning_rate": 4.5e-6, "target": "net2net.models.flows.flow.Net2NetFlow",
+                                  "params": {"flow_config": flow}}}, f)
+    model = model.double()
+    x = torch.randn(16, m["in_dim"], dtype=torch.float64) * 1.3 + 0.2
+    c = torch.randn(16, max(m.get("cond_dim", 0), 0), dtype=torch.float64)
+    with torch.no_grad():
+        v, logdet = model(x, c)
+    with h5py.File(os.path.join(out_dir, "io.h5"), "w") as f:
+        for k, t in (("x", x), ("c", c), ("v", v), ("logdet", logdet)):
+            f[k] = t.numpy()
+
+
 def count(config_path):
     with open(config_path) as f:
         cfg = json.load(f)
@@ -252,6 +331,9 @@ def compare(h5_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("count", "compare"):
+    if len(sys.argv) == 4 and sys.argv[1] == "write-original":
+        write_original(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) != 3 or sys.argv[1] not in ("count", "compare"):
         sys.exit(__doc__)
-    {"count": count, "compare": compare}[sys.argv[1]](sys.argv[2])
+    else:
+        {"count": count, "compare": compare}[sys.argv[1]](sys.argv[2])

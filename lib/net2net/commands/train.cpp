@@ -13,6 +13,7 @@
 #include "net2net/train/expert_trainer.h"
 #include "net2net/train/precision.h"
 #include "net2net/train/trainer.h"
+#include "net2net/train/warm_start.h"
 
 namespace net2net::commands {
 namespace fs = std::filesystem;
@@ -54,6 +55,10 @@ class TrainTool : public cli::Tool {
                    "With --init-from: tensors to keep initialised, a name prefix (embedder) or glob (block1*); "
                    "repeatable (train.init_ignore)")
         ->type_name("PATTERN");
+    app.add_option("--write-model", write_model_,
+                   "With --config and --init-from: write the model with those tensors as a checkpoint FILE, no training "
+                   "(the import of the original's cINNs: scripts/import_original.py)")
+        ->type_name("FILE");
     app.add_flag("--dry-run", dry_run_, "Validate the config and data, build the model, print a JSON summary");
     app.add_flag("--list-keys", list_keys_, "Print every config key (markdown table) and exit");
   }
@@ -87,6 +92,12 @@ class TrainTool : public cli::Tool {
         return 0;
       }
     }
+    if (!write_model_.empty()) {
+      if (config_.empty()) throw UsageError("--write-model needs --config");
+      json summary = train::write_model(config_, sets_, g.seed_given, g.seed, write_model_);
+      std::cout << summary.dump(g.json ? -1 : 2) << std::endl;
+      return 0;
+    }
     if (dry_run_) {
       if (config_.empty()) throw UsageError("--config is required (see net2net-train --help)");
       std::cout << train_dry_run(config_, sets_, g).dump(2) << std::endl;
@@ -109,7 +120,7 @@ class TrainTool : public cli::Tool {
   }
 
  private:
-  std::string config_, run_dir_, init_from_;
+  std::string config_, run_dir_, init_from_, write_model_;
   std::vector<std::string> sets_, init_ignore_;
   bool resume_ = false, force_ = false, deterministic_ = false, dry_run_ = false, list_keys_ = false;
 };
