@@ -408,6 +408,68 @@ TEST(Sources, ImageFolderPngAndJpeg) {
   EXPECT_THROW(data::open_source("images:" + (dir / "nope")), IoError);
 }
 
+// imagefolder:DIR (labels and names from the sub-folders), --image-size (shorter side, centre
+// crop), --image-mode, and --skip-bad.
+TEST(Sources, ImageFolderLabelsResizeCropModeAndSkippedFiles) {
+  TempDir dir("imagefolder");
+  fs::create_directories(fs::path(dir / "boot"));
+  fs::create_directories(fs::path(dir / "coat/more"));
+  // A horizontal ramp 8 wide, 4 high, grey: value 30 x.
+  std::vector<uint8_t> ramp(32);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 8; ++x) ramp[y * 8 + x] = 30 * x;
+  ASSERT_TRUE(stbi_write_png((dir / "boot/b.png").c_str(), 8, 4, 1, ramp.data(), 8));
+  std::vector<uint8_t> rgb(6 * 6 * 3);
+  for (size_t k = 0; k < rgb.size(); ++k) rgb[k] = k % 3 == 0 ? 200 : 20;  // red
+  ASSERT_TRUE(stbi_write_png((dir / "coat/a.png").c_str(), 6, 6, 3, rgb.data(), 18));
+  ASSERT_TRUE(stbi_write_png((dir / "coat/more/c.png").c_str(), 6, 6, 3, rgb.data(), 18));
+  data::SourceOptions o;
+  o.image_size = 4;
+  o.image_mode = "grey";
+  auto s = data::open_source("imagefolder:" + dir.str(), o);
+  EXPECT_EQ(s->size(), 3);
+  EXPECT_TRUE(s->has_labels());
+  EXPECT_EQ(s->class_names(), (std::vector<std::string>{"boot", "coat"}));
+  auto b = s->get({0, 1, 2});
+  EXPECT_EQ(b.tensor.sizes(), (std::vector<int64_t>{3, 1, 4, 4}));
+  EXPECT_EQ(std::vector<int64_t>(b.labels.data_ptr<int64_t>(), b.labels.data_ptr<int64_t>() + 3),
+            (std::vector<int64_t>{0, 1, 1}));
+  // The ramp is 4 high already: no resize, the centre 4 columns (x = 2..5) are kept.
+  for (int x = 0; x < 4; ++x) EXPECT_FLOAT_EQ(b.tensor[0][0][1][x].item<float>(), 30 * (x + 2) / 127.5f - 1.f) << x;
+  // 6x6 red -> 4x4: a constant image stays constant; grey is stb's luminance of (200, 20, 20).
+  const float lum = (200 * 77 + 20 * 150 + 20 * 29) >> 8;
+  EXPECT_NEAR(b.tensor[1].min().item<float>(), lum / 127.5f - 1.f, 1e-5);
+  EXPECT_NEAR(b.tensor[1].max().item<float>(), lum / 127.5f - 1.f, 1e-5);
+  // Downscaling a ramp by 2 keeps a ramp: inner pixels are the means of the pixel pairs.
+  TempDir flat("imageflat");
+  std::vector<uint8_t> wide(8 * 16);
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 16; ++x) wide[y * 16 + x] = 10 * x;
+  ASSERT_TRUE(stbi_write_png((flat / "w.png").c_str(), 16, 8, 1, wide.data(), 16));
+  o.image_mode = "rgb";
+  auto w = data::open_source("images:" + flat.str(), o)->get({0}).tensor[0];
+  EXPECT_EQ(w.sizes(), (std::vector<int64_t>{3, 4, 4}));  // 16x8 -> 8x4, centre crop 4x4 (x = 2..5 of 8)
+  EXPECT_TRUE(torch::equal(w[0], w[2]));
+  for (int x = 1; x < 3; ++x)  // resized column x + 2 covers source columns 2(x+2), 2(x+2)+1
+    EXPECT_NEAR(w[0][2][x].item<float>(), (10 * (2 * (x + 2)) + 5) / 127.5f - 1.f, 0.02) << x;
+  // An unreadable file is named, or skipped with --skip-bad; so is another size without --image-size.
+  std::ofstream(dir / "coat/broken.png") << "not a png";
+  try {
+    data::open_source("imagefolder:" + dir.str(), o);
+    FAIL() << "a broken file was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.png"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--skip-bad"), std::string::npos) << e.what();
+  }
+  o.skip_bad = true;
+  EXPECT_EQ(data::open_source("imagefolder:" + dir.str(), o)->size(), 3);
+  o.image_size = 0;  // 8x4 and 6x6 differ: with --skip-bad the odd ones go
+  EXPECT_EQ(data::open_source("imagefolder:" + dir.str(), o)->size(), 1);
+  o.skip_bad = false;
+  EXPECT_THROW(data::open_source("imagefolder:" + dir.str(), o), InputError);
+  EXPECT_THROW(data::open_source("imagefolder:" + flat.str()), InputError);  // no class sub-folders
+}
+
 TEST(Sources, TextLines) {
   TempDir dir("text");
   std::ofstream(dir / "t.txt") << "a dark shirt\r\n\nlight trousers";

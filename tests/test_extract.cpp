@@ -147,6 +147,53 @@ TEST(Extract, ShardsThenMergeEqualTheUnshardedRun) {
   EXPECT_FALSE(fs::exists(dir / "mix.h5"));
 }
 
+// Caches of two sources (two domains, as the unpaired experiments need): merged domain by domain,
+// each row labelled in /domain, shards of one source still put in order.
+TEST(Extract, MergeOfTwoSourcesLabelsEachRowWithItsDomain) {
+  TempDir dir("ex_domains");
+  auto a = make_source(dir);
+  const std::string b = dir / "second.h5";
+  io::write_store(b, {}, [](io::EmbeddingWriter& w) {
+    w.create_float("v", 3);
+    w.create_int64("label");
+    for (int i = 0; i < 20; ++i) {
+      float v[3] = {100.f + i, 0.f, 1.f};
+      int64_t l = 3 - i % 4;
+      w.append_float("v", v, 1);
+      w.append_int64("label", &l, 1);
+    }
+  });
+  std::vector<std::string> parts;
+  for (int i = 0; i < 2; ++i) {
+    auto r = request("h5:" + a + ":v", dir / ("a" + std::to_string(i) + ".h5"));
+    r.shard = extract::parse_shard(std::to_string(i) + "/2");
+    extract::run_extraction(r);
+    parts.push_back(r.out);
+  }
+  extract::run_extraction(request("h5:" + b + ":v", dir / "b.h5"));
+  auto summary = extract::merge_caches({dir / "b.h5", parts[1], parts[0]}, dir / "both.h5", false);
+  EXPECT_EQ(summary["rows"], 70);
+  io::EmbeddingReader r(dir / "both.h5");
+  auto domain = r.read_int64("domain"), index = r.read_int64("index");
+  ASSERT_EQ(domain.size(), 70u);
+  for (int k = 0; k < 70; ++k) {
+    // Domains in the order of first appearance: b.h5's source first.
+    EXPECT_EQ(domain[k], k < 20 ? 0 : 1) << k;
+    EXPECT_EQ(index[k], k < 20 ? k : k - 20) << k;
+    auto v = r.read_rows("v", k, 1);
+    EXPECT_EQ(v[0], k < 20 ? 100.f + k : float(k - 20)) << k;
+  }
+  EXPECT_EQ(r.read_int64("label")[20 + 5], 5 % 4);
+  auto attrs = r.attributes();
+  EXPECT_EQ(json::parse(attrs["domains"].get<std::string>()), (json{"h5:" + b + ":v", "h5:" + a + ":v"}));
+  // A merged cache of several sources is not merged again; other experts are still refused.
+  EXPECT_THROW(extract::merge_caches({dir / "both.h5", dir / "b.h5"}, dir / "again.h5", false), InputError);
+  auto other = request("h5:" + b + ":v", dir / "other.h5");
+  other.experts = extract::parse_expert_args({"v=identity", "onehot=label:4"});
+  extract::run_extraction(other);
+  EXPECT_THROW(extract::merge_caches({parts[0], other.out}, dir / "mix.h5", false), InputError);
+}
+
 // Shards a merge cannot use are refused with an InputError naming the file and the dataset or
 // attribute: a 2-D /index (its rows were read past the end), a "shard" attribute that is no
 // "I/N" (nlohmann's type_error, std::stoll's exceptions), attributes that are not UTF-8 (dump()).
@@ -201,7 +248,7 @@ TEST(Extract, MergeRefusesMalformedIndexAndShardAttributesNamingTheFile) {
     msg = merge_error({bad});
     EXPECT_TRUE(has(msg, bad) && has(msg, "attribute 'shard'")) << shard.dump() << ": " << msg;
   }
-  // Sources that differ and are not UTF-8: the message still names both files.
+  // Sources that differ (merged as domains) and are not UTF-8: the message still names both files.
   const std::string x = shard_file("x.h5", 0, "0/2", "h5:\xff.h5:v"), y = shard_file("y.h5", 3, "1/2", "h5:\xfe.h5:v");
   msg = merge_error({x, y});
   EXPECT_TRUE(has(msg, x) && has(msg, y) && has(msg, "source")) << msg;

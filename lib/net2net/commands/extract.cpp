@@ -52,6 +52,14 @@ class ExtractTool : public cli::Tool {
     app.add_option("--limit", req_.limit, "Only the first N items of the source")->check(cli::positive_number());
     app.add_option("--shard", shard_, "I/N: only the items with index % N == I (for SLURM array jobs)");
     app.add_option("--data-dir", req_.data_dir, "Folder of the Fashion-MNIST files (default: the Debian package's)");
+    app.add_option("--image-size", req_.image_size,
+                   "images:/imagefolder: resize the shorter side to S (bilinear, antialiased), then centre crop SxS")
+        ->check(CLI::Range(int64_t(1), int64_t(16384)))
+        ->type_name("S");
+    app.add_option("--image-mode", req_.image_mode, "images:/imagefolder: rgb or grey (default: as the first image)")
+        ->check(CLI::IsMember({"rgb", "grey"}));
+    app.add_flag("--skip-bad", req_.skip_bad,
+                 "images:/imagefolder: skip unreadable or odd-sized files (counted in a warning) instead of stopping");
     app.add_option("--compress", req_.compression, "gzip level of the HDF5 datasets (0: none)")->check(CLI::Range(0, 9));
     app.add_flag("--resume", req_.resume, "Continue an interrupted extraction into --out");
     app.add_flag("--force", req_.force, "Overwrite an existing --out (or discard an interrupted one)");

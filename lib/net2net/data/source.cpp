@@ -142,52 +142,129 @@ class FashionMnist : public Source {
   int64_t n_ = 0, h_ = 0, w_ = 0;
 };
 
-// ---------------------------------------------------------------- images:DIR
+// ---------------------------------------------------------------- images:DIR, imagefolder:DIR
+// images:DIR: the PNG/JPEG files of DIR, sorted by name, unlabelled. imagefolder:DIR: torchvision's
+// ImageFolder convention, one sub-folder per class (sorted names: the labels 0, 1, ...; the names
+// are the class names), the images under each (any depth), sorted by path. Every file's header is
+// read when the source opens, so that an unreadable or odd-sized file is named before any work
+// (or skipped and counted with SourceOptions::skip_bad); with image_size the sizes may differ.
+bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
 class ImageDir : public Source {
  public:
-  explicit ImageDir(const std::string& dir) : spec_("images:" + dir) {
+  ImageDir(const std::string& dir, const SourceOptions& options, bool folders)
+      : spec_((folders ? "imagefolder:" : "images:") + dir), size_(options.image_size), folders_(folders) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw IoError("image folder '" + dir + "' does not exist");
-    for (const auto& e : fs::directory_iterator(dir)) {
-      if (!e.is_regular_file()) continue;
-      std::string ext = e.path().extension().string();
-      std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-      if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") files_.push_back(e.path().string());
+    if (options.image_mode != "" && options.image_mode != "rgb" && options.image_mode != "grey")
+      throw UsageError("image mode must be rgb or grey, got '" + options.image_mode + "'");
+    if (size_ < 0 || size_ > kMaxImageSide) throw UsageError("image size must be in 1.." + std::to_string(kMaxImageSide));
+    std::vector<std::pair<std::string, int64_t>> candidates;  // (file, label)
+    if (folders) {
+      std::vector<fs::path> classes;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_directory()) classes.push_back(e.path());
+      std::sort(classes.begin(), classes.end());
+      if (classes.empty()) throw InputError("image folder '" + dir + "' has no class sub-folders (imagefolder:DIR wants DIR/CLASS/*.png)");
+      for (size_t k = 0; k < classes.size(); ++k) {
+        names_.push_back(classes[k].filename().string());
+        std::vector<std::string> files;
+        for (const auto& e : fs::recursive_directory_iterator(classes[k]))
+          if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path().string());
+        std::sort(files.begin(), files.end());
+        for (auto& f : files) candidates.emplace_back(std::move(f), static_cast<int64_t>(k));
+      }
+    } else {
+      std::vector<std::string> files;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path().string());
+      std::sort(files.begin(), files.end());
+      for (auto& f : files) candidates.emplace_back(std::move(f), -1);
     }
-    std::sort(files_.begin(), files_.end());
-    if (files_.empty()) throw InputError("image folder '" + dir + "' has no .png/.jpg/.jpeg files");
-    int w, h, c;
-    if (!stbi_info(files_[0].c_str(), &w, &h, &c))
-      throw InputError("'" + files_[0] + "' is not a readable PNG/JPEG image: " + stbi_failure_reason());
-    if (w > kMaxImageSide || h > kMaxImageSide)  // batches are allocated at this size
-      throw InputError("'" + files_[0] + "' is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; images of at most " +
-                       std::to_string(kMaxImageSide) + "x" + std::to_string(kMaxImageSide) + " are read");
-    w_ = w, h_ = h, c_ = (c >= 3) ? 3 : 1;
+    if (candidates.empty()) throw InputError("image folder '" + dir + "' has no .png/.jpg/.jpeg files");
+    int64_t skipped = 0;
+    std::string first_skipped;
+    for (const auto& [file, label] : candidates) {
+      int w, h, c;
+      std::string problem;
+      if (!stbi_info(file.c_str(), &w, &h, &c)) problem = std::string("not a readable PNG/JPEG image: ") + stbi_failure_reason();
+      else if (w > kMaxImageSide || h > kMaxImageSide)
+        problem = std::to_string(w) + "x" + std::to_string(h) + " pixels; images of at most " + std::to_string(kMaxImageSide) +
+                  "x" + std::to_string(kMaxImageSide) + " are read";
+      else if (size_ == 0 && !files_.empty() && (w != w_ || h != h_))
+        problem = std::to_string(w) + "x" + std::to_string(h) + ", but the first image ('" + files_[0] + "') is " +
+                  std::to_string(w_) + "x" + std::to_string(h_) + " (--image-size S resizes them all)";
+      if (!problem.empty()) {
+        if (!options.skip_bad) throw InputError("'" + file + "': " + problem + " (--skip-bad skips such files)");
+        if (skipped++ == 0) first_skipped = "'" + file + "': " + problem;
+        continue;
+      }
+      if (files_.empty()) {
+        w_ = size_ > 0 ? size_ : w, h_ = size_ > 0 ? size_ : h;
+        c_ = options.image_mode == "rgb" ? 3 : options.image_mode == "grey" ? 1 : (c >= 3 ? 3 : 1);
+      }
+      files_.push_back(file);
+      labels_.push_back(label);
+    }
+    if (skipped > 0)
+      spdlog::warn("source '{}': skipped {} of {} files (--skip-bad); the first: {}", spec_, skipped, candidates.size(), first_skipped);
+    if (files_.empty()) throw InputError("image folder '" + dir + "': no usable image (" + first_skipped + ")");
   }
   std::string spec() const override { return spec_; }
   int64_t size() const override { return files_.size(); }
   ItemKind kind() const override { return ItemKind::Image; }
+  bool has_labels() const override { return folders_; }
+  int64_t num_classes() const override { return static_cast<int64_t>(names_.size()); }
+  std::vector<std::string> class_names() const override { return names_; }
   Batch get(const std::vector<int64_t>& indices) override {
     Batch b;
     b.index = indices;
     b.kind = ItemKind::Image;
     for (int64_t i : indices) check_index(i, size(), spec_);  // before allocating for them
     b.tensor = torch::empty({int64_t(indices.size()), c_, h_, w_});
+    if (folders_) b.labels = torch::empty({int64_t(indices.size())}, torch::kInt64);
     for (size_t r = 0; r < indices.size(); ++r) {
-      auto img = read_image(files_[indices[r]], c_);
-      if (img.size(1) != h_ || img.size(2) != w_)
-        throw InputError("'" + files_[indices[r]] + "' is " + std::to_string(img.size(2)) + "x" +
-                         std::to_string(img.size(1)) + ", but the folder's images are " + std::to_string(w_) + "x" +
-                         std::to_string(h_) + " (resize them first)");
+      const std::string& file = files_[indices[r]];
+      auto img = read_image(file, static_cast<int>(c_));
+      if (size_ > 0) img = resize_and_crop(img, size_);
+      if (img.size(1) != h_ || img.size(2) != w_)  // the file changed since the source opened
+        throw InputError("'" + file + "' is " + std::to_string(img.size(2)) + "x" + std::to_string(img.size(1)) +
+                         ", but the folder's images are " + std::to_string(w_) + "x" + std::to_string(h_));
       b.tensor[r].copy_(img);
+      if (folders_) b.labels[r] = labels_[indices[r]];
     }
     return b;
+  }
+
+  // The shorter side to `size` (bilinear, antialiased as PIL's resize), then the centre
+  // size x size crop: torchvision's Resize(size) + CenterCrop(size).
+  static torch::Tensor resize_and_crop(const torch::Tensor& img, int64_t size) {
+    const int64_t h = img.size(1), w = img.size(2);
+    const double scale = static_cast<double>(size) / std::min(h, w);
+    const int64_t nh = std::max<int64_t>(size, std::llround(h * scale)), nw = std::max<int64_t>(size, std::llround(w * scale));
+    auto resized = (nh == h && nw == w) ? img
+                                        : torch::nn::functional::interpolate(
+                                              img.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
+                                                                    .size(std::vector<int64_t>{nh, nw})
+                                                                    .mode(torch::kBilinear)
+                                                                    .align_corners(false)
+                                                                    .antialias(true))
+                                              .squeeze(0)
+                                              .clamp(-1, 1);
+    return resized.narrow(1, (nh - size) / 2, size).narrow(2, (nw - size) / 2, size).contiguous();
   }
 
  private:
   std::string spec_;
   std::vector<std::string> files_;
-  int64_t w_ = 0, h_ = 0, c_ = 0;
+  std::vector<int64_t> labels_;
+  std::vector<std::string> names_;
+  int64_t size_ = 0, w_ = 0, h_ = 0, c_ = 0;
+  bool folders_ = false;
 };
 
 // ---------------------------------------------------------------- text:FILE, tsv:FILE
@@ -470,8 +547,14 @@ const std::vector<SourceScheme>& source_schemes() {
   static const std::vector<SourceScheme> schemes = {
       {"fashion-mnist", "fashion-mnist:train|test",
        "Fashion-MNIST images [1,28,28] + labels (Debian's files, or --data-dir)", open_fashion_mnist},
-      {"images", "images:DIR", "PNG/JPEG files of one size, sorted by name",
-       [](const std::string& dir, const std::string&, Options) -> std::unique_ptr<Source> { return std::make_unique<ImageDir>(dir); }},
+      {"images", "images:DIR", "PNG/JPEG files, sorted by name (one size, or --image-size)",
+       [](const std::string& dir, const std::string&, Options o) -> std::unique_ptr<Source> {
+         return std::make_unique<ImageDir>(dir, o, /*folders=*/false);
+       }},
+      {"imagefolder", "imagefolder:DIR", "DIR/CLASS/*.png|jpg: labels and class names from the sub-folders (torchvision's ImageFolder)",
+       [](const std::string& dir, const std::string&, Options o) -> std::unique_ptr<Source> {
+         return std::make_unique<ImageDir>(dir, o, /*folders=*/true);
+       }},
       {"text", "text:FILE", "texts, one per line",
        [](const std::string& file, const std::string&, Options) -> std::unique_ptr<Source> { return std::make_unique<TextFile>(file); }},
       {"tsv", "tsv:FILE", "texts under a header: text, optional label, numeric columns",

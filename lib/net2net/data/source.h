@@ -45,6 +45,10 @@ class Source {
 struct SourceOptions {
   std::string data_dir;  // Fashion-MNIST folder; empty: NET2NET_FASHION_MNIST_DIR or the Debian path
   uint64_t seed = kDefaultSeed;  // for gaussian:
+  // images: and imagefolder:
+  int64_t image_size = 0;   // > 0: shorter side resized to it (bilinear, antialiased), centre crop to square
+  std::string image_mode;   // "rgb" | "grey"; empty: as the first image (3 channels if it has colour)
+  bool skip_bad = false;    // unreadable or odd-sized files are skipped (counted), not an error
 };
 
 // One source scheme: a spec NAME:ARGUMENT is opened by the entry called NAME.

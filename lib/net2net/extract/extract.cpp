@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <tuple>
 #include <filesystem>
 #include <optional>
 #include <map>
@@ -246,6 +247,7 @@ class Extraction {
     data::SourceOptions sopts;
     sopts.data_dir = req_.data_dir;
     sopts.seed = req_.seed;
+    sopts.image_size = req_.image_size, sopts.image_mode = req_.image_mode, sopts.skip_bad = req_.skip_bad;
     source_ = data::open_source(req_.source, sopts);
     int64_t n = source_->size();
     if (req_.limit > 0) n = std::min(n, req_.limit);
@@ -262,20 +264,29 @@ class Extraction {
     labels_ = source_->has_labels();
   }
 
+  // How images were read (part of the cache's identity: another size is another cache).
+  json source_options() const {
+    return json{{"image_size", req_.image_size}, {"image_mode", req_.image_mode}, {"skip_bad", req_.skip_bad}};
+  }
+
   // ---- the journal: a new one, or an interrupted one whose request must be this one
   void open_journal() {
     json identity = {{"source", source_->spec()}, {"experts", expert_list_}, {"fingerprints", fingerprints_},
                      {"shard", req_.shard.str()}, {"limit", req_.limit}, {"seed", req_.seed}, {"items", total_},
-                     {"batch_size", req_.batch_size}};
+                     {"batch_size", req_.batch_size}, {"source_options", source_options()}};
     std::error_code ec;
     if (fs::exists(journal_, ec)) {
       meta_ = json::parse(read_text_file(meta_path_.string()), nullptr, false);
       if (meta_.is_discarded() || !meta_.contains("identity"))
         throw InputError("'" + meta_path_.string() + "' is unreadable; use --force to start over");
       std::string diff;
-      for (const auto& [key, value] : identity.items())
+      for (const auto& [key, value] : identity.items()) {
+        // A journal of an earlier version lacks source_options: it read images as the defaults do.
+        if (key == "source_options" && !meta_["identity"].contains(key) && value == json{{"image_size", 0}, {"image_mode", ""}, {"skip_bad", false}})
+          continue;
         if (meta_["identity"][key] != value)
           diff += "\n  " + key + ": interrupted run " + meta_["identity"][key].dump() + ", this run " + value.dump();
+      }
       if (!diff.empty())
         throw UsageError("--resume: this request differs from the interrupted run in '" + journal_.string() + "':" + diff +
                          "\nuse the same arguments, or --force to start over");
@@ -388,6 +399,7 @@ class Extraction {
         w.append_int64("label", lab.data(), total_);
       }
       w.set_attribute("source", source_->spec());
+      w.set_attribute("source_options", source_options());
       w.set_attribute("experts", expert_list_);
       if (const auto names = source_->class_names(); !names.empty()) w.set_attribute("class_names", json(names));
       w.set_attribute("expert_fingerprints", fingerprints_);
@@ -443,7 +455,37 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   std::vector<io::EmbeddingReader> readers;
   for (const auto& p : inputs) readers.emplace_back(p);
   const json first = readers[0].attributes();
-  for (const char* key : {"source", "experts", "expert_fingerprints"}) {
+  // Caches of different sources (two domains, as the unpaired experiments need) merge domain by
+  // domain, each row labelled with its domain in /domain (the order of first appearance); the
+  // experts must be the same.
+  std::vector<std::string> domains;
+  std::vector<int64_t> domain_of(readers.size());
+  for (size_t i = 0; i < readers.size(); ++i) {
+    json a = readers[i].attributes();
+    if (!a.contains("source") || !a["source"].is_string())
+      throw InputError("'" + inputs[i] + "' has no 'source' attribute: cannot check it belongs with the others");
+    const std::string source = a["source"].get<std::string>();
+    auto it = std::find(domains.begin(), domains.end(), source);
+    domain_of[i] = it - domains.begin();
+    if (it == domains.end()) {
+      domains.push_back(source);
+      if (domains.size() > 1)  // recorded as JSON (attribute "domains"): each must be UTF-8 text
+        for (size_t d : {size_t(0), domains.size() - 1})
+          try {
+            (void)json(domains[d]).dump();
+          } catch (const json::type_error&) {
+            throw InputError("'" + inputs[i] + "' and '" + inputs[0] + "' differ in source, and a source is not UTF-8 text: " +
+                             "it cannot be recorded as a domain of the merge");
+          }
+    }
+    if (readers[i].has("domain"))
+      throw InputError("'" + inputs[i] + "' already has /domain (a merge of several sources): merge the caches it came from");
+  }
+  const bool several = domains.size() > 1;
+  if (several)
+    spdlog::info("merging {} sources as domains 0..{} (/domain): {}", domains.size(), domains.size() - 1,
+                 json(domains).dump(-1, ' ', false, json::error_handler_t::replace));
+  for (const char* key : {"experts", "expert_fingerprints"}) {
     for (size_t i = 0; i < readers.size(); ++i) {
       json a = readers[i].attributes();
       if (!a.contains(key)) throw InputError("'" + inputs[i] + "' has no '" + key + "' attribute: cannot check it belongs with the others");
@@ -475,6 +517,7 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
     }
   }
   struct Place {
+    int64_t domain;
     int64_t index;
     size_t file;
     int64_t row;
@@ -484,20 +527,21 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   int64_t count = 0;  // shards in all, by the largest N of the "I/N" attributes
   for (size_t i = 0; i < readers.size(); ++i) {
     auto idx = readers[i].read_int64("index");
-    for (int64_t r = 0; r < int64_t(idx.size()); ++r) places.push_back({idx[r], i, r});
+    for (int64_t r = 0; r < int64_t(idx.size()); ++r) places.push_back({domain_of[i], idx[r], i, r});
     json a = readers[i].attributes();
     if (a.contains("shard")) {
       count = std::max(count, shard_count_of(a, inputs[i]));
       shards.insert(a["shard"].get<std::string>());
     }
   }
-  std::sort(places.begin(), places.end(), [](const Place& a, const Place& b) { return a.index < b.index; });
+  std::sort(places.begin(), places.end(),
+            [](const Place& a, const Place& b) { return std::tie(a.domain, a.index) < std::tie(b.domain, b.index); });
   for (size_t k = 1; k < places.size(); ++k)
-    if (places[k].index == places[k - 1].index)
+    if (places[k].domain == places[k - 1].domain && places[k].index == places[k - 1].index)
       throw InputError("item " + std::to_string(places[k].index) + " is in both '" + inputs[places[k - 1].file] + "' and '" +
                        inputs[places[k].file] + "'");
   // Missing shards are worth a warning, not an error (a partial merge can be intended).
-  if (count > 0 && static_cast<int64_t>(shards.size()) < count)
+  if (!several && count > 0 && static_cast<int64_t>(shards.size()) < count)
     spdlog::warn("merging {} of {} shards; the result misses the items of the others", shards.size(), count);
 
   const int64_t rows = places.size();
@@ -540,15 +584,29 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
         }
       }
     }
+    if (several) {
+      std::vector<int64_t> domain(rows);
+      for (int64_t k = 0; k < rows; ++k) domain[k] = places[k].domain;
+      w.create_int64("domain");
+      w.append_int64("domain", domain.data(), rows);
+    }
     for (const auto& [key, value] : first.items())
       if (key != "shard" && key != "rows" && key != "created" && key != "complete" && key != "format" && key != "version")
         w.set_attribute(key, value);
+    if (several) {
+      std::string joined;
+      for (const auto& d : domains) joined += (joined.empty() ? "" : " + ") + d;
+      w.set_attribute("source", joined);
+      w.set_attribute("domains", domains);
+    }
     w.set_attribute("merged_from", inputs);
     w.set_attribute("rows", rows);
     w.set_attribute("created", utc_now());
   });
   spdlog::info("merged {} files into '{}': {} rows", inputs.size(), out, rows);
-  return json{{"out", out}, {"rows", rows}, {"merged_from", inputs}, {"shards", std::vector<std::string>(shards.begin(), shards.end())}};
+  json summary = {{"out", out}, {"rows", rows}, {"merged_from", inputs}, {"shards", std::vector<std::string>(shards.begin(), shards.end())}};
+  if (several) summary["domains"] = domains;
+  return summary;
 }
 
 }  // namespace net2net::extract

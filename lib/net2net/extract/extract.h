@@ -43,6 +43,10 @@ struct ExtractRequest {
   std::string data_dir;
   uint64_t seed = kDefaultSeed;
   std::string device = "cpu";
+  // images: / imagefolder: (data::SourceOptions): resize + centre crop, rgb | grey, skip bad files
+  int64_t image_size = 0;
+  std::string image_mode;
+  bool skip_bad = false;
 };
 
 // Runs (or resumes) an extraction; returns the JSON summary. Throws Interrupted (exit 4) after
