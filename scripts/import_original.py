@@ -56,8 +56,11 @@ def flow_params(args):
 def model_section(p):
     """The original's flow parameters as net2net's model section (docs/configs.md)."""
     unconditional = p.get("unconditional", False)
-    if p.get("conditioner_use_bn") and p.get("conditioner_use_an"):
-        fail("conditioner_use_bn and conditioner_use_an are both set")
+    if p.get("conditioner_use_an"):
+        # The original's embedder puts one ActNorm after its first linear layer only; net2net's
+        # "actnorm" embedder puts one after every hidden layer: not the same network.
+        fail("conditioner_use_an (ActNorm in the embedder) has no net2net counterpart yet: net2net's actnorm "
+             "embedder normalises after every hidden layer, the original's after the first only")
     m = {
         "in_dim": p["in_channels"],
         "cond_dim": 0 if unconditional else p["conditioning_dim"],
@@ -72,7 +75,7 @@ def model_section(p):
         m["embedder"] = {
             "hidden_dim": p.get("conditioning_hidden_dim", 256),
             "depth": p.get("conditioning_depth", 2),
-            "norm": "batchnorm" if p.get("conditioner_use_bn") else "actnorm" if p.get("conditioner_use_an") else "none",
+            "norm": "batchnorm" if p.get("conditioner_use_bn") else "none",
         }
     if m["activation"] not in ("none", "lrelu"):
         fail(f"activation '{m['activation']}' has no net2net counterpart (none, lrelu)")

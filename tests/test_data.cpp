@@ -468,6 +468,9 @@ TEST(Sources, ImageFolderLabelsResizeCropModeAndSkippedFiles) {
   o.skip_bad = false;
   EXPECT_THROW(data::open_source("imagefolder:" + dir.str(), o), InputError);
   EXPECT_THROW(data::open_source("imagefolder:" + flat.str()), InputError);  // no class sub-folders
+  fs::create_directories(fs::path(dir / "empty"));  // a class without images, as torchvision refuses
+  o.skip_bad = true;
+  EXPECT_THROW(data::open_source("imagefolder:" + dir.str(), o), InputError);
 }
 
 TEST(Sources, TextLines) {

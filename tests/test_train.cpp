@@ -651,6 +651,9 @@ TEST(TrainTool, InitFromTakesTheTensorsByNameAndKeepsTheIgnoredOnesInitialised) 
   EXPECT_EQ(train_run("wider2", 0, {"--init-from", source, "--init-ignore", "block*.coupling*", "--force"}, wider), 0)
       << slurp(dir / "wider2.log");
   EXPECT_EQ(train_run("resume", 0, {"--init-from", source, "--resume"}), 2);
+  // --force in the folder the warm start reads from would delete its source first.
+  EXPECT_EQ(train_run("a", 0, {"--init-from", dir / "a", "--force"}), 2);
+  EXPECT_TRUE(fs::exists(source));
 }
 
 TEST(WarmStart, IgnorePatternsArePrefixesOrGlobs) {
@@ -702,6 +705,13 @@ TEST(TrainTool, ImageGridsAtPowersOfTwoThenEveryNAndALossPlotLeaveTheRunUnchange
   auto a = params_of(dir / "images/checkpoints/last.pt"), b = params_of(dir / "none/checkpoints/last.pt");
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // A decoder that returns no images turns the grids off with a warning; the job goes on.
+  torch::jit::Module flat("Decoder");
+  flat.define("def forward(self, z):\n  return z\ndef decode(self, z):\n  return z\n");
+  flat.save(dir / "decoder.pt");
+  train_run("baddecoder", 4, true);
+  EXPECT_NE(slurp(dir / "baddecoder.log").find("no more grids"), std::string::npos) << slurp(dir / "baddecoder.log");
+  EXPECT_TRUE(fs::exists(fs::path(dir / "baddecoder") / "checkpoints" / "last.pt"));
 }
 
 TEST(Distributed, RendezvousFromTorchrunAndSlurmVariables) {

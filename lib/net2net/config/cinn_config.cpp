@@ -33,7 +33,7 @@ Schema make_cinn_schema() {
     str("model.conditioning", "none", "none: one embedding for every block; parallel / sequential: a linear map per block applied to the embedding / the previous block's condition.", {"none", "parallel", "sequential"}),
     integer("model.embedder.hidden_dim", 256, "Width of the condition embedder MLP.", 1),
     integer("model.embedder.depth", 2, "Hidden layers of the embedder MLP after the first one.", 0),
-    str("model.embedder.norm", "none", "Normalisation in the embedder MLP.", {"none", "batchnorm", "actnorm"}),
+    str("model.embedder.norm", "none", "Normalisation after each hidden layer of the embedder MLP (batchnorm: the original's conditioner_use_bn; the original's conditioner_use_an has ActNorm after the first layer only, unlike actnorm here).", {"none", "batchnorm", "actnorm"}),
     nullable(integer("model.permutation_seed", nullptr, "Seed of the fixed per-block permutations; null: train.seed.", 0)),
     integer("train.batch_size", 16, "Pairs per forward/backward pass (over all devices); an optimizer step takes train.accumulate of them.", 1),
     integer("train.accumulate", 1, "Gradient accumulation: batches whose gradients are summed before each optimizer step (effective batch = accumulate * batch_size; batch statistics, e.g. a BatchNorm embedder, stay per batch).", 1),

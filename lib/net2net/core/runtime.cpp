@@ -80,9 +80,11 @@ std::string data_dir() {
   if (!ec) {
     const std::filesystem::path installed = exe.parent_path().parent_path() / "share" / "net2net" / "data";
     if (has_data(installed)) return installed.string();
+  } else {
+    // No /proc: the prefixes it may be installed at (a tool in a build tree must not pick these up).
+    for (const char* dir : {NET2NET_INSTALL_DATA_DIR, NET2NET_PACKAGE_DATA_DIR})
+      if (has_data(dir)) return dir;
   }
-  for (const char* dir : {NET2NET_INSTALL_DATA_DIR, NET2NET_PACKAGE_DATA_DIR})
-    if (has_data(dir)) return dir;
   return NET2NET_DEFAULT_DATA_DIR;
 }
 

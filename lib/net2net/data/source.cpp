@@ -172,11 +172,20 @@ class ImageDir : public Source {
       if (classes.empty()) throw InputError("image folder '" + dir + "' has no class sub-folders (imagefolder:DIR wants DIR/CLASS/*.png)");
       for (size_t k = 0; k < classes.size(); ++k) {
         names_.push_back(classes[k].filename().string());
-        std::vector<std::string> files;
-        for (const auto& e : fs::recursive_directory_iterator(classes[k]))
-          if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path().string());
+        // torchvision's order: sorted(os.walk(CLASS, followlinks=True)), the files of each folder sorted.
+        std::vector<std::pair<std::string, std::string>> files;  // (folder, name)
+        try {
+          for (const auto& e : fs::recursive_directory_iterator(classes[k], fs::directory_options::follow_directory_symlink))
+            if (e.is_regular_file() && is_image_file(e.path()))
+              files.emplace_back(e.path().parent_path().string(), e.path().filename().string());
+        } catch (const fs::filesystem_error& e) {
+          throw IoError("image folder '" + classes[k].string() + "': " + e.what());
+        }
+        if (files.empty())
+          throw InputError("class folder '" + classes[k].string() + "' has no .png/.jpg/.jpeg files (torchvision's "
+                           "ImageFolder refuses it too; remove it or add images)");
         std::sort(files.begin(), files.end());
-        for (auto& f : files) candidates.emplace_back(std::move(f), static_cast<int64_t>(k));
+        for (auto& [folder, name] : files) candidates.emplace_back((fs::path(folder) / name).string(), static_cast<int64_t>(k));
       }
     } else {
       std::vector<std::string> files;

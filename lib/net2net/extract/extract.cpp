@@ -464,7 +464,10 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
     json a = readers[i].attributes();
     if (!a.contains("source") || !a["source"].is_string())
       throw InputError("'" + inputs[i] + "' has no 'source' attribute: cannot check it belongs with the others");
-    const std::string source = a["source"].get<std::string>();
+    // How the images were read belongs to the domain: other --image-size, other data.
+    std::string source = a["source"].get<std::string>();
+    if (a.contains("source_options") && a["source_options"] != first.value("source_options", json()))
+      source += " " + a["source_options"].dump(-1, ' ', false, json::error_handler_t::replace);
     auto it = std::find(domains.begin(), domains.end(), source);
     domain_of[i] = it - domains.begin();
     if (it == domains.end()) {
@@ -482,6 +485,9 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
       throw InputError("'" + inputs[i] + "' already has /domain (a merge of several sources): merge the caches it came from");
   }
   const bool several = domains.size() > 1;
+  for (size_t i = 1; i < readers.size(); ++i)
+    if (readers[i].attributes().value("class_names", json()) != first.value("class_names", json()))
+      spdlog::warn("'{}' names its classes otherwise than '{}': the merge keeps the names of the first", inputs[i], inputs[0]);
   if (several)
     spdlog::info("merging {} sources as domains 0..{} (/domain): {}", domains.size(), domains.size() - 1,
                  json(domains).dump(-1, ' ', false, json::error_handler_t::replace));

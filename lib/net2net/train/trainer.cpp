@@ -355,6 +355,15 @@ class TrainingRun {
     check_precision(precision_, device_);
     if (lead_) {
       fs::create_directories(dir_ / "checkpoints");
+      if (!opt_.resume && opt_.force && config_["train"]["init_from"].is_string()) {
+        // --force deletes this folder's checkpoints: they cannot be the warm start's source too.
+        std::error_code ec;
+        const auto from = fs::weakly_canonical(config_["train"]["init_from"].get<std::string>(), ec).string();
+        const auto here = fs::weakly_canonical(dir_, ec).string() + "/";
+        if (from + "/" == here || from.rfind(here, 0) == 0)
+          throw UsageError("--force would delete the checkpoints of '" + run_dir_ + "', which train.init_from ('" +
+                           config_["train"]["init_from"].get<std::string>() + "') reads: start the new run in another folder");
+      }
       if (!opt_.resume && opt_.force) {  // nothing of the previous run may be resumed later
         for (const fs::path& old : {best_path_, last_path_, dir_ / "checkpoints" / io::kPreviousCheckpoint,
                                     dir_ / "checkpoints" / "diverged.pt"})

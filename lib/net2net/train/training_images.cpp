@@ -55,8 +55,20 @@ bool TrainingImages::due(int64_t step, int64_t every, int64_t last) {
 
 void TrainingImages::write_grid(inn::ConditionalFlow& model, int64_t step) {
   if (!decoder_) return;
-  torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
+  // The images are for looking at: a decoder that fails, returns other shapes, or a full disk
+  // turns them off with a warning, never stops the training job.
+  try {
+    draw_grid(model, step);
+  } catch (const std::exception& e) {
+    spdlog::warn("training images: step {}: {}; no more grids in this run", step, e.what());
+    decoder_.reset();
+  }
+  model->train(was_training);
+}
+
+void TrainingImages::draw_grid(inn::ConditionalFlow& model, int64_t step) {
+  torch::NoGradGuard no_grad;
   model->eval();
   const auto type = model->parameters().front().scalar_type();
   auto c = cond_.to(type), x = target_.to(type);
@@ -66,14 +78,11 @@ void TrainingImages::write_grid(inn::ConditionalFlow& model, int64_t step) {
   // Transfer: item i's residual under item i + 1's condition.
   auto v = model->forward(x, c).v;
   rows.push_back(model->inverse(v, torch::roll(c, -1, 0)));
-  model->train(was_training);
   auto z = torch::cat(rows).to(torch::kFloat32);
   auto images = decoder_->decode(z).to(torch::kCPU, torch::kFloat32);
-  if (images.dim() != 4) {
-    spdlog::warn("training images: the decoder returned {}-d output, not images [N, C, H, W]; grids are off", images.dim());
-    decoder_.reset();
-    return;
-  }
+  if (images.dim() != 4 || images.size(0) != z.size(0) || (images.size(1) != 1 && images.size(1) != 3))
+    throw InputError("the decoder returned " + std::string(images.sizes().vec().empty() ? "a scalar" : "shape " +
+                     c10::str(images.sizes())) + " for " + std::to_string(z.size(0)) + " codes, not images [N, 1|3, H, W]");
   std::vector<std::string> labels = {"step " + std::to_string(step) + ": targets"};
   for (int64_t s = 0; s < samples; ++s) labels.push_back("sample " + std::to_string(s + 1) + " (T=1)");
   labels.push_back("transfer (i <- i+1)");
@@ -84,6 +93,14 @@ void TrainingImages::write_grid(inn::ConditionalFlow& model, int64_t step) {
 
 void TrainingImages::write_loss_plot() const {
   if (every_ <= 0) return;
+  try {
+    draw_loss_plot();
+  } catch (const std::exception& e) {
+    spdlog::warn("training images: images/loss.png: {}", e.what());
+  }
+}
+
+void TrainingImages::draw_loss_plot() const {
   data::PlotSeries train{"train", {}, {}, {0.12f, 0.35f, 0.85f}}, val{"validation", {}, {}, {0.85f, 0.2f, 0.15f}};
   std::ifstream in(metrics_);
   for (std::string line; std::getline(in, line);) {

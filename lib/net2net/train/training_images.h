@@ -38,6 +38,9 @@ class TrainingImages {
   void write_loss_plot() const;
 
  private:
+  void draw_grid(inn::ConditionalFlow& model, int64_t step);
+  void draw_loss_plot() const;
+
   std::filesystem::path dir_, metrics_;
   int64_t every_ = 0;
   torch::Device device_;

@@ -116,13 +116,13 @@ WarmStart warm_start(inn::ConditionalFlow& model, const std::string& source_path
   auto to = named_tensors(*model);
   torch::NoGradGuard no_grad;
   for (auto& [name, dst] : to) {
+    if (ignored_by(name, ignore)) {
+      w.ignored.push_back(name);
+      continue;
+    }
     auto it = from.find(name);
     if (it == from.end()) {
       w.fresh.push_back(name);
-      continue;
-    }
-    if (ignored_by(name, ignore)) {
-      w.ignored.push_back(name);
       continue;
     }
     const Tensor& src = it->second;

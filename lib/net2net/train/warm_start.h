@@ -14,7 +14,7 @@ namespace net2net::train {
 struct WarmStart {
   std::string path;                    // the checkpoint file read
   std::vector<std::string> loaded;     // taken from the checkpoint
-  std::vector<std::string> ignored;    // in both, matched by a pattern: kept as initialised
+  std::vector<std::string> ignored;    // matched by a pattern: kept as initialised
   std::vector<std::string> fresh;      // in the model only: kept as initialised
   std::vector<std::string> unused;     // in the checkpoint only
 };
