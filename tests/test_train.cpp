@@ -381,10 +381,12 @@ TEST(TrainTool, ADamagedLastCheckpointFallsBackToTheNewestGoodOneAndResumesExact
   ASSERT_EQ(train(dir / "clean", "--log-level error"), 0) << slurp(dir / "err.txt");
   ASSERT_EQ(train(dir / "run", "--set train.steps=20 --log-level error"), 0) << slurp(dir / "err.txt");
   const fs::path ck = fs::path(dir / "run") / "checkpoints";
-  // last.pt (step 20), the previous one kept beside it (step 10), best.pt (step 20).
+  // last.pt (step 20), the previous one kept beside it (step 10), best.pt (step 20): the same
+  // step as last.pt, so a hard link to it (one write, not two), damaged with it.
   ASSERT_TRUE(fs::exists(ck / "last.prev.pt"));
+  EXPECT_TRUE(fs::equivalent(ck / "last.pt", ck / "best.pt"));
+  EXPECT_FALSE(fs::equivalent(ck / "last.pt", ck / "last.prev.pt"));
   test::flip_a_tensor_bit(ck / "last.pt");
-  test::flip_a_tensor_bit(ck / "best.pt");
   ASSERT_EQ(train(dir / "run", "--resume --log-level warn"), 0) << slurp(dir / "err.txt");
   const std::string err = slurp(dir / "err.txt");
   EXPECT_NE(err.find((ck / "last.pt").string() + "' is corrupt"), std::string::npos) << err;

@@ -305,6 +305,23 @@ void keep_previous_checkpoint(const std::string& last_path) {
   if (ec) spdlog::warn("cannot keep the previous checkpoint as '{}': {}", prev.string(), ec.message());
 }
 
+void link_checkpoint(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  const std::string tmp = to + ".tmp";
+  fs::remove(tmp, ec);
+  ec.clear();
+  fs::create_hard_link(from, tmp, ec);
+  if (ec) {
+    ec.clear();
+    fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  }
+  if (!ec) fs::rename(tmp, to, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw IoError("cannot write checkpoint '" + to + "' as a link to or copy of '" + from + "': " + ec.message());
+  }
+}
+
 LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_damaged) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   const fs::path last = dir / "last.pt";

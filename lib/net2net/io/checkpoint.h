@@ -58,6 +58,10 @@ inline constexpr const char* kPreviousCheckpoint = "last.prev.pt";
 // Before last.pt is replaced: keeps the current one as last.prev.pt (a hard link, else a copy;
 // a warning if neither works).
 void keep_previous_checkpoint(const std::string& last_path);
+// `to` becomes the same checkpoint as `from`, atomically: a hard link (no copy: a text->BigGAN
+// checkpoint is 4 GB) renamed over `to`, else a copy. Safe because checkpoints are only ever
+// replaced by rename, never rewritten in place. IoError when neither works.
+void link_checkpoint(const std::string& from, const std::string& to);
 
 // --resume: RUN_DIR/checkpoints/last.pt when it loads; when it is damaged (CheckpointDamaged) or
 // missing, with a warning, the newest (highest step) of last.prev.pt and best.pt that loads. When

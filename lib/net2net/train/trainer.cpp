@@ -534,6 +534,12 @@ class TrainingRun {
     if (images_) images_->write_loss_plot();
     if (!state_.has_best || r.loss < state_.best_val) {
       state_.best_val = r.loss, state_.has_best = true;
+      // last.pt is written at this very step: best.pt becomes a hard link to it then (one 4 GB
+      // write instead of two for text->BigGAN); the state is the same, nothing runs in between.
+      if (step % ckpt_every_ == 0 || step == steps_) {
+        best_at_next_checkpoint_ = step;
+        return;
+      }
       if (all_finite(model_)) {
         auto extra_state = state_;
         extra_state.extra = state_extra();
@@ -553,6 +559,8 @@ class TrainingRun {
     state_.extra = state_extra();
     io::keep_previous_checkpoint(last_path_.string());
     io::save_training_checkpoint(last_path_.string(), config_, model_, *adam_, state_);
+    if (best_at_next_checkpoint_ == state_.step) io::link_checkpoint(last_path_.string(), best_path_.string());
+    best_at_next_checkpoint_ = -1;
     write_text_atomically((dir_ / "energy.json").string(), state_.extra["energy"].dump(2) + "\n");
   }
 
@@ -575,7 +583,7 @@ class TrainingRun {
   json finish() {
     validate(state_.step);
     checkpoint();
-    if (lead_ && !fs::exists(best_path_)) fs::copy_file(last_path_, best_path_, fs::copy_options::overwrite_existing);
+    if (lead_ && !fs::exists(best_path_)) io::link_checkpoint(last_path_.string(), best_path_.string());
     return {{"run_dir", run_dir_}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
             {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
             {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
@@ -614,6 +622,7 @@ class TrainingRun {
   std::chrono::steady_clock::time_point t_log_;
   json last_train_ = nullptr;
   json warm_start_ = nullptr;  // what train.init_from gave (a new run only)
+  int64_t best_at_next_checkpoint_ = -1;  // the step whose validation improved, when last.pt follows at it
 };
 
 }  // namespace
