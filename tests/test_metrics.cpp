@@ -77,6 +77,42 @@ TEST(Fid, AgreesWithTheScipySqrtmRoute) {
   EXPECT_NEAR(ours, theirs, 1e-6 * std::fabs(theirs)) << ours << " vs scipy " << theirs;
 }
 
+// The packages users cite (issue 19): pytorch-fid's calculate_frechet_distance and clean-fid's
+// frechet_distance on the same features agree with ours to 1e-6 relative. Their python comes from
+// scripts/setup_fid_refs.sh (run_tests.sh sets NET2NET_FID_PYTHON; CI requires it).
+TEST(Fid, AgreesWithPytorchFidAndCleanFid) {
+  const char* python = std::getenv("NET2NET_FID_PYTHON");
+  if (!python || !*python) {
+    if (const char* r = std::getenv("NET2NET_REQUIRE_FID_REFS"); r && std::string(r) == "1")
+      FAIL() << "NET2NET_FID_PYTHON is not set and NET2NET_REQUIRE_FID_REFS=1 (scripts/setup_fid_refs.sh)";
+    GTEST_SKIP() << "NET2NET_FID_PYTHON not set (scripts/run_tests.sh sets it from scripts/setup_fid_refs.sh)";
+  }
+  TempDir dir("fid_packages");
+  for (int64_t d : {64, 256}) {
+    auto a = correlated(1500, d, 11), b = correlated(1300, d, 12, 0.4) * 1.1 + 0.05;
+    const std::string file = dir / ("f" + std::to_string(d) + ".h5");
+    io::write_store(file, {}, [&](io::EmbeddingWriter& w) {
+      for (auto [name, t] : {std::pair{"a", a}, std::pair{"b", b}}) {
+        auto f = t.to(torch::kFloat32).contiguous();
+        w.create_float(name, d);
+        w.append_float(name, f.data_ptr<float>(), f.size(0));
+      }
+    });
+    io::EmbeddingReader r(file, false);
+    auto fa = torch::from_blob(r.read_rows("a", 0, 1500).data(), {1500, d}).clone();
+    auto fb = torch::from_blob(r.read_rows("b", 0, 1300).data(), {1300, d}).clone();
+    const double ours = frechet_distance(compute_stats(fa, "identity"), compute_stats(fb, "identity")).fid;
+    const std::string out = test::shell_output("cd '" + std::string(NET2NET_SOURCE_DIR) + "' && '" + python +
+                                               "' tests/python/fid_reference.py '" + file + "' a b --packages");
+    const json theirs = json::parse(out, nullptr, false);
+    ASSERT_TRUE(theirs.is_object()) << out;
+    for (const char* package : {"pytorch_fid", "clean_fid"}) {
+      const double v = theirs[package].get<double>();
+      EXPECT_NEAR(ours, v, 1e-6 * std::fabs(v)) << "D " << d << ": ours " << ours << " vs " << package << " " << v;
+    }
+  }
+}
+
 TEST(Fid, FewerSamplesThanDimensionsDoesNotCrash) {
   auto a = correlated(10, 64, 7), b = correlated(12, 64, 8);
   auto r = frechet_distance(compute_stats(a, "x"), compute_stats(b, "x"));
