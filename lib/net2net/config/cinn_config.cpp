@@ -120,6 +120,11 @@ FlowConfig flow_config_from_json(const json& resolved) {
   return c;
 }
 
+std::string condition_dataset(const json& resolved) {
+  const json& c = resolved.at("data").at("condition");
+  return c.is_null() ? std::string() : c.get<std::string>();
+}
+
 FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim) {
   json user = {{"data", {{"train", ""}, {"condition", cond_dim ? json("") : json(nullptr)}, {"target", ""}}},
                {"model", {{"in_dim", in_dim}, {"cond_dim", cond_dim}}}};

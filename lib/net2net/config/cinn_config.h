@@ -44,6 +44,8 @@ struct FlowConfig {
 
 // Typed view of a resolved config's "model" section. in_dim / cond_dim must be set.
 FlowConfig flow_config_from_json(const json& resolved);
+// data.condition of a resolved config, or "" where it is null (an unconditional flow).
+std::string condition_dataset(const json& resolved);
 // The key table's defaults for a flow from in_dim to cond_dim (tests, benchmarks).
 FlowConfig default_flow_config(int64_t in_dim, int64_t cond_dim);
 

@@ -454,14 +454,16 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   if (fs::exists(out, ec) && !force) throw UsageError("'" + out + "' exists; use --force to overwrite it");
   std::vector<io::EmbeddingReader> readers;
   for (const auto& p : inputs) readers.emplace_back(p);
-  const json first = readers[0].attributes();
+  std::vector<json> attrs;  // each file's root attributes, read once
+  for (auto& r : readers) attrs.push_back(r.attributes());
+  const json& first = attrs[0];
   // Caches of different sources (two domains, as the unpaired experiments need) merge domain by
   // domain, each row labelled with its domain in /domain (the order of first appearance); the
   // experts must be the same.
   std::vector<std::string> domains;
   std::vector<int64_t> domain_of(readers.size());
   for (size_t i = 0; i < readers.size(); ++i) {
-    json a = readers[i].attributes();
+    const json& a = attrs[i];
     if (!a.contains("source") || !a["source"].is_string())
       throw InputError("'" + inputs[i] + "' has no 'source' attribute: cannot check it belongs with the others");
     // How the images were read belongs to the domain: other --image-size, other data.
@@ -486,14 +488,14 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   }
   const bool several = domains.size() > 1;
   for (size_t i = 1; i < readers.size(); ++i)
-    if (readers[i].attributes().value("class_names", json()) != first.value("class_names", json()))
+    if (attrs[i].value("class_names", json()) != first.value("class_names", json()))
       spdlog::warn("'{}' names its classes otherwise than '{}': the merge keeps the names of the first", inputs[i], inputs[0]);
   if (several)
     spdlog::info("merging {} sources as domains 0..{} (/domain): {}", domains.size(), domains.size() - 1,
                  json(domains).dump(-1, ' ', false, json::error_handler_t::replace));
   for (const char* key : {"experts", "expert_fingerprints"}) {
     for (size_t i = 0; i < readers.size(); ++i) {
-      json a = readers[i].attributes();
+      const json& a = attrs[i];
       if (!a.contains(key)) throw InputError("'" + inputs[i] + "' has no '" + key + "' attribute: cannot check it belongs with the others");
       if (a[key] != first[key])
         // Attributes need not be UTF-8: dump() would throw for them.
@@ -534,7 +536,7 @@ json merge_caches(const std::vector<std::string>& inputs, const std::string& out
   for (size_t i = 0; i < readers.size(); ++i) {
     auto idx = readers[i].read_int64("index");
     for (int64_t r = 0; r < int64_t(idx.size()); ++r) places.push_back({domain_of[i], idx[r], i, r});
-    json a = readers[i].attributes();
+    const json& a = attrs[i];
     if (a.contains("shard")) {
       count = std::max(count, shard_count_of(a, inputs[i]));
       shards.insert(a["shard"].get<std::string>());

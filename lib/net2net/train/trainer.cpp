@@ -109,11 +109,6 @@ json prepare_config(const std::string& config_path, const std::vector<std::strin
   return config;
 }
 
-std::string condition_dataset(const json& config) {
-  const json& c = config["data"]["condition"];
-  return c.is_null() ? std::string() : c.get<std::string>();
-}
-
 Pairs load_pairs(const std::string& file, const std::string& condition, const std::string& target) {
   io::EmbeddingReader reader(file);
   Pairs p;
@@ -138,10 +133,10 @@ struct Split {
 Split make_split(const json& config) {
   const json& d = config["data"];
   Split s;
-  Pairs all = load_pairs(d["train"], condition_dataset(config), d["target"]);
+  Pairs all = load_pairs(d["train"], config::condition_dataset(config), d["target"]);
   if (!d["val"].is_null()) {
     s.train = all;
-    s.val = load_pairs(d["val"], condition_dataset(config), d["target"]);
+    s.val = load_pairs(d["val"], config::condition_dataset(config), d["target"]);
     return s;
   }
   const int64_t n = all.size();
@@ -632,7 +627,7 @@ json run_training(const TrainOptions& opt) { return TrainingRun(opt).run(); }
 json evaluate_nll(const std::string& checkpoint, const std::string& data_file, const std::string& device, int64_t batch) {
   auto loaded = io::load_flow_checkpoint(checkpoint);
   const json& d = loaded.config["data"];
-  Pairs pairs = load_pairs(data_file, condition_dataset(loaded.config), d["target"]);
+  Pairs pairs = load_pairs(data_file, config::condition_dataset(loaded.config), d["target"]);
   if (pairs.cond.size(1) != loaded.model->config().cond_dim || pairs.target.size(1) != loaded.model->config().in_dim)
     throw InputError("'" + data_file + "': datasets are " + std::to_string(pairs.cond.size(1)) + " / " +
                      std::to_string(pairs.target.size(1)) + " wide, the model expects " +

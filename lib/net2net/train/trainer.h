@@ -44,8 +44,6 @@ struct Pairs {
 // Reads two datasets of a cache; InputError naming the file and a missing dataset. An empty
 // `condition` (an unconditional flow) gives conditions of width 0.
 Pairs load_pairs(const std::string& file, const std::string& condition, const std::string& target);
-// data.condition of a resolved config, or "" where it is null (unconditional).
-std::string condition_dataset(const nlohmann::json& config);
 
 // net2net-eval nll: the model of a checkpoint (or run dir) on the pairs of a cache.
 // nll: mean over items of 0.5 ||v||^2 - log|det J| (no constant: the reference's total loss);

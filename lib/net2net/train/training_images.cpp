@@ -81,8 +81,8 @@ void TrainingImages::draw_grid(inn::ConditionalFlow& model, int64_t step) {
   auto z = torch::cat(rows).to(torch::kFloat32);
   auto images = decoder_->decode(z).to(torch::kCPU, torch::kFloat32);
   if (images.dim() != 4 || images.size(0) != z.size(0) || (images.size(1) != 1 && images.size(1) != 3))
-    throw InputError("the decoder returned " + std::string(images.sizes().vec().empty() ? "a scalar" : "shape " +
-                     c10::str(images.sizes())) + " for " + std::to_string(z.size(0)) + " codes, not images [N, 1|3, H, W]");
+    throw InputError("the decoder returned shape " + c10::str(images.sizes()) + " for " + std::to_string(z.size(0)) +
+                     " codes, not images [N, 1|3, H, W]");
   std::vector<std::string> labels = {"step " + std::to_string(step) + ": targets"};
   for (int64_t s = 0; s < samples; ++s) labels.push_back("sample " + std::to_string(s + 1) + " (T=1)");
   labels.push_back("transfer (i <- i+1)");

@@ -33,12 +33,6 @@ std::map<std::string, Tensor> named_tensors(torch::nn::Module& m) {
   return out;
 }
 
-std::string shape(const Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
-
 std::string string_attribute(const H5::H5Object& object, const char* name) {
   if (!object.attrExists(name)) return "";
   auto attr = object.openAttribute(name);
@@ -127,8 +121,8 @@ WarmStart warm_start(inn::ConditionalFlow& model, const std::string& source_path
     }
     const Tensor& src = it->second;
     if (!src.sizes().equals(dst.sizes()))
-      throw ConfigError("train.init_from '" + w.path + "': tensor '" + name + "' is " + shape(src) + " there but " +
-                        shape(dst) + " in this model (another architecture: list it in train.init_ignore / "
+      throw ConfigError("train.init_from '" + w.path + "': tensor '" + name + "' is " + c10::str(src.sizes()) + " there but " +
+                        c10::str(dst.sizes()) + " in this model (another architecture: list it in train.init_ignore / "
                         "--init-ignore to keep it initialised)");
     dst.copy_(src);
     w.loaded.push_back(name);

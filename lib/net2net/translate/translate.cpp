@@ -15,7 +15,6 @@
 #include "net2net/experts/expert.h"
 #include "net2net/io/checkpoint.h"
 #include "net2net/io/embedding_store.h"
-#include "net2net/train/trainer.h"
 
 namespace net2net::translate {
 namespace fs = std::filesystem;
@@ -235,7 +234,7 @@ class Translation {
     std::string file = r_.exemplar.rfind("h5:", 0) == 0 ? r_.exemplar.substr(3) : r_.exemplar;
     io::EmbeddingReader reader(file);
     const json& config = loaded_.config;
-    const std::string cname = train::condition_dataset(config), tname = config["data"]["target"];
+    const std::string cname = config::condition_dataset(config), tname = config["data"]["target"];
     int64_t e = std::min<int64_t>(reader.rows(), r_.exemplar_limit);
     if (e < 1) throw InputError("exemplar cache '" + file + "' has no rows");
     auto ti = reader.info(tname);
