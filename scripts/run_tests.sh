@@ -6,7 +6,7 @@
 #                                           the same suites, on the CPU (GPU tests skip without a GPU)
 #   scripts/run_tests.sh --libtorch both    one after the other (what CI runs)
 # NET2NET_LIBTORCH=debian|pypi|both does the same as the option; BUILD_DIR / BUILD_DIR_TORCH2 move
-# the two build folders; NET2NET_REQUIRE_SBERT=1 (CI) fails when the sentence-BERT expert cannot be
+# the two build folders; NET2NET_REQUIRE_SBERT=1 (CI; likewise _FID_REFS, _CODECARBON) fails when the sentence-BERT expert cannot be
 # exported (scripts/setup_sbert.sh) instead of skipping its tests. The pypi build needs NVIDIA's
 # CUDA toolkit (nvcc 13.x) for the kernels.
 set -euo pipefail
@@ -42,6 +42,8 @@ optional_reference() {
 }
 # pytorch-fid and clean-fid, the FID references of test_metrics.
 optional_reference NET2NET_FID_PYTHON NET2NET_REQUIRE_FID_REFS 1 "pytorch-fid / clean-fid" scripts/setup_fid_refs.sh
+# CodeCarbon, whose own code reads our energy CSV (test_metrics).
+optional_reference NET2NET_CODECARBON_PYTHON NET2NET_REQUIRE_CODECARBON 1 "CodeCarbon" scripts/setup_codecarbon.sh
 # The pretrained text expert (sentence-BERT), exported once from PyPI's package.
 optional_reference NET2NET_SBERT NET2NET_REQUIRE_SBERT 3 "sentence-BERT" scripts/setup_sbert.sh
 for b in "${builds[@]}"; do

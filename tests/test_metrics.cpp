@@ -311,6 +311,40 @@ TEST(EnergyReport, MeasuredEnergyAndReferenceEntries) {
   EXPECT_NEAR(j["rows"][0]["energy_kwh"].get<double>(), 3.0, 1e-9);
 }
 
+// CodeCarbon's own reader (scripts/setup_codecarbon.sh; tests/python/codecarbon_check.py): the CSV
+// has exactly its columns, every row becomes its EmissionsData with our kWh, and its FileOutput
+// appends to the file instead of backing it up as "the CSV format has changed".
+TEST(EnergyReport, CsvLoadsWithCodeCarbonsOwnCode) {
+  const char* python = std::getenv("NET2NET_CODECARBON_PYTHON");
+  if (!python || !*python) {
+    if (const char* r = std::getenv("NET2NET_REQUIRE_CODECARBON"); r && std::string(r) == "1")
+      FAIL() << "NET2NET_CODECARBON_PYTHON is not set and NET2NET_REQUIRE_CODECARBON=1 (scripts/setup_codecarbon.sh)";
+    GTEST_SKIP() << "NET2NET_CODECARBON_PYTHON not set (scripts/run_tests.sh sets it from scripts/setup_codecarbon.sh)";
+  }
+  TempDir dir("energy_codecarbon");
+  json record = {{"wall_seconds", 3600.0}, {"cpu_seconds", 7000.0}, {"cpu_joules", 7.2e6}, {"gpu_joules", 3.6e6},
+                 {"hardware", {{"cpu_model", "Test CPU, \"quoted\""}, {"cpus", 8}, {"gpus", {"Test GPU"}}}},
+                 {"cpu_energy", {{"measured", true}}}, {"gpu_energy", {{"measured", true}}}};
+  const std::string run = dir / "run";
+  fs::create_directories(run);
+  std::ofstream(run + "/energy.json") << record.dump();
+  EnergyOptions o;
+  o.runs = {run};
+  o.references = {"all"};
+  const auto rows = energy_report(o);
+  const std::string csv = dir / "emissions.csv";
+  std::ofstream(csv) << to_codecarbon_csv(rows, o);
+  const std::string out = test::shell_output("cd '" + std::string(NET2NET_SOURCE_DIR) + "' && '" + python +
+                                             "' tests/python/codecarbon_check.py '" + csv + "'");
+  const json r = json::parse(out, nullptr, false);
+  ASSERT_TRUE(r.is_object()) << out;
+  EXPECT_TRUE(r["columns_match"].get<bool>()) << "missing " << r["missing"].dump() << ", extra " << r["extra"].dump();
+  EXPECT_EQ(r["rows"].get<size_t>(), rows.size());
+  EXPECT_NEAR(r["energy_consumed"].get<double>(), 3.0, 1e-9);  // (2 + 1) kWh measured
+  EXPECT_TRUE(r["appended"].get<bool>()) << out;
+  EXPECT_EQ(r["rows_after"].get<size_t>(), rows.size() + 1);
+}
+
 TEST(Accuracy, ClassesAndRequestedPropertiesAgainstAHandCount) {
   const std::vector<int64_t> predicted = {0, 1, 2, 1, 0, 2};
   const std::vector<int64_t> expected = {0, 1, 1, 1, 2, 2};  // right: items 0, 1, 3, 5

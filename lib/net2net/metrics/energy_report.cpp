@@ -174,7 +174,12 @@ std::string to_codecarbon_csv(const std::vector<CostRow>& rows, const EnergyOpti
   ss << "timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,cpu_energy,"
         "gpu_energy,ram_energy,energy_consumed,country_iso_code,country_name,region,cloud_provider,cloud_region,os,"
         "python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,ram_total_size,"
-        "tracking_mode,on_cloud,pue\n";
+        "tracking_mode,on_cloud,pue,"
+        // CodeCarbon 3.x's further columns, appended (its reader matches the set, in any order; ours
+        // keep their places): experiment_id, water_consumed, cpu/gpu/ram_utilization_percent,
+        // ram_used_gb, wue. Unknown ones stay empty, as the location columns.
+        "experiment_id,water_consumed,cpu_utilization_percent,gpu_utilization_percent,ram_utilization_percent,"
+        "ram_used_gb,wue\n";
   char ts[32];
   std::time_t now = std::time(nullptr);
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", std::gmtime(&now));
@@ -194,7 +199,7 @@ std::string to_codecarbon_csv(const std::vector<CostRow>& rows, const EnergyOpti
        << fmt("%.9g", cpu_kwh) << "," << fmt("%.9g", gpu_kwh) << ",0," << fmt("%.9g", r.kwh) << ",,,,,,"
        << quote(std::string(u.sysname) + "-" + u.release) << ",,net2net," << r.cpu_count << "," << quote(r.cpu_model) << ","
        << r.gpu_count << "," << quote(r.gpu_model) << ",,,," << (r.energy_source.rfind("measured", 0) == 0 ? "machine" : "nominal")
-       << ",N," << fmt("%.3g", o.pue) << "\n";
+       << ",N," << fmt("%.3g", o.pue) << ",,0,,,,,0\n";
   }
   return ss.str();
 }
