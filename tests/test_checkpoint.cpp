@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
@@ -304,6 +306,44 @@ TEST(Checkpoint, FreshProcessReproducesOutputsBitForBit) {
   EXPECT_EQ(rc, 0) << text;
   EXPECT_NE(text.find("[  PASSED  ] 1 test"), std::string::npos) << text;
   fs::remove_all(dir);
+}
+
+TEST(BackgroundWriter, RunsJobsInOrderAndRethrowsAFailureOnWait) {
+  io::BackgroundWriter writer;
+  std::vector<int> done;
+  writer.submit([&done] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done.push_back(1);
+  });
+  writer.submit([&done] { done.push_back(2); });  // starts after the first has finished
+  writer.wait();
+  EXPECT_EQ(done, (std::vector<int>{1, 2}));
+  writer.submit([] { throw IoError("cannot write checkpoint 'x.pt': disk full"); });
+  try {
+    writer.wait();
+    FAIL() << "the job's error must surface";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("x.pt"), std::string::npos);
+  }
+  EXPECT_NO_THROW(writer.wait());  // reported once
+  EXPECT_GE(writer.busy_seconds(), 0.05);
+}
+
+TEST(Checkpoint, SerialisedBytesAreTheFileThatSaveWrites) {
+  // The serialised checkpoint is complete: written later, it loads with its checksum verified and
+  // equals the model as it was when serialised, not as it is when written.
+  test::TempDir dir("ckpt_bytes");
+  auto cfg = test_config();
+  auto model = build_flow(config::flow_config_from_json(cfg), 1);
+  auto bytes = io::serialize_flow_checkpoint(cfg, model);
+  const auto before = model->parameters()[0].clone();
+  {
+    torch::NoGradGuard g;
+    model->parameters()[0].add_(1.0);
+  }
+  io::write_checkpoint_file(dir / "a.pt", bytes);
+  auto loaded = io::load_flow_checkpoint(dir / "a.pt");
+  EXPECT_TRUE(torch::equal(loaded.model->parameters()[0], before));
 }
 
 TEST(CheckpointChild, LoadsAndCompares) {

@@ -263,12 +263,12 @@ TEST(Schema, OnlyKeysMarkedResumableMayChangeOnResume) {
     EXPECT_NE(msg.find("model.embedder"), std::string::npos) << msg;
     EXPECT_EQ(msg.find("train.steps:"), std::string::npos) << msg;
     EXPECT_NE(msg.find("only data.class_names, train.steps, train.log_every, train.val_every, train.checkpoint_every, "
-                       "train.image_every, train.image_items, train.image_samples may change"),
+                       "train.keep_previous, train.image_every, train.image_items, train.image_samples may change"),
               std::string::npos) << msg;
   }
   int resumable = 0;
   for (const auto& k : s.keys()) resumable += k.resume_may_change;
-  EXPECT_EQ(resumable, 8);  // the five above and the training images' three (they do not change the run)
+  EXPECT_EQ(resumable, 9);  // the five above, keep_previous and the training images' three (they do not change the run)
   // A run written before a key existed resumes: the key has its default there.
   json old_run = run;
   old_run["data"].erase("class_names");

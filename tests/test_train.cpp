@@ -411,6 +411,43 @@ TEST(TrainTool, ADamagedLastCheckpointFallsBackToTheNewestGoodOneAndResumesExact
   EXPECT_NE(slurp(dir / "err.txt").find("corrupt or truncated"), std::string::npos) << slurp(dir / "err.txt");
 }
 
+TEST(TrainTool, BestIsTheModelAloneAndKeepPreviousDecidesOnLastPrev) {
+  TempDir dir("train_ckpt_policy");
+  make_data(dir, 1000);
+  // lr 0: the validation at step 7 equals that at step 5, so best.pt stays the step-5 file, its own
+  // (step 5 is no checkpoint step) and the model alone.
+  auto cfg = write_config(dir, "p", {{"batch_size", 100}, {"steps", 7}, {"lr", 0.0}, {"log_every", 1},
+                                     {"val_every", 5}, {"checkpoint_every", 2}});
+  for (const char* keep : {"never", "always"}) {
+    SCOPED_TRACE(keep);
+    const std::string run = dir / keep;
+    const std::string out = test::shell_output("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + run +
+                                               "' --threads 1 --log-level error --json --set train.keep_previous=" + keep);
+    const json summary = json::parse(out, nullptr, false);
+    ASSERT_TRUE(summary.is_object()) << out;
+    const fs::path ck = fs::path(run) / "checkpoints";
+    EXPECT_EQ(fs::exists(ck / "last.prev.pt"), std::string(keep) == "always");
+    if (std::string(keep) == "always") EXPECT_EQ(io::load_flow_checkpoint(ck / "last.prev.pt").step, 6);
+    ASSERT_TRUE(fs::exists(ck / "best.pt"));
+    EXPECT_FALSE(fs::equivalent(ck / "best.pt", ck / "last.pt"));
+    EXPECT_EQ(io::load_flow_checkpoint(ck / "best.pt").step, -1) << "a model-only checkpoint";
+    EXPECT_LT(fs::file_size(ck / "best.pt"), fs::file_size(ck / "last.pt") / 2) << "no optimizer state";
+    torch::optim::Adam adam(params_of(ck / "last.pt"), torch::optim::AdamOptions(1e-3));
+    EXPECT_EQ(io::load_training_state(ck / "last.pt", adam).step, 7);
+    EXPECT_THROW(io::load_training_state(ck / "best.pt", adam), InputError);
+    // Where the time went: every part there, none larger than the whole.
+    const json& t = summary["timings"];
+    double parts = 0;
+    for (const char* k : {"setup_s", "steps_s", "validation_s", "images_s", "checkpoint_s"}) {
+      ASSERT_TRUE(t.contains(k)) << t.dump();
+      EXPECT_GE(t[k].get<double>(), 0.0) << k;
+      parts += t[k].get<double>();
+    }
+    EXPECT_LE(parts, t["total_s"].get<double>() * 1.001) << t.dump();
+    EXPECT_GT(t["checkpoint_write_s"].get<double>(), 0.0) << t.dump();
+  }
+}
+
 TEST(TrainTool, NonFiniteRowsInACacheAreRefusedUpFrontNamingThem) {
   TempDir dir("train_nan");
   make_data(dir, 100);

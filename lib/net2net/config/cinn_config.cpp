@@ -52,6 +52,7 @@ Schema make_cinn_schema() {
     resumable(integer("train.log_every", 50, "Steps between train metrics lines.", 1)),
     resumable(integer("train.val_every", 1000, "Steps between validations.", 1)),
     resumable(integer("train.checkpoint_every", 1000, "Steps between checkpoints.", 1)),
+    resumable(str("train.keep_previous", "auto", "Keep the last checkpoint before last.pt as checkpoints/last.prev.pt, which --resume falls back to when last.pt is damaged: always, never, or auto (while a checkpoint is under 1 GiB; a text->BigGAN one is 4 GiB, and last.pt is written atomically with a verified checksum).", {"auto", "always", "never"})),
     resumable(integer("train.image_every", 1000, "Image grids in RUN_DIR/images (where the target expert decodes) at steps 1, 2, 4, ... then every this many steps, and a loss plot (images/loss.png) at each validation; 0: none.", 0)),
     resumable(integer("train.image_items", 8, "Validation items in each image grid (a column each).", 1)),
     resumable(integer("train.image_samples", 4, "Samples (T=1) of each item in each image grid.", 1)),

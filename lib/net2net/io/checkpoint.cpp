@@ -5,10 +5,12 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -126,41 +128,92 @@ void put(torch::serialize::OutputArchive& archive, Scalars& scalars, const char*
 
 void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
                  inn::ConditionalFlow& model);
-void save_archive(const std::string& path, torch::serialize::OutputArchive& archive, const Scalars& scalars) {
-  // The checksum of the records as written: save once, hash the file record by record (one record
-  // in memory at a time, not the whole archive), add the checksum, save again, then rename.
+// The archive's bytes in memory (LibTorch's zip; the records are the tensors' bytes).
+std::string archive_bytes(torch::serialize::OutputArchive& archive, size_t reserve) {
+  std::string out;
+  out.reserve(reserve);
+  archive.save_to([&out](const void* data, size_t n) {
+    out.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  return out;
+}
+
+// Lets PyTorchStreamReader read an archive held in memory.
+class MemoryReader : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit MemoryReader(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* = "") const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+SerializedCheckpoint serialize_archive(torch::serialize::OutputArchive& archive, const Scalars& scalars, size_t reserve) {
+  // The checksum of the records as they are serialised: serialise once in memory, hash it record
+  // by record, add the checksum, serialise again. Both in memory: the file is written once
+  // (write_checkpoint_file), and the bytes no longer depend on the model, so that they can be
+  // written while training goes on (BackgroundWriter).
   auto get = [&scalars](const char* key, c10::IValue& v) {
     auto it = scalars.find(key);
     if (it == scalars.end()) return false;
     v = it->second;
     return true;
   };
-  write_atomically(path, [&](const std::string& tmp) {
-    try {
-      archive.save_to(tmp);
-      std::string checksum;
-      {
-        caffe2::serialize::PyTorchStreamReader reader(tmp);
-        checksum = content_checksum(reader, get);
-      }
-      archive.write(kChecksumKey, c10::IValue(checksum));
-      archive.save_to(tmp);
-    } catch (const c10::Error& e) {
-      throw IoError("cannot write checkpoint '" + tmp + "': " + e.what_without_backtrace());
+  try {
+    std::string checksum;
+    size_t size = 0;
+    {
+      const std::string first = archive_bytes(archive, reserve);
+      size = first.size();
+      caffe2::serialize::PyTorchStreamReader reader(std::make_shared<MemoryReader>(first));
+      checksum = content_checksum(reader, get);
     }
-  });
+    archive.write(kChecksumKey, c10::IValue(checksum));
+    return SerializedCheckpoint{archive_bytes(archive, size + 4096)};
+  } catch (const c10::Error& e) {
+    throw IoError(std::string("cannot serialise a checkpoint: ") + e.what_without_backtrace());
+  }
+}
+
+// Bytes of the model's tensors (a first guess of the archive's size).
+size_t tensor_bytes(inn::ConditionalFlow& model) {
+  size_t n = 0;
+  for (const auto& t : model->parameters()) n += t.nbytes();
+  for (const auto& t : model->buffers()) n += t.nbytes();
+  return n;
 }
 }  // namespace
 
-void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
+void write_checkpoint_file(const std::string& path, const SerializedCheckpoint& checkpoint) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw IoError("cannot open '" + tmp + "' for writing: " + std::strerror(errno));
+    out.write(checkpoint.bytes.data(), static_cast<std::streamsize>(checkpoint.bytes.size()));
+    out.flush();
+    if (!out) throw IoError("cannot write checkpoint '" + tmp + "': " + std::strerror(errno));
+  });
+}
+
+SerializedCheckpoint serialize_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
   write_model(archive, scalars, config, model);
-  save_archive(path, archive, scalars);
+  return serialize_archive(archive, scalars, tensor_bytes(model) + (1 << 20));
 }
 
-void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
-                              torch::optim::Optimizer& optimizer, const TrainingState& state) {
+void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
+  write_checkpoint_file(path, serialize_flow_checkpoint(config, model));
+}
+
+SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
+                                                   torch::optim::Optimizer& optimizer, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
   write_model(archive, scalars, config, model);
@@ -171,7 +224,46 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
   put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
   if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state);
   put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
-  save_archive(path, archive, scalars);
+  // Adam (AMSGrad) holds three tensors per parameter: four times the model, and a little more.
+  return serialize_archive(archive, scalars, 4 * tensor_bytes(model) + (1 << 20));
+}
+
+void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
+                              torch::optim::Optimizer& optimizer, const TrainingState& state) {
+  write_checkpoint_file(path, serialize_training_checkpoint(config, model, optimizer, state));
+}
+
+BackgroundWriter::~BackgroundWriter() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+  }
+}
+
+void BackgroundWriter::submit(std::function<void()> job) {
+  wait();
+  thread_ = std::thread([this, job = std::move(job)] {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      job();
+    } catch (const std::exception& e) {
+      spdlog::error("background checkpoint write failed: {}", e.what());
+      error_ = std::current_exception();
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    busy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  });
+}
+
+void BackgroundWriter::wait() {
+  if (thread_.joinable()) thread_.join();
+  if (error_) {
+    auto e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
 }
 
 TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer) {

@@ -3,8 +3,11 @@
 // alone rebuilds the model. Written atomically. The format is LibTorch's serialize archive
 // (a zip readable by torch.jit.load in Python); docs/formats.md lists its keys.
 #pragma once
+#include <exception>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "net2net/core/error.h"
 #include "net2net/inn/flow.h"
@@ -21,6 +24,16 @@ struct CheckpointDamaged : InputError {
 inline constexpr int64_t kCheckpointVersion = 1;
 
 void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model);
+
+// A checkpoint serialised in memory: the file's bytes, checksum included. Once made it no longer
+// depends on the model or the optimizer, so it can be written while training goes on
+// (BackgroundWriter); it costs its size in memory until written.
+struct SerializedCheckpoint {
+  std::string bytes;
+};
+SerializedCheckpoint serialize_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model);
+// Atomically (temporary name, fsync, rename): a file under `path` is always whole. IoError.
+void write_checkpoint_file(const std::string& path, const SerializedCheckpoint& checkpoint);
 
 struct LoadedFlow {
   nlohmann::json config;
@@ -49,6 +62,30 @@ struct TrainingState {
 // A model checkpoint plus the optimizer's state and the training state (docs/formats.md).
 void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
                               torch::optim::Optimizer& optimizer, const TrainingState& state);
+SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
+                                                   torch::optim::Optimizer& optimizer, const TrainingState& state);
+
+// Writes checkpoints on a thread of its own while training goes on, one job at a time in the
+// order submitted: submit() first waits for the job before it; wait() returns once everything
+// is on disk and rethrows the error of a failed job (an IoError naming the file), which is also
+// logged when it happens. The destructor waits (an error is logged). Not thread-safe itself:
+// one training thread submits.
+class BackgroundWriter {
+ public:
+  BackgroundWriter() = default;
+  BackgroundWriter(const BackgroundWriter&) = delete;
+  BackgroundWriter& operator=(const BackgroundWriter&) = delete;
+  ~BackgroundWriter();
+  void submit(std::function<void()> job);
+  void wait();
+  double busy_seconds() const { return busy_seconds_; }  // time the jobs took (read after wait())
+
+ private:
+  std::thread thread_;
+  std::exception_ptr error_;
+  double busy_seconds_ = 0;
+};
+
 // Reads the optimizer and training state of a training checkpoint (InputError when absent).
 TrainingState load_training_state(const std::string& path, torch::optim::Optimizer& optimizer);
 

@@ -258,24 +258,34 @@ class TrainingRun {
     resume_or_initialise();
     open_outputs();
     StopSignals signals;
+    timings_.setup = seconds_since(t_start_);
     Progress progress("train", steps_, "steps", state_.step);
     t_log_ = std::chrono::steady_clock::now();
     spdlog::info("training {} steps of {} items ({} per rank, {} rank(s), {}, {}, {}), lr {:.3g}, {} parameters",
                  steps_ - state_.step, global_batch_, share_end_ - share_begin_, env_.world_size, comm_->backend(),
                  device_.str(), to_string(precision_), lr_, inn::count_parameters(*model_));
     while (state_.step < steps_) {
+      auto t0 = std::chrono::steady_clock::now();
       const StepStats s = step(state_.step);
       state_.step += 1;
       log(s, progress);
       progress.update(state_.step);
-      if (images_ && TrainingImages::due(state_.step, images_->every(), steps_)) images_->write_grid(model_, state_.step);
+      timings_.steps += seconds_since(t0);
+      if (images_ && TrainingImages::due(state_.step, images_->every(), steps_)) {
+        t0 = std::chrono::steady_clock::now();
+        images_->write_grid(model_, state_.step);
+        timings_.images += seconds_since(t0);
+      }
       if (state_.step % val_every_ == 0 && state_.step < steps_) validate(state_.step);
-      if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint();
+      if (state_.step % ckpt_every_ == 0 && state_.step < steps_) checkpoint(false);
       if (consecutive_bad_ >= kMaxSkippedInARow) {
         // The state that diverged goes to diverged.pt for a look; last.pt stays the last good one
         // (the update before the skipped steps may be what broke the model).
         const fs::path diverged = dir_ / "checkpoints" / "diverged.pt";
-        if (lead_) io::save_training_checkpoint(diverged.string(), config_, model_, *adam_, state_);
+        if (lead_) {
+          writer_.wait();
+          io::save_training_checkpoint(diverged.string(), config_, model_, *adam_, state_);
+        }
         const bool has_last = fs::exists(last_path_);
         throw Error("training diverged: " + std::to_string(consecutive_bad_) + " non-finite steps in a row (steps " +
                         std::to_string(state_.step - consecutive_bad_ + 1) + "-" + std::to_string(state_.step) +
@@ -287,7 +297,7 @@ class TrainingRun {
                     kExitFailure);
       }
       if (comm_->any(stop_requested())) {
-        checkpoint();
+        checkpoint(true);
         throw Interrupted("training stopped by a signal at step " + std::to_string(state_.step) + "; checkpoint '" +
                           last_path_.string() + "' written; rerun with --resume --run-dir " + run_dir_);
       }
@@ -522,7 +532,9 @@ class TrainingRun {
   // ---- validation (rank 0): the val metrics line, best.pt when it improves
   void validate(int64_t step) {
     if (!lead_ || data_.val.size() == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
     auto r = evaluate(model_, data_.val, device_);
+    timings_.validation += seconds_since(t0);
     metrics_->write({{"step", step}, {"split", "val"}, {"loss", r.loss}, {"nll", r.nll}, {"nlogdet", r.nlogdet},
                      {"bits_per_dim", r.bpd}});
     spdlog::info("step {} val loss {:.4f} (nll {:.4f}, -logdet {:.4f}, {:.4f} bits/dim)", step, r.loss, r.nll, r.nlogdet, r.bpd);
@@ -535,28 +547,49 @@ class TrainingRun {
         best_at_next_checkpoint_ = step;
         return;
       }
+      // Otherwise its own file, the model alone (1 GB of text->BigGAN's 4: best.pt is for
+      // translating and evaluating; --resume reads last.pt and last.prev.pt), written in the background.
       if (all_finite(model_)) {
-        auto extra_state = state_;
-        extra_state.extra = state_extra();
-        extra_state.rng_state = generator_state();  // as it is now (state_ holds it as of the last last.pt)
-        io::save_training_checkpoint(best_path_.string(), config_, model_, *adam_, extra_state);
+        const auto t1 = std::chrono::steady_clock::now();
+        writer_.wait();
+        auto bytes = std::make_shared<io::SerializedCheckpoint>(io::serialize_flow_checkpoint(config_, model_));
+        writer_.submit([bytes, best = best_path_.string()] { io::write_checkpoint_file(best, *bytes); });
+        timings_.checkpoint += seconds_since(t1);
       }
     }
   }
 
-  // ---- last.pt (rank 0): model, optimizer, RNG, step, energy so far
-  void checkpoint() {
+  // ---- last.pt (rank 0): model, optimizer, RNG, step, energy so far. Serialised here, at the
+  // step (what --resume continues from exactly), written to disk by the background writer while
+  // the next steps run; `wait`: return only when it is on disk (the last one, a signal's).
+  void checkpoint(bool wait) {
     if (!lead_) return;
     if (!all_finite(model_))
       throw Error("model parameters are not finite; last good checkpoint kept at '" + last_path_.string() + "'",
                   kExitFailure);
+    const auto t0 = std::chrono::steady_clock::now();
     state_.rng_state = generator_state();
     state_.extra = state_extra();
-    io::keep_previous_checkpoint(last_path_.string());
-    io::save_training_checkpoint(last_path_.string(), config_, model_, *adam_, state_);
-    if (best_at_next_checkpoint_ == state_.step) io::link_checkpoint(last_path_.string(), best_path_.string());
+    writer_.wait();  // the one before is on disk (and its error, if any, surfaces here)
+    auto bytes = std::make_shared<io::SerializedCheckpoint>(
+        io::serialize_training_checkpoint(config_, model_, *adam_, state_));
+    // last.prev.pt: always, never, or (auto) while checkpoints are under 1 GiB.
+    const std::string keep = config_["train"]["keep_previous"];
+    const bool keep_previous = keep == "always" || (keep == "auto" && bytes->bytes.size() < (size_t(1) << 30));
+    const bool link_best = best_at_next_checkpoint_ == state_.step;
     best_at_next_checkpoint_ = -1;
-    write_text_atomically((dir_ / "energy.json").string(), state_.extra["energy"].dump(2) + "\n");
+    writer_.submit([bytes, keep_previous, link_best, last = last_path_.string(), best = best_path_.string(),
+                    energy_path = (dir_ / "energy.json").string(), energy = state_.extra["energy"].dump(2) + "\n"] {
+      const fs::path prev = fs::path(last).replace_filename(io::kPreviousCheckpoint);
+      if (keep_previous) io::keep_previous_checkpoint(last);
+      io::write_checkpoint_file(last, *bytes);
+      std::error_code ec;
+      if (!keep_previous) fs::remove(prev, ec);  // an older one would be resumed from in place of a damaged last.pt
+      if (link_best) io::link_checkpoint(last, best);
+      write_text_atomically(energy_path, energy);
+    });
+    if (wait) writer_.wait();
+    timings_.checkpoint += seconds_since(t0);
   }
 
   // torch's default CPU generator, which checkpoints record for an exact resume.
@@ -577,9 +610,18 @@ class TrainingRun {
   // ---- the final validation and checkpoint, best.pt at least the last, the summary
   json finish() {
     validate(state_.step);
-    checkpoint();
+    checkpoint(true);
     if (lead_ && !fs::exists(best_path_)) io::link_checkpoint(last_path_.string(), best_path_.string());
-    return {{"run_dir", run_dir_}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
+    timings_.total = seconds_since(t_start_);
+    json timings = {{"total_s", timings_.total}, {"setup_s", timings_.setup}, {"steps_s", timings_.steps},
+                    {"validation_s", timings_.validation}, {"images_s", timings_.images},
+                    {"checkpoint_s", timings_.checkpoint}, {"checkpoint_write_s", writer_.busy_seconds()}};
+    if (lead_)
+      spdlog::info("time: {:.1f} s in all: set-up {:.1f} s, steps {:.1f} s, validation {:.1f} s, images {:.1f} s, "
+                   "checkpoints {:.1f} s (and {:.1f} s written in the background)",
+                   timings_.total, timings_.setup, timings_.steps, timings_.validation, timings_.images,
+                   timings_.checkpoint, writer_.busy_seconds());
+    return {{"run_dir", run_dir_}, {"timings", timings}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
             {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
             {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
             {"checkpoint", last_path_.string()}, {"energy", lead_ ? state_.extra["energy"] : json(nullptr)},
@@ -617,7 +659,18 @@ class TrainingRun {
   std::chrono::steady_clock::time_point t_log_;
   json last_train_ = nullptr;
   json warm_start_ = nullptr;  // what train.init_from gave (a new run only)
-  int64_t best_at_next_checkpoint_ = -1;  // the step whose validation improved, when last.pt follows at it
+  int64_t best_at_next_checkpoint_ = -1;
+  // Where the wall time went (the summary's "timings"): the training thread's share of each phase;
+  // checkpoint is its part of checkpointing (serialising, waiting for the previous write).
+  struct Timings {
+    double total = 0, setup = 0, steps = 0, validation = 0, images = 0, checkpoint = 0;
+  } timings_;
+  const std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
+  static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  // Declared last: destroyed first, so a write still running finishes before the rest goes.
+  io::BackgroundWriter writer_;  // the step whose validation improved, when last.pt follows at it
 };
 
 }  // namespace
