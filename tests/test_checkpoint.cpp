@@ -15,6 +15,7 @@
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
 #include "net2net/io/checkpoint.h"
+#include "net2net/kernels/fused_adam.h"
 #include "test_util.h"
 
 using namespace net2net;
@@ -329,21 +330,58 @@ TEST(BackgroundWriter, RunsJobsInOrderAndRethrowsAFailureOnWait) {
   EXPECT_GE(writer.busy_seconds(), 0.05);
 }
 
-TEST(Checkpoint, SerialisedBytesAreTheFileThatSaveWrites) {
-  // The serialised checkpoint is complete: written later, it loads with its checksum verified and
-  // equals the model as it was when serialised, not as it is when written.
-  test::TempDir dir("ckpt_bytes");
+TEST(Checkpoint, ASnapshotWritesTheStateAtItsStepWhateverTrainingDoesAfter) {
+  // A snapshot written later equals a checkpoint saved at once, tensor by tensor (model and Adam
+  // state), although the model and the optimizer go on (a step, in place) before it is written.
+  test::TempDir dir("ckpt_snapshot");
   auto cfg = test_config();
   auto model = build_flow(config::flow_config_from_json(cfg), 1);
-  auto bytes = io::serialize_flow_checkpoint(cfg, model);
-  const auto before = model->parameters()[0].clone();
-  {
-    torch::NoGradGuard g;
-    model->parameters()[0].add_(1.0);
+  model->train();
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-2).amsgrad(true));
+  auto train_step = [&] {
+    adam.zero_grad();
+    auto [v, logdet] = model->forward(torch::randn({16, 7}), torch::randn({16, 3}));
+    (0.5 * v.pow(2).sum(1) - logdet).mean().backward();
+    adam.step();
+  };
+  train_step();
+  io::TrainingState st;
+  st.step = 1;
+  io::save_training_checkpoint(dir / "now.pt", cfg, model, adam, st);
+  auto snapshot = io::snapshot_training_checkpoint(cfg, model, adam, st);
+  train_step();  // changes the parameters and the Adam state in place
+  io::write_snapshot(dir / "later.pt", *snapshot);
+  auto now = io::load_flow_checkpoint(dir / "now.pt"), later = io::load_flow_checkpoint(dir / "later.pt");
+  auto a = now.model->parameters(), b = later.model->parameters(), live = model->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  bool moved = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+    moved = moved || !torch::equal(a[i], live[i]);
   }
-  io::write_checkpoint_file(dir / "a.pt", bytes);
-  auto loaded = io::load_flow_checkpoint(dir / "a.pt");
-  EXPECT_TRUE(torch::equal(loaded.model->parameters()[0], before));
+  EXPECT_TRUE(moved) << "the second step must have changed the model";
+  auto buffers_a = now.model->buffers(), buffers_b = later.model->buffers();
+  for (size_t i = 0; i < buffers_a.size(); ++i) EXPECT_TRUE(torch::equal(buffers_a[i], buffers_b[i])) << "buffer " << i;
+  torch::optim::Adam adam_a(now.model->parameters(), torch::optim::AdamOptions(1e-2).amsgrad(true));
+  torch::optim::Adam adam_b(later.model->parameters(), torch::optim::AdamOptions(1e-2).amsgrad(true));
+  EXPECT_EQ(io::load_training_state(dir / "now.pt", adam_a).step, 1);
+  EXPECT_EQ(io::load_training_state(dir / "later.pt", adam_b).step, 1);
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto* sa = kernels::adam_state(adam_a, now.model->parameters()[i]);
+    auto* sb = kernels::adam_state(adam_b, later.model->parameters()[i]);
+    ASSERT_TRUE(sa && sb) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(sa->exp_avg(), sb->exp_avg())) << i;
+    EXPECT_TRUE(torch::equal(sa->exp_avg_sq(), sb->exp_avg_sq())) << i;
+    EXPECT_TRUE(torch::equal(sa->max_exp_avg_sq(), sb->max_exp_avg_sq())) << i;
+  }
+  // And the model alone.
+  auto model_only = io::snapshot_flow_checkpoint(cfg, model);
+  const auto at_snapshot = model->parameters()[0].clone();
+  train_step();
+  io::write_snapshot(dir / "model.pt", *model_only);
+  auto m = io::load_flow_checkpoint(dir / "model.pt");
+  EXPECT_EQ(m.step, -1);
+  EXPECT_TRUE(torch::equal(m.model->parameters()[0], at_snapshot));
 }
 
 TEST(CheckpointChild, LoadsAndCompares) {

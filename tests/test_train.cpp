@@ -438,13 +438,14 @@ TEST(TrainTool, BestIsTheModelAloneAndKeepPreviousDecidesOnLastPrev) {
     // Where the time went: every part there, none larger than the whole.
     const json& t = summary["timings"];
     double parts = 0;
-    for (const char* k : {"setup_s", "steps_s", "validation_s", "images_s", "checkpoint_s"}) {
+    for (const char* k : {"setup_s", "steps_s", "validation_s", "images_s", "checkpoint_s", "final_checkpoint_s"}) {
       ASSERT_TRUE(t.contains(k)) << t.dump();
       EXPECT_GE(t[k].get<double>(), 0.0) << k;
       parts += t[k].get<double>();
     }
     EXPECT_LE(parts, t["total_s"].get<double>() * 1.001) << t.dump();
     EXPECT_GT(t["checkpoint_write_s"].get<double>(), 0.0) << t.dump();
+    EXPECT_EQ(t["checkpoints"], 3) << "steps 2, 4 and 6; step 7's is the final one";
   }
 }
 

@@ -234,7 +234,7 @@ std::array<std::string, 3> split_weight_name(const std::string& name) {
 
 // Written as the module tree {s0, t0, s1, t1}.linear{k}.{weight, bias} (what four Mlp children
 // would write), read back into the packed pairs.
-void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
+void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive, bool copy) const {
   // Archives by pointer: their copy constructor takes a non-const reference, which clang refuses
   // inside std::pair.
   using Archive = std::unique_ptr<torch::serialize::OutputArchive>;
@@ -247,7 +247,8 @@ void DoubleCouplingImpl::save(torch::serialize::OutputArchive& archive) const {
     auto it = layers.find(layer);
     if (it == layers.end())
       it = layers.emplace(layer, std::make_unique<torch::serialize::OutputArchive>(archive.compilation_unit())).first;
-    it->second->write(leaf, value.contiguous());
+    it->second->write(leaf, copy ? value.detach().to(torch::kCPU, value.scalar_type(), false, /*copy=*/true)
+                                 : value.contiguous());
   }
   for (const auto& subnet : order) {
     torch::serialize::OutputArchive sub(archive.compilation_unit());

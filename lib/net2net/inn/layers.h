@@ -127,7 +127,9 @@ class DoubleCouplingImpl : public torch::nn::Module {
   const SubnetPair& st1() const { return st1_; }  // on [x2', c]: (s1, t1) for x1
   // {"s0.linear0.weight", view}, ...: the subnet weights under their per-subnet names.
   std::vector<std::pair<std::string, Tensor>> unbatched_parameters() const;
-  void save(torch::serialize::OutputArchive& archive) const override;
+  void save(torch::serialize::OutputArchive& archive) const override { save(archive, false); }
+  // copy: the tensors written are copies on the CPU (a checkpoint snapshot, io/checkpoint.h).
+  void save(torch::serialize::OutputArchive& archive, bool copy) const;
   void load(torch::serialize::InputArchive& archive) override;
 
  private:

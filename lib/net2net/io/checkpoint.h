@@ -5,6 +5,7 @@
 #pragma once
 #include <exception>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -64,6 +65,19 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
                               torch::optim::Optimizer& optimizer, const TrainingState& state);
 SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
                                                    torch::optim::Optimizer& optimizer, const TrainingState& state);
+
+// A checkpoint taken at a step and not yet serialised: its archive shares no tensor with the live
+// model or optimizer (the model's tensors are copied to the CPU; the optimizer, an Adam, goes on
+// with copies of its state tensors and leaves the originals to the snapshot). Taking one costs a
+// memory copy of the state (text->BigGAN: 4 GB, ~1 s); serialising and writing it (write_snapshot,
+// atomically, with its checksum) can then run beside training: what it writes is the state at
+// the step, as save_training_checkpoint would have written it then (exact resume).
+struct CheckpointSnapshot;
+std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
+                                                                 torch::optim::Optimizer& optimizer, const TrainingState& state);
+// The model alone (a model-only checkpoint).
+std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model);
+void write_snapshot(const std::string& path, CheckpointSnapshot& snapshot);
 
 // Writes checkpoints on a thread of its own while training goes on, one job at a time in the
 // order submitted: submit() first waits for the job before it; wait() returns once everything

@@ -552,16 +552,17 @@ class TrainingRun {
       if (all_finite(model_)) {
         const auto t1 = std::chrono::steady_clock::now();
         writer_.wait();
-        auto bytes = std::make_shared<io::SerializedCheckpoint>(io::serialize_flow_checkpoint(config_, model_));
-        writer_.submit([bytes, best = best_path_.string()] { io::write_checkpoint_file(best, *bytes); });
+        auto snapshot = io::snapshot_flow_checkpoint(config_, model_);
+        writer_.submit([snapshot, best = best_path_.string()] { io::write_snapshot(best, *snapshot); });
         timings_.checkpoint += seconds_since(t1);
       }
     }
   }
 
-  // ---- last.pt (rank 0): model, optimizer, RNG, step, energy so far. Serialised here, at the
-  // step (what --resume continues from exactly), written to disk by the background writer while
-  // the next steps run; `wait`: return only when it is on disk (the last one, a signal's).
+  // ---- last.pt (rank 0): model, optimizer, RNG, step, energy so far. A snapshot taken here, at
+  // the step (what --resume continues from exactly), serialised and written by the background
+  // writer while the next steps run; `wait`: return only when it is on disk (the last one, a
+  // signal's).
   void checkpoint(bool wait) {
     if (!lead_) return;
     if (!all_finite(model_))
@@ -571,25 +572,30 @@ class TrainingRun {
     state_.rng_state = generator_state();
     state_.extra = state_extra();
     writer_.wait();  // the one before is on disk (and its error, if any, surfaces here)
-    auto bytes = std::make_shared<io::SerializedCheckpoint>(
-        io::serialize_training_checkpoint(config_, model_, *adam_, state_));
-    // last.prev.pt: always, never, or (auto) while checkpoints are under 1 GiB.
+    auto snapshot = io::snapshot_training_checkpoint(config_, model_, *adam_, state_);
+    // last.prev.pt: always, never, or (auto) while checkpoints are under 1 GiB (the model and
+    // AMSGrad's three tensors a parameter).
     const std::string keep = config_["train"]["keep_previous"];
-    const bool keep_previous = keep == "always" || (keep == "auto" && bytes->bytes.size() < (size_t(1) << 30));
+    size_t model_bytes = 0;
+    for (const auto& p : params_) model_bytes += p.nbytes();
+    const bool keep_previous = keep == "always" || (keep == "auto" && 4 * model_bytes < (size_t(1) << 30));
     const bool link_best = best_at_next_checkpoint_ == state_.step;
     best_at_next_checkpoint_ = -1;
-    writer_.submit([bytes, keep_previous, link_best, last = last_path_.string(), best = best_path_.string(),
+    writer_.submit([snapshot, keep_previous, link_best, last = last_path_.string(), best = best_path_.string(),
                     energy_path = (dir_ / "energy.json").string(), energy = state_.extra["energy"].dump(2) + "\n"] {
       const fs::path prev = fs::path(last).replace_filename(io::kPreviousCheckpoint);
       if (keep_previous) io::keep_previous_checkpoint(last);
-      io::write_checkpoint_file(last, *bytes);
+      io::write_snapshot(last, *snapshot);
       std::error_code ec;
       if (!keep_previous) fs::remove(prev, ec);  // an older one would be resumed from in place of a damaged last.pt
       if (link_best) io::link_checkpoint(last, best);
       write_text_atomically(energy_path, energy);
     });
-    if (wait) writer_.wait();
-    timings_.checkpoint += seconds_since(t0);
+    if (wait) {
+      writer_.wait();
+    } else {
+      timings_.checkpoint += seconds_since(t0), timings_.checkpoints += 1;
+    }
   }
 
   // torch's default CPU generator, which checkpoints record for an exact resume.
@@ -609,18 +615,22 @@ class TrainingRun {
 
   // ---- the final validation and checkpoint, best.pt at least the last, the summary
   json finish() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double validation_before = timings_.validation;
     validate(state_.step);
     checkpoint(true);
     if (lead_ && !fs::exists(best_path_)) io::link_checkpoint(last_path_.string(), best_path_.string());
+    timings_.finish = seconds_since(t0) - (timings_.validation - validation_before);
     timings_.total = seconds_since(t_start_);
     json timings = {{"total_s", timings_.total}, {"setup_s", timings_.setup}, {"steps_s", timings_.steps},
                     {"validation_s", timings_.validation}, {"images_s", timings_.images},
-                    {"checkpoint_s", timings_.checkpoint}, {"checkpoint_write_s", writer_.busy_seconds()}};
+                    {"checkpoint_s", timings_.checkpoint}, {"checkpoints", timings_.checkpoints},
+                    {"final_checkpoint_s", timings_.finish}, {"checkpoint_write_s", writer_.busy_seconds()}};
     if (lead_)
       spdlog::info("time: {:.1f} s in all: set-up {:.1f} s, steps {:.1f} s, validation {:.1f} s, images {:.1f} s, "
-                   "checkpoints {:.1f} s (and {:.1f} s written in the background)",
+                   "{} checkpoints {:.1f} s (and {:.1f} s written in the background), the last {:.1f} s",
                    timings_.total, timings_.setup, timings_.steps, timings_.validation, timings_.images,
-                   timings_.checkpoint, writer_.busy_seconds());
+                   timings_.checkpoints, timings_.checkpoint, writer_.busy_seconds(), timings_.finish);
     return {{"run_dir", run_dir_}, {"timings", timings}, {"steps", state_.step}, {"world_size", env_.world_size}, {"backend", comm_->backend()},
             {"lr", lr_}, {"parameters", inn::count_parameters(*model_)}, {"train", last_train_},
             {"best_val_loss", state_.has_best ? json(state_.best_val) : json(nullptr)},
@@ -661,9 +671,11 @@ class TrainingRun {
   json warm_start_ = nullptr;  // what train.init_from gave (a new run only)
   int64_t best_at_next_checkpoint_ = -1;
   // Where the wall time went (the summary's "timings"): the training thread's share of each phase;
-  // checkpoint is its part of checkpointing (serialising, waiting for the previous write).
+  // checkpoint is its part of the periodic checkpoints (serialising, waiting for the previous
+  // write); finish the last one's, written before the run ends.
   struct Timings {
-    double total = 0, setup = 0, steps = 0, validation = 0, images = 0, checkpoint = 0;
+    double total = 0, setup = 0, steps = 0, validation = 0, images = 0, checkpoint = 0, finish = 0;
+    int64_t checkpoints = 0;
   } timings_;
   const std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
   static double seconds_since(std::chrono::steady_clock::time_point t0) {
