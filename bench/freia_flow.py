@@ -20,8 +20,9 @@ s1, t1, s2, t2: the reference's two s and two t MLPs of the same widths and dept
 0.01; clamp 1 with TANH is the reference's tanh on s; the condition is concatenated to each
 subnet's input, as the reference's), PermuteRandom (a fixed permutation). The embedder is the
 same MLP outside the INN. Deviations: FrEIA's ActNorm is y = x * exp(s) + b (log-scale
-parameters: the same count, another parametrisation), conditioning "none" only. The parameter
-count is printed: it equals the reference's (bench.sh shows both).
+parameters: the same count, another parametrisation), conditioning "none" only. The trainable
+parameter count is printed: it equals the reference's (bench.sh shows both; PermuteRandom keeps
+its permutation in parameters that do not train, left out).
 """
 import json
 import math
@@ -117,7 +118,11 @@ def time_steps(cfg_path, threads, runs, steps):
         times.append((time.perf_counter() - t0) / steps)
     print(json.dumps({"impl": "freia-0.2", "bench": "train", "seconds_per_step": statistics.median(times),
                       "threads": threads, "torch": torch.__version__,
-                      "parameters": sum(p.numel() for p in model.parameters())}))
+                      "parameters": trainable(model)}))
+
+
+def trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def write_data(out_dir):
@@ -161,7 +166,7 @@ def fit(cfg_path, threads, train_path, val_path, steps):
         val = sum(model.nll(vx[i:i + 1000], vc[i:i + 1000]).item() * len(vx[i:i + 1000])
                   for i in range(0, len(vx), 1000)) / len(vx)
     print(json.dumps({"impl": "freia-0.2", "bench": "fit", "val_nll": val, "steps": steps,
-                      "seconds_per_step": seconds, "parameters": sum(p.numel() for p in model.parameters())}))
+                      "seconds_per_step": seconds, "parameters": trainable(model)}))
 
 
 if __name__ == "__main__":

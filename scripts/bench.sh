@@ -130,8 +130,11 @@ for ((round = 1; round <= (rounds > small_rounds ? rounds : small_rounds); round
       "$py" bench/train_step.py "$cfg" "$threads" $runs $steps | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R"
     done
     if [[ -n $torch2 ]]; then
-      (( round > compiled )) || "$torch2" bench/train_step.py "$cfg" "$threads" $runs $steps --compile 1 2> /dev/null \
-        | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R"
+      if (( round <= compiled )); then
+        "$torch2" bench/train_step.py "$cfg" "$threads" $runs $steps --compile 1 2>> "$tmp/compile.log" \
+          | jq -c --arg c "$cfg" '. + {bench: "train", config: $c}' | tee -a "$R" \
+          || echo "[bench] torch.compile failed ($cfg); its rows are left out: $(tail -3 "$tmp/compile.log")" >&2
+      fi
       "$torch2" bench/freia_flow.py time "$cfg" "$threads" $runs $steps | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
     fi
     run "$B" --threads "$threads" sample --config "$cfg" --batch 256 --runs $runs --steps $steps
@@ -139,7 +142,9 @@ for ((round = 1; round <= (rounds > small_rounds ? rounds : small_rounds); round
       "$py" bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
     done
     if [[ -n $torch2 ]] && (( round <= compiled )); then
-      "$torch2" bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 --compile 1 2> /dev/null | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R"
+      "$torch2" bench/train_step.py "$cfg" "$threads" $runs $steps --sample 256 --compile 1 2>> "$tmp/compile.log" \
+        | jq -c --arg c "$cfg" '. + {config: $c}' | tee -a "$R" \
+        || echo "[bench] torch.compile failed ($cfg, sampling); its rows are left out: $(tail -3 "$tmp/compile.log")" >&2
     fi
   done
 done
@@ -162,7 +167,7 @@ if [[ -n $torch2 ]]; then
   "$torch2" bench/freia_flow.py data "$tmp"
   "$TRAIN" --config configs/fmnist_label2ae.json "${set_fit[@]}" --run-dir "$tmp/fit" --threads "$threads" --log-level warn --json \
     | jq -c --argjson n "$fit_steps" '{bench: "fit", impl: "cpp", config: "configs/fmnist_label2ae.json", steps: $n, val_nll: .best_val_loss,
-                                       seconds_per_step: (128 / .train.items_per_s), parameters}' | tee -a "$R"
+                                       seconds_per_step: (.timings.steps_s / $n), parameters}' | tee -a "$R"
   "$torch2" bench/freia_flow.py fit configs/fmnist_label2ae.json "$threads" "$tmp/train.h5" "$tmp/val.h5" "$fit_steps" \
     | jq -c '. + {config: "configs/fmnist_label2ae.json"}' | tee -a "$R"
   # Energy of one workload under our meter and CodeCarbon's.

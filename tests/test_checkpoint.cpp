@@ -347,6 +347,8 @@ TEST(Checkpoint, ASnapshotWritesTheStateAtItsStepWhateverTrainingDoesAfter) {
   train_step();
   io::TrainingState st;
   st.step = 1;
+  st.rng_state = torch::randint(0, 255, {16}, torch::kUInt8);
+  st.extra = {{"threads", 2}, {"energy", {{"wall_seconds", 1.5}}}};
   io::save_training_checkpoint(dir / "now.pt", cfg, model, adam, st);
   auto snapshot = io::snapshot_training_checkpoint(cfg, model, adam, st);
   train_step();  // changes the parameters and the Adam state in place
@@ -365,7 +367,10 @@ TEST(Checkpoint, ASnapshotWritesTheStateAtItsStepWhateverTrainingDoesAfter) {
   torch::optim::Adam adam_a(now.model->parameters(), torch::optim::AdamOptions(1e-2).amsgrad(true));
   torch::optim::Adam adam_b(later.model->parameters(), torch::optim::AdamOptions(1e-2).amsgrad(true));
   EXPECT_EQ(io::load_training_state(dir / "now.pt", adam_a).step, 1);
-  EXPECT_EQ(io::load_training_state(dir / "later.pt", adam_b).step, 1);
+  const auto state_b = io::load_training_state(dir / "later.pt", adam_b);
+  EXPECT_EQ(state_b.step, 1);
+  EXPECT_TRUE(torch::equal(state_b.rng_state, st.rng_state));
+  EXPECT_EQ(state_b.extra, st.extra);
   for (size_t i = 0; i < a.size(); ++i) {
     auto* sa = kernels::adam_state(adam_a, now.model->parameters()[i]);
     auto* sb = kernels::adam_state(adam_b, later.model->parameters()[i]);

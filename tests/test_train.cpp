@@ -447,6 +447,15 @@ TEST(TrainTool, BestIsTheModelAloneAndKeepPreviousDecidesOnLastPrev) {
     EXPECT_GT(t["checkpoint_write_s"].get<double>(), 0.0) << t.dump();
     EXPECT_EQ(t["checkpoints"], 3) << "steps 2, 4 and 6; step 7's is the final one";
   }
+  // Resumed with never: the last.prev.pt of the earlier part goes (resume would take it over a
+  // damaged last.pt, and it is older than the checkpoints now written).
+  const fs::path ck = fs::path(dir / "always") / "checkpoints";
+  ASSERT_TRUE(fs::exists(ck / "last.prev.pt"));
+  ASSERT_EQ(test::shell("'" + kTrain + "' --run-dir '" + (dir / "always") +
+                        "' --resume --threads 1 --log-level error --set train.steps=9 --set train.keep_previous=never"),
+            0);
+  EXPECT_FALSE(fs::exists(ck / "last.prev.pt"));
+  EXPECT_EQ(io::load_flow_checkpoint(ck / "last.pt").step, 9);
 }
 
 TEST(TrainTool, NonFiniteRowsInACacheAreRefusedUpFrontNamingThem) {

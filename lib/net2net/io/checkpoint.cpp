@@ -155,31 +155,32 @@ class MemoryReader : public caffe2::serialize::ReadAdapterInterface {
   const std::string& bytes_;
 };
 
-SerializedCheckpoint serialize_archive(torch::serialize::OutputArchive& archive, const Scalars& scalars, size_t reserve) {
-  // The checksum of the records as they are serialised: serialise once in memory, hash it record
-  // by record, add the checksum, serialise again. Both in memory: the file is written once
-  // (write_checkpoint_file), and the bytes no longer depend on the model, so that they can be
-  // written while training goes on (BackgroundWriter).
+// Serialises the archive in memory (not a first write of the file: text->BigGAN's is 4 GB), hashes
+// it record by record and writes the checksum entry into the archive.
+void add_checksum(torch::serialize::OutputArchive& archive, const Scalars& scalars, size_t reserve) {
   auto get = [&scalars](const char* key, c10::IValue& v) {
     auto it = scalars.find(key);
     if (it == scalars.end()) return false;
     v = it->second;
     return true;
   };
-  try {
-    std::string checksum;
-    size_t size = 0;
-    {
-      const std::string first = archive_bytes(archive, reserve);
-      size = first.size();
-      caffe2::serialize::PyTorchStreamReader reader(std::make_shared<MemoryReader>(first));
-      checksum = content_checksum(reader, get);
+  const std::string first = archive_bytes(archive, reserve);
+  caffe2::serialize::PyTorchStreamReader reader(std::make_shared<MemoryReader>(first));
+  archive.write(kChecksumKey, c10::IValue(content_checksum(reader, get)));
+}
+
+// Atomically: the checksum from a serialisation in memory (add_checksum), then the archive
+// serialised once more straight into the temporary file.
+void write_archive(const std::string& path, torch::serialize::OutputArchive& archive, const Scalars& scalars,
+                   size_t reserve) {
+  write_atomically(path, [&](const std::string& tmp) {
+    try {
+      add_checksum(archive, scalars, reserve);
+      archive.save_to(tmp);
+    } catch (const c10::Error& e) {
+      throw IoError("cannot write checkpoint '" + tmp + "': " + e.what_without_backtrace());
     }
-    archive.write(kChecksumKey, c10::IValue(checksum));
-    return SerializedCheckpoint{archive_bytes(archive, size + 4096)};
-  } catch (const c10::Error& e) {
-    throw IoError(std::string("cannot serialise a checkpoint: ") + e.what_without_backtrace());
-  }
+  });
 }
 
 // Bytes of the model's tensors (a first guess of the archive's size).
@@ -215,29 +216,15 @@ void save_module_copy(const torch::nn::Module& module, torch::serialize::OutputA
 }
 }  // namespace
 
-void write_checkpoint_file(const std::string& path, const SerializedCheckpoint& checkpoint) {
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError("cannot open '" + tmp + "' for writing: " + std::strerror(errno));
-    out.write(checkpoint.bytes.data(), static_cast<std::streamsize>(checkpoint.bytes.size()));
-    out.flush();
-    if (!out) throw IoError("cannot write checkpoint '" + tmp + "': " + std::strerror(errno));
-  });
-}
-
-SerializedCheckpoint serialize_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model) {
+void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
   write_model(archive, scalars, config, model);
-  return serialize_archive(archive, scalars, with_margin(tensor_bytes(model)));
+  write_archive(path, archive, scalars, with_margin(tensor_bytes(model)));
 }
 
-void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
-  write_checkpoint_file(path, serialize_flow_checkpoint(config, model));
-}
-
-SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
-                                                   torch::optim::Optimizer& optimizer, const TrainingState& state) {
+void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
+                              torch::optim::Optimizer& optimizer, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
   write_model(archive, scalars, config, model);
@@ -249,12 +236,7 @@ SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config,
   if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state);
   put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
   // Adam (AMSGrad) holds three tensors per parameter: four times the model, and a little more.
-  return serialize_archive(archive, scalars, with_margin(4 * tensor_bytes(model)));
-}
-
-void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
-                              torch::optim::Optimizer& optimizer, const TrainingState& state) {
-  write_checkpoint_file(path, serialize_training_checkpoint(config, model, optimizer, state));
+  write_archive(path, archive, scalars, with_margin(4 * tensor_bytes(model)));
 }
 
 struct CheckpointSnapshot {
@@ -277,20 +259,41 @@ std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann:
   torch::serialize::OutputArchive model_archive(archive.compilation_unit());
   save_module_copy(*model, model_archive);
   archive.write("model", model_archive);
-  // The optimizer's archive holds its state tensors themselves; the optimizer goes on with copies
-  // of them, so those in the archive stay as they are now (a copy of 3 tensors a parameter, as the
-  // model's, instead of serialising 4 GB before training may go on).
-  torch::serialize::OutputArchive opt_archive(archive.compilation_unit());
-  optimizer.save(opt_archive);
-  archive.write("optimizer", opt_archive);
+  // The optimizer's state as CPU copies: swapped into the optimizer for its save (which writes
+  // references), then its own tensors back (on a GPU they stay where they are: no second set there).
   torch::NoGradGuard no_grad;
+  struct Held {
+    torch::optim::AdamParamState* state;
+    torch::Tensor m, v, vmax;
+  };
+  std::vector<Held> held;
+  auto cpu_copy = [](const torch::Tensor& t) {
+    return t.defined() ? t.detach().to(torch::kCPU, t.scalar_type(), false, /*copy=*/true) : t;
+  };
   for (const auto& group : optimizer.param_groups())
     for (const auto& p : group.params())
       if (auto* st = kernels::adam_state(optimizer, p)) {
-        st->exp_avg(st->exp_avg().clone());
-        st->exp_avg_sq(st->exp_avg_sq().clone());
-        if (st->max_exp_avg_sq().defined()) st->max_exp_avg_sq(st->max_exp_avg_sq().clone());
+        held.push_back({st, st->exp_avg(), st->exp_avg_sq(), st->max_exp_avg_sq()});
+        st->exp_avg(cpu_copy(st->exp_avg()));
+        st->exp_avg_sq(cpu_copy(st->exp_avg_sq()));
+        if (st->max_exp_avg_sq().defined()) st->max_exp_avg_sq(cpu_copy(st->max_exp_avg_sq()));
       }
+  torch::serialize::OutputArchive opt_archive(archive.compilation_unit());
+  auto restore = [&held] {
+    for (auto& h : held) {
+      h.state->exp_avg(h.m);
+      h.state->exp_avg_sq(h.v);
+      if (h.vmax.defined()) h.state->max_exp_avg_sq(h.vmax);
+    }
+  };
+  try {
+    optimizer.save(opt_archive);
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+  archive.write("optimizer", opt_archive);
   put(archive, scalars, "step", c10::IValue(state.step));
   put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
   if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state.clone());
@@ -313,7 +316,7 @@ std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::jso
 }
 
 void write_snapshot(const std::string& path, CheckpointSnapshot& snapshot) {
-  write_checkpoint_file(path, serialize_archive(snapshot.archive, snapshot.scalars, snapshot.reserve));
+  write_archive(path, snapshot.archive, snapshot.scalars, snapshot.reserve);
 }
 
 BackgroundWriter::~BackgroundWriter() {

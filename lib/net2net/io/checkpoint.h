@@ -26,16 +26,6 @@ inline constexpr int64_t kCheckpointVersion = 1;
 
 void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model);
 
-// A checkpoint serialised in memory: the file's bytes, checksum included. Once made it no longer
-// depends on the model or the optimizer, so it can be written while training goes on
-// (BackgroundWriter); it costs its size in memory until written.
-struct SerializedCheckpoint {
-  std::string bytes;
-};
-SerializedCheckpoint serialize_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model);
-// Atomically (temporary name, fsync, rename): a file under `path` is always whole. IoError.
-void write_checkpoint_file(const std::string& path, const SerializedCheckpoint& checkpoint);
-
 struct LoadedFlow {
   nlohmann::json config;
   inn::ConditionalFlow model{nullptr};
@@ -63,15 +53,12 @@ struct TrainingState {
 // A model checkpoint plus the optimizer's state and the training state (docs/formats.md).
 void save_training_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model,
                               torch::optim::Optimizer& optimizer, const TrainingState& state);
-SerializedCheckpoint serialize_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
-                                                   torch::optim::Optimizer& optimizer, const TrainingState& state);
 
 // A checkpoint taken at a step and not yet serialised: its archive shares no tensor with the live
-// model or optimizer (the model's tensors are copied to the CPU; the optimizer, an Adam, goes on
-// with copies of its state tensors and leaves the originals to the snapshot). Taking one costs a
-// memory copy of the state (text->BigGAN: 4 GB, ~1 s); serialising and writing it (write_snapshot,
-// atomically, with its checksum) can then run beside training: what it writes is the state at
-// the step, as save_training_checkpoint would have written it then (exact resume).
+// model or optimizer (the model's tensors and the Adam state copied to the CPU). Taking one costs
+// a copy of the state (text->BigGAN: 4 GB, ~1-5 s on 2 cores); serialising and writing it
+// (write_snapshot, atomically, with its checksum) can then run beside training: what it writes is
+// the state at the step, as save_training_checkpoint would have written it then (exact resume).
 struct CheckpointSnapshot;
 std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
                                                                  torch::optim::Optimizer& optimizer, const TrainingState& state);

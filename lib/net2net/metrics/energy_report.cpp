@@ -177,7 +177,8 @@ std::string to_codecarbon_csv(const std::vector<CostRow>& rows, const EnergyOpti
         "tracking_mode,on_cloud,pue,"
         // CodeCarbon 3.x's further columns, appended (its reader matches the set, in any order; ours
         // keep their places): experiment_id, water_consumed, cpu/gpu/ram_utilization_percent,
-        // ram_used_gb, wue. Unknown ones stay empty, as the location columns.
+        // ram_used_gb, wue. Unknown ones stay empty, as the location columns; water_consumed and
+        // wue are 0, CodeCarbon's own values without a water usage effectiveness.
         "experiment_id,water_consumed,cpu_utilization_percent,gpu_utilization_percent,ram_utilization_percent,"
         "ram_used_gb,wue\n";
   char ts[32];

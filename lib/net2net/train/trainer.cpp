@@ -283,7 +283,7 @@ class TrainingRun {
         // (the update before the skipped steps may be what broke the model).
         const fs::path diverged = dir_ / "checkpoints" / "diverged.pt";
         if (lead_) {
-          writer_.wait();
+          wait_for_writes_logging_errors();  // the divergence is the error to report
           io::save_training_checkpoint(diverged.string(), config_, model_, *adam_, state_);
         }
         const bool has_last = fs::exists(last_path_);
@@ -571,7 +571,10 @@ class TrainingRun {
     const auto t0 = std::chrono::steady_clock::now();
     state_.rng_state = generator_state();
     state_.extra = state_extra();
-    writer_.wait();  // the one before is on disk (and its error, if any, surfaces here)
+    // The one before is on disk. When its write failed (logged then), this one is written at once
+    // and waited for: if the cause persists (a full disk) its error stops the run here, exit 3;
+    // a signal's checkpoint is still tried, and still exits 4 when it lands.
+    if (!wait_for_writes_logging_errors()) wait = true;
     auto snapshot = io::snapshot_training_checkpoint(config_, model_, *adam_, state_);
     // last.prev.pt: always, never, or (auto) while checkpoints are under 1 GiB (the model and
     // AMSGrad's three tensors a parameter).
@@ -595,6 +598,17 @@ class TrainingRun {
       writer_.wait();
     } else {
       timings_.checkpoint += seconds_since(t0), timings_.checkpoints += 1;
+    }
+  }
+
+  // Waits for the background writes; false (the error logged) when one failed.
+  bool wait_for_writes_logging_errors() {
+    try {
+      writer_.wait();
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::error("an earlier checkpoint was not written: {}", e.what());
+      return false;
     }
   }
 
