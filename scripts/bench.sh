@@ -78,8 +78,9 @@ jq -rs '
       | "| train step \($c) | \($a.seconds_per_step) | \($b.seconds_per_step) | \($a.seconds_per_step / $b.seconds_per_step * 100 | round / 100) | \(paired("train"; $c; "seconds_per_step")) | \($bound * 1000 | round / 1000) | \($a.seconds_per_step / $bound * 100 | round / 100) | \([$a.forward_s, $a.backward_s, $a.grad_norm_s, $a.optimizer_s] | map(. * 10000 | round / 10 | tostring) | join(" / ")) | \(gflops(6 * $a.parameters * $a.batch_size; $a.seconds_per_step)) |",
         ((cpp("sample"; $c)) as $a | (py("sample"; $c)) as $b
       | "| sample 256 \($c) | \($a.seconds_per_batch) | \($b.seconds_per_batch) | \($a.seconds_per_batch / $b.seconds_per_batch * 100 | round / 100) | \(paired("sample"; $c; "seconds_per_batch")) | | | | \(gflops(2 * $a.parameters * $a.batch; $a.seconds_per_batch)) |")),
-    (map(select(.bench == "extract")) | first | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) | | | | | |"),
+    (map(select(.bench == "extract")) | first | select(. != null) | "| extract (vs expert alone, items/s) | \(.extract_items_per_s | floor) | \(.expert_alone_items_per_s | floor) | \(1 / .ratio_extract_over_expert_alone * 100 | round / 100) | | | | | |"),
     ((map(select(.bench == "fid" and .impl == "cpp")) | first) as $a | (map(select(.bench == "fid" and .impl == "scipy-sqrtm")) | first) as $b
+      | select($a != null and $b != null)
       | "| FID 10000 x 2048 (vs scipy sqrtm) | \($a.seconds) | \($b.seconds) | \($a.seconds / $b.seconds * 100 | round / 100) | | | | | |"),
     (map(select(.bench == "gemm"))[] | "| \({nn: "b + x W", nt: "g W^T", tn: "x^T g"}[.kind]) (\(.kind)), \(.rows) rows, W \(.in) x \(.out) (vs torch, GFLOP/s) | \(.ours_gflops | floor) | \(.torch_gflops | floor) | \(.ratio_ours_over_torch * 100 | round / 100) | | | | | |"),
     peers

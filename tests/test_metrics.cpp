@@ -36,6 +36,16 @@ Tensor correlated(int64_t n, int64_t d, uint64_t seed, double shift = 0.0) {
 }
 }  // namespace
 
+// The python of an optional PyPI reference (scripts/run_tests.sh sets VAR from SETUP): skips the
+// test without it, fails instead where REQUIRE is 1 (CI).
+#define REFERENCE_PYTHON_OR_SKIP(python, var, require, setup)                                          \
+  const char* python = std::getenv(var);                                                              \
+  if (!python || !*python) {                                                                          \
+    if (const char* r = std::getenv(require); r && std::string(r) == "1")                            \
+      FAIL() << var << " is not set and " << require << "=1 (" << setup << ")";                      \
+    GTEST_SKIP() << var << " not set (scripts/run_tests.sh sets it from " << setup << ")";            \
+  }
+
 TEST(Fid, ASetWithItselfIsZero) {
   auto f = correlated(3000, 64, 1);
   auto s = compute_stats(f, "identity");
@@ -81,12 +91,7 @@ TEST(Fid, AgreesWithTheScipySqrtmRoute) {
 // frechet_distance on the same features agree with ours to 1e-6 relative. Their python comes from
 // scripts/setup_fid_refs.sh (run_tests.sh sets NET2NET_FID_PYTHON; CI requires it).
 TEST(Fid, AgreesWithPytorchFidAndCleanFid) {
-  const char* python = std::getenv("NET2NET_FID_PYTHON");
-  if (!python || !*python) {
-    if (const char* r = std::getenv("NET2NET_REQUIRE_FID_REFS"); r && std::string(r) == "1")
-      FAIL() << "NET2NET_FID_PYTHON is not set and NET2NET_REQUIRE_FID_REFS=1 (scripts/setup_fid_refs.sh)";
-    GTEST_SKIP() << "NET2NET_FID_PYTHON not set (scripts/run_tests.sh sets it from scripts/setup_fid_refs.sh)";
-  }
+  REFERENCE_PYTHON_OR_SKIP(python, "NET2NET_FID_PYTHON", "NET2NET_REQUIRE_FID_REFS", "scripts/setup_fid_refs.sh");
   TempDir dir("fid_packages");
   for (int64_t d : {64, 256}) {
     auto a = correlated(1500, d, 11), b = correlated(1300, d, 12, 0.4) * 1.1 + 0.05;
@@ -339,12 +344,8 @@ TEST(EnergyReport, MeasuredEnergyAndReferenceEntries) {
 // has exactly its columns, every row becomes its EmissionsData with our kWh, and its FileOutput
 // appends to the file instead of backing it up as "the CSV format has changed".
 TEST(EnergyReport, CsvLoadsWithCodeCarbonsOwnCode) {
-  const char* python = std::getenv("NET2NET_CODECARBON_PYTHON");
-  if (!python || !*python) {
-    if (const char* r = std::getenv("NET2NET_REQUIRE_CODECARBON"); r && std::string(r) == "1")
-      FAIL() << "NET2NET_CODECARBON_PYTHON is not set and NET2NET_REQUIRE_CODECARBON=1 (scripts/setup_codecarbon.sh)";
-    GTEST_SKIP() << "NET2NET_CODECARBON_PYTHON not set (scripts/run_tests.sh sets it from scripts/setup_codecarbon.sh)";
-  }
+  REFERENCE_PYTHON_OR_SKIP(python, "NET2NET_CODECARBON_PYTHON", "NET2NET_REQUIRE_CODECARBON",
+                           "scripts/setup_codecarbon.sh");
   TempDir dir("energy_codecarbon");
   json record = {{"wall_seconds", 3600.0}, {"cpu_seconds", 7000.0}, {"cpu_joules", 7.2e6}, {"gpu_joules", 3.6e6},
                  {"hardware", {{"cpu_model", "Test CPU, \"quoted\""}, {"cpus", 8}, {"gpus", {"Test GPU"}}}},

@@ -126,8 +126,16 @@ void put(torch::serialize::OutputArchive& archive, Scalars& scalars, const char*
   scalars[key] = std::move(value);
 }
 
+// copy: the model's tensors as CPU copies (a snapshot, save_module_copy), else the tensors themselves.
 void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
-                 inn::ConditionalFlow& model);
+                 inn::ConditionalFlow& model, bool copy = false);
+// step, best_val, rng_cpu (a copy), train_state.
+void write_training_state(torch::serialize::OutputArchive& archive, Scalars& scalars, const TrainingState& state) {
+  put(archive, scalars, "step", c10::IValue(state.step));
+  put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
+  if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state.clone());
+  put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
+}
 // The archive's bytes in memory (LibTorch's zip; the records are the tensors' bytes).
 std::string archive_bytes(torch::serialize::OutputArchive& archive, size_t reserve) {
   std::string out;
@@ -231,10 +239,7 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
   torch::serialize::OutputArchive opt_archive;
   optimizer.save(opt_archive);
   archive.write("optimizer", opt_archive);
-  put(archive, scalars, "step", c10::IValue(state.step));
-  put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
-  if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state);
-  put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
+  write_training_state(archive, scalars, state);
   // Adam (AMSGrad) holds three tensors per parameter: four times the model, and a little more.
   write_archive(path, archive, scalars, with_margin(4 * tensor_bytes(model)));
 }
@@ -245,20 +250,19 @@ struct CheckpointSnapshot {
   size_t reserve = 0;
 };
 
+std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model) {
+  auto snap = std::make_shared<CheckpointSnapshot>();
+  write_model(snap->archive, snap->scalars, config, model, /*copy=*/true);
+  snap->reserve = with_margin(tensor_bytes(model));
+  return snap;
+}
+
 std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
                                                                  torch::optim::Optimizer& optimizer, const TrainingState& state) {
   if (!dynamic_cast<torch::optim::Adam*>(&optimizer))
     throw Error("a checkpoint snapshot needs an Adam optimizer", kExitFailure);  // all net2net trains
-  auto snap = std::make_shared<CheckpointSnapshot>();
+  auto snap = snapshot_flow_checkpoint(config, model);
   auto& archive = snap->archive;
-  auto& scalars = snap->scalars;
-  put(archive, scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
-  put(archive, scalars, "version", c10::IValue(kCheckpointVersion));
-  put(archive, scalars, "config", c10::IValue(config.dump()));
-  put(archive, scalars, "dtype", c10::IValue(dtype_name(model->parameters().front().scalar_type())));
-  torch::serialize::OutputArchive model_archive(archive.compilation_unit());
-  save_module_copy(*model, model_archive);
-  archive.write("model", model_archive);
   // The optimizer's state as CPU copies: swapped into the optimizer for its save (which writes
   // references), then its own tensors back (on a GPU they stay where they are: no second set there).
   torch::NoGradGuard no_grad;
@@ -294,26 +298,11 @@ std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann:
   }
   restore();
   archive.write("optimizer", opt_archive);
-  put(archive, scalars, "step", c10::IValue(state.step));
-  put(archive, scalars, "best_val", c10::IValue(state.has_best ? state.best_val : std::nan("")));
-  if (state.rng_state.defined()) archive.write("rng_cpu", state.rng_state.clone());
-  put(archive, scalars, "train_state", c10::IValue(state.extra.dump()));
+  write_training_state(archive, snap->scalars, state);
   snap->reserve = with_margin(4 * tensor_bytes(model));
   return snap;
 }
 
-std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model) {
-  auto snap = std::make_shared<CheckpointSnapshot>();
-  put(snap->archive, snap->scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
-  put(snap->archive, snap->scalars, "version", c10::IValue(kCheckpointVersion));
-  put(snap->archive, snap->scalars, "config", c10::IValue(config.dump()));
-  put(snap->archive, snap->scalars, "dtype", c10::IValue(dtype_name(model->parameters().front().scalar_type())));
-  torch::serialize::OutputArchive model_archive(snap->archive.compilation_unit());
-  save_module_copy(*model, model_archive);
-  snap->archive.write("model", model_archive);
-  snap->reserve = with_margin(tensor_bytes(model));
-  return snap;
-}
 
 void write_snapshot(const std::string& path, CheckpointSnapshot& snapshot) {
   write_archive(path, snapshot.archive, snapshot.scalars, snapshot.reserve);
@@ -397,13 +386,16 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
 
 namespace {
 void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
-                 inn::ConditionalFlow& model) {
+                 inn::ConditionalFlow& model, bool copy) {
   put(archive, scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
   put(archive, scalars, "version", c10::IValue(kCheckpointVersion));
   put(archive, scalars, "config", c10::IValue(config.dump()));
   put(archive, scalars, "dtype", c10::IValue(dtype_name(model->parameters().front().scalar_type())));
   torch::serialize::OutputArchive model_archive;
-  model->save(model_archive);
+  if (copy)
+    save_module_copy(*model, model_archive);
+  else
+    model->save(model_archive);
   archive.write("model", model_archive);
 }
 }  // namespace
