@@ -379,6 +379,22 @@ TEST(Checkpoint, ASnapshotWritesTheStateAtItsStepWhateverTrainingDoesAfter) {
     EXPECT_TRUE(torch::equal(sa->exp_avg_sq(), sb->exp_avg_sq())) << i;
     EXPECT_TRUE(torch::equal(sa->max_exp_avg_sq(), sb->max_exp_avg_sq())) << i;
   }
+  // Its model part (best.pt beside last.pt), written after the whole: the model at the step alone,
+  // a model checkpoint with a checksum of its own, every tensor as in the whole.
+  io::write_snapshot(dir / "part.pt", *io::model_part(*snapshot));
+  auto part = io::load_flow_checkpoint(dir / "part.pt");
+  EXPECT_EQ(part.step, -1);
+  EXPECT_EQ(part.config, now.config);
+  EXPECT_THROW(io::load_training_state(dir / "part.pt", adam_b), InputError);
+  auto c = part.model->parameters();
+  ASSERT_EQ(c.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], c[i])) << "parameter " << i;
+  auto buffers_c = part.model->buffers();
+  ASSERT_EQ(buffers_c.size(), buffers_a.size());
+  for (size_t i = 0; i < buffers_a.size(); ++i) EXPECT_TRUE(torch::equal(buffers_a[i], buffers_c[i])) << "buffer " << i;
+  EXPECT_LT(fs::file_size(dir / "part.pt"), fs::file_size(dir / "later.pt") / 2) << "no optimizer state";
+  test::flip_a_tensor_bit(dir / "part.pt");
+  EXPECT_THROW(io::load_flow_checkpoint(dir / "part.pt"), io::CheckpointDamaged);
   // And the model alone.
   auto model_only = io::snapshot_flow_checkpoint(cfg, model);
   const auto at_snapshot = model->parameters()[0].clone();

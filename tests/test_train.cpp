@@ -381,10 +381,16 @@ TEST(TrainTool, ADamagedLastCheckpointFallsBackToTheNewestGoodOneAndResumesExact
   ASSERT_EQ(train(dir / "clean", "--log-level error"), 0) << slurp(dir / "err.txt");
   ASSERT_EQ(train(dir / "run", "--set train.steps=20 --log-level error"), 0) << slurp(dir / "err.txt");
   const fs::path ck = fs::path(dir / "run") / "checkpoints";
-  // last.pt (step 20), the previous one kept beside it (step 10), best.pt (step 20): the same
-  // step as last.pt, so a hard link to it (one write, not two), damaged with it.
+  // last.pt (step 20), the previous one kept beside it (step 10), best.pt (step 20): the model
+  // alone, from last.pt's snapshot, not a link that would keep an old last.pt alive.
   ASSERT_TRUE(fs::exists(ck / "last.prev.pt"));
-  EXPECT_TRUE(fs::equivalent(ck / "last.pt", ck / "best.pt"));
+  EXPECT_FALSE(fs::equivalent(ck / "last.pt", ck / "best.pt"));
+  EXPECT_EQ(io::load_flow_checkpoint(ck / "best.pt").step, -1);
+  {
+    auto best = params_of(ck / "best.pt"), last = params_of(ck / "last.pt");
+    ASSERT_EQ(best.size(), last.size());
+    for (size_t i = 0; i < best.size(); ++i) EXPECT_TRUE(torch::equal(best[i], last[i])) << "parameter " << i;
+  }
   EXPECT_FALSE(fs::equivalent(ck / "last.pt", ck / "last.prev.pt"));
   test::flip_a_tensor_bit(ck / "last.pt");
   ASSERT_EQ(train(dir / "run", "--resume --log-level warn"), 0) << slurp(dir / "err.txt");
@@ -427,7 +433,9 @@ TEST(TrainTool, BestIsTheModelAloneAndKeepPreviousDecidesOnLastPrev) {
     ASSERT_TRUE(summary.is_object()) << out;
     const fs::path ck = fs::path(run) / "checkpoints";
     EXPECT_EQ(fs::exists(ck / "last.prev.pt"), std::string(keep) == "always");
-    if (std::string(keep) == "always") EXPECT_EQ(io::load_flow_checkpoint(ck / "last.prev.pt").step, 6);
+    if (std::string(keep) == "always") {
+      EXPECT_EQ(io::load_flow_checkpoint(ck / "last.prev.pt").step, 6);
+    }
     ASSERT_TRUE(fs::exists(ck / "best.pt"));
     EXPECT_FALSE(fs::equivalent(ck / "best.pt", ck / "last.pt"));
     EXPECT_EQ(io::load_flow_checkpoint(ck / "best.pt").step, -1) << "a model-only checkpoint";
@@ -456,6 +464,28 @@ TEST(TrainTool, BestIsTheModelAloneAndKeepPreviousDecidesOnLastPrev) {
             0);
   EXPECT_FALSE(fs::exists(ck / "last.prev.pt"));
   EXPECT_EQ(io::load_flow_checkpoint(ck / "last.pt").step, 9);
+  // No validation set: best.pt is the final model, still alone (not a link to last.pt), and a
+  // resumed run replaces it with its own final model.
+  const std::string none = dir / "no_val";
+  auto run_without_val = [&](const std::string& extra) {
+    return test::shell("'" + kTrain + "' --config '" + cfg + "' --run-dir '" + none +
+                       "' --threads 1 --log-level error --set data.val=null --set data.val_fraction=0 " + extra);
+  };
+  ASSERT_EQ(run_without_val(""), 0);
+  const fs::path nk = fs::path(none) / "checkpoints";
+  for (int steps : {7, 9}) {
+    SCOPED_TRACE(steps);
+    if (steps == 9) {
+      ASSERT_EQ(run_without_val("--resume --set train.steps=9"), 0);
+    }
+    ASSERT_TRUE(fs::exists(nk / "best.pt"));
+    EXPECT_FALSE(fs::equivalent(nk / "best.pt", nk / "last.pt"));
+    EXPECT_EQ(io::load_flow_checkpoint(nk / "best.pt").step, -1);
+    EXPECT_EQ(io::load_flow_checkpoint(nk / "last.pt").step, steps);
+    auto best = params_of(nk / "best.pt"), last = params_of(nk / "last.pt");
+    ASSERT_EQ(best.size(), last.size());
+    for (size_t i = 0; i < best.size(); ++i) EXPECT_TRUE(torch::equal(best[i], last[i])) << "parameter " << i;
+  }
 }
 
 TEST(TrainTool, NonFiniteRowsInACacheAreRefusedUpFrontNamingThem) {

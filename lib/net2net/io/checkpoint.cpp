@@ -126,9 +126,13 @@ void put(torch::serialize::OutputArchive& archive, Scalars& scalars, const char*
   scalars[key] = std::move(value);
 }
 
-// copy: the model's tensors as CPU copies (a snapshot, save_module_copy), else the tensors themselves.
+// The model's own archive (nested under "model"): its tensors as CPU copies (a snapshot,
+// save_module_copy) when copy, else the tensors themselves.
+torch::serialize::OutputArchive model_archive(inn::ConditionalFlow& model, bool copy);
+// A model checkpoint's entries: format, version, config, dtype, and the model's archive.
 void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
-                 inn::ConditionalFlow& model, bool copy = false);
+                 const std::string& dtype, torch::serialize::OutputArchive& model);
+std::string dtype_of(inn::ConditionalFlow& model);
 // step, best_val, rng_cpu (a copy), train_state.
 void write_training_state(torch::serialize::OutputArchive& archive, Scalars& scalars, const TrainingState& state) {
   put(archive, scalars, "step", c10::IValue(state.step));
@@ -227,7 +231,8 @@ void save_module_copy(const torch::nn::Module& module, torch::serialize::OutputA
 void save_flow_checkpoint(const std::string& path, const nlohmann::json& config, inn::ConditionalFlow& model) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
-  write_model(archive, scalars, config, model);
+  auto tensors = model_archive(model, /*copy=*/false);
+  write_model(archive, scalars, config, dtype_of(model), tensors);
   write_archive(path, archive, scalars, with_margin(tensor_bytes(model)));
 }
 
@@ -235,7 +240,8 @@ void save_training_checkpoint(const std::string& path, const nlohmann::json& con
                               torch::optim::Optimizer& optimizer, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
-  write_model(archive, scalars, config, model);
+  auto tensors = model_archive(model, /*copy=*/false);
+  write_model(archive, scalars, config, dtype_of(model), tensors);
   torch::serialize::OutputArchive opt_archive;
   optimizer.save(opt_archive);
   archive.write("optimizer", opt_archive);
@@ -248,13 +254,31 @@ struct CheckpointSnapshot {
   torch::serialize::OutputArchive archive;
   Scalars scalars;
   size_t reserve = 0;
+  // The model's part, which model_part() writes again without the rest: the copies are shared.
+  nlohmann::json config;
+  std::string dtype;
+  torch::serialize::OutputArchive model;
+  size_t model_reserve = 0;
 };
 
 std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model) {
   auto snap = std::make_shared<CheckpointSnapshot>();
-  write_model(snap->archive, snap->scalars, config, model, /*copy=*/true);
-  snap->reserve = with_margin(tensor_bytes(model));
+  snap->config = config;
+  snap->dtype = dtype_of(model);
+  snap->model = model_archive(model, /*copy=*/true);
+  write_model(snap->archive, snap->scalars, config, snap->dtype, snap->model);
+  snap->reserve = snap->model_reserve = with_margin(tensor_bytes(model));
   return snap;
+}
+
+std::shared_ptr<CheckpointSnapshot> model_part(CheckpointSnapshot& snapshot) {
+  auto part = std::make_shared<CheckpointSnapshot>();
+  part->config = snapshot.config;
+  part->dtype = snapshot.dtype;
+  // A nested archive is a handle to one module: both archives hold the same tensor copies.
+  write_model(part->archive, part->scalars, part->config, part->dtype, snapshot.model);
+  part->reserve = part->model_reserve = snapshot.model_reserve;
+  return part;
 }
 
 std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model,
@@ -385,18 +409,24 @@ TrainingState load_training_state(const std::string& path, torch::optim::Optimiz
 }
 
 namespace {
+std::string dtype_of(inn::ConditionalFlow& model) { return dtype_name(model->parameters().front().scalar_type()); }
+
+torch::serialize::OutputArchive model_archive(inn::ConditionalFlow& model, bool copy) {
+  torch::serialize::OutputArchive out;
+  if (copy)
+    save_module_copy(*model, out);
+  else
+    model->save(out);
+  return out;
+}
+
 void write_model(torch::serialize::OutputArchive& archive, Scalars& scalars, const nlohmann::json& config,
-                 inn::ConditionalFlow& model, bool copy) {
+                 const std::string& dtype, torch::serialize::OutputArchive& model) {
   put(archive, scalars, "format", c10::IValue(std::string(kCheckpointFormat)));
   put(archive, scalars, "version", c10::IValue(kCheckpointVersion));
   put(archive, scalars, "config", c10::IValue(config.dump()));
-  put(archive, scalars, "dtype", c10::IValue(dtype_name(model->parameters().front().scalar_type())));
-  torch::serialize::OutputArchive model_archive;
-  if (copy)
-    save_module_copy(*model, model_archive);
-  else
-    model->save(model_archive);
-  archive.write("model", model_archive);
+  put(archive, scalars, "dtype", c10::IValue(dtype));
+  archive.write("model", model);
 }
 }  // namespace
 
@@ -473,23 +503,6 @@ void keep_previous_checkpoint(const std::string& last_path) {
   if (ec) fs::copy_file(last_path, tmp, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(tmp, prev, ec);
   if (ec) spdlog::warn("cannot keep the previous checkpoint as '{}': {}", prev.string(), ec.message());
-}
-
-void link_checkpoint(const std::string& from, const std::string& to) {
-  std::error_code ec;
-  const std::string tmp = to + ".tmp";
-  fs::remove(tmp, ec);
-  ec.clear();
-  fs::create_hard_link(from, tmp, ec);
-  if (ec) {
-    ec.clear();
-    fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
-  }
-  if (!ec) fs::rename(tmp, to, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError("cannot write checkpoint '" + to + "' as a link to or copy of '" + from + "': " + ec.message());
-  }
 }
 
 LoadedFlow load_resume_checkpoint(const std::string& run_dir, bool set_aside_damaged) {

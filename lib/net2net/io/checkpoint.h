@@ -64,6 +64,9 @@ std::shared_ptr<CheckpointSnapshot> snapshot_training_checkpoint(const nlohmann:
                                                                  torch::optim::Optimizer& optimizer, const TrainingState& state);
 // The model alone (a model-only checkpoint).
 std::shared_ptr<CheckpointSnapshot> snapshot_flow_checkpoint(const nlohmann::json& config, inn::ConditionalFlow& model);
+// A snapshot's model alone, as snapshot_flow_checkpoint would have taken it at the same step,
+// sharing the snapshot's copies (no second copy): best.pt beside last.pt, a quarter of its size.
+std::shared_ptr<CheckpointSnapshot> model_part(CheckpointSnapshot& snapshot);
 void write_snapshot(const std::string& path, CheckpointSnapshot& snapshot);
 
 // Writes checkpoints on a thread of its own while training goes on, one job at a time in the
@@ -96,13 +99,10 @@ inline constexpr const char* kPreviousCheckpoint = "last.prev.pt";
 // Before last.pt is replaced: keeps the current one as last.prev.pt (a hard link, else a copy;
 // a warning if neither works).
 void keep_previous_checkpoint(const std::string& last_path);
-// `to` becomes the same checkpoint as `from`, atomically: a hard link (no copy: a text->BigGAN
-// checkpoint is 4 GB) renamed over `to`, else a copy. Safe because checkpoints are only ever
-// replaced by rename, never rewritten in place. IoError when neither works.
-void link_checkpoint(const std::string& from, const std::string& to);
 
 // --resume: RUN_DIR/checkpoints/last.pt when it loads; when it is damaged (CheckpointDamaged) or
-// missing, with a warning, the newest (highest step) of last.prev.pt and best.pt that loads. When
+// missing, with a warning, the newest (highest step) of last.prev.pt and best.pt (a training
+// checkpoint only in run folders of earlier builds) that loads. When
 // set_aside_damaged (the rank that writes), a damaged last.pt is renamed last.pt.corrupt and the
 // fallback copied to last.pt, so that the run directory still says "resume me". Other errors
 // (a newer version, an unreadable file system) are thrown as they are; IoError naming every file

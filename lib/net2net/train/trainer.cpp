@@ -541,14 +541,14 @@ class TrainingRun {
     if (images_) images_->write_loss_plot();
     if (!state_.has_best || r.loss < state_.best_val) {
       state_.best_val = r.loss, state_.has_best = true;
-      // last.pt is written at this very step: best.pt becomes a hard link to it then (one 4 GB
-      // write instead of two for text->BigGAN); the state is the same, nothing runs in between.
+      // best.pt holds the model alone (1 GB of text->BigGAN's 4: it is for translating and
+      // evaluating; --resume reads last.pt and last.prev.pt). When last.pt is written at this very
+      // step, from that snapshot's copies (no second copy of the model); otherwise a snapshot of
+      // its own. Written in the background either way.
       if (step % ckpt_every_ == 0 || step == steps_) {
         best_at_next_checkpoint_ = step;
         return;
       }
-      // Otherwise its own file, the model alone (1 GB of text->BigGAN's 4: best.pt is for
-      // translating and evaluating; --resume reads last.pt and last.prev.pt), written in the background.
       if (all_finite(model_)) {
         const auto t1 = std::chrono::steady_clock::now();
         writer_.wait();
@@ -582,16 +582,18 @@ class TrainingRun {
     size_t model_bytes = 0;
     for (const auto& p : params_) model_bytes += p.nbytes();
     const bool keep_previous = keep == "always" || (keep == "auto" && 4 * model_bytes < (size_t(1) << 30));
-    const bool link_best = best_at_next_checkpoint_ == state_.step;
+    // Not a link to last.pt: that would keep a whole 4 GB training checkpoint alive as best.pt
+    // once last.pt moves on (a text->BigGAN run folder of 8 GB, not 5).
+    auto best_snapshot = best_at_next_checkpoint_ == state_.step ? io::model_part(*snapshot) : nullptr;
     best_at_next_checkpoint_ = -1;
-    writer_.submit([snapshot, keep_previous, link_best, last = last_path_.string(), best = best_path_.string(),
+    writer_.submit([snapshot, best_snapshot, keep_previous, last = last_path_.string(), best = best_path_.string(),
                     energy_path = (dir_ / "energy.json").string(), energy = state_.extra["energy"].dump(2) + "\n"] {
       const fs::path prev = fs::path(last).replace_filename(io::kPreviousCheckpoint);
       if (keep_previous) io::keep_previous_checkpoint(last);
       io::write_snapshot(last, *snapshot);
       std::error_code ec;
       if (!keep_previous) fs::remove(prev, ec);  // an older one would be resumed from in place of a damaged last.pt
-      if (link_best) io::link_checkpoint(last, best);
+      if (best_snapshot) io::write_snapshot(best, *best_snapshot);
       write_text_atomically(energy_path, energy);
     });
     if (wait) {
@@ -632,8 +634,12 @@ class TrainingRun {
     const auto t0 = std::chrono::steady_clock::now();
     const double validation_before = timings_.validation;
     validate(state_.step);
+    // best.pt at least the final model: with no validation set (then it is always the last), or
+    // when none was written (a failed write, a resumed run's removed by hand).
+    wait_for_writes_logging_errors();
+    std::error_code ec;
+    if (lead_ && (!state_.has_best || !fs::exists(best_path_, ec))) best_at_next_checkpoint_ = state_.step;
     checkpoint(true);
-    if (lead_ && !fs::exists(best_path_)) io::link_checkpoint(last_path_.string(), best_path_.string());
     timings_.finish = seconds_since(t0) - (timings_.validation - validation_before);
     timings_.total = seconds_since(t_start_);
     json timings = {{"total_s", timings_.total}, {"setup_s", timings_.setup}, {"steps_s", timings_.steps},
