@@ -8,10 +8,13 @@
 #   4. translate to PNG grids, score (accuracy by the judge, FID on the judge's features,
 #      diversity, test NLL, prompts worded unlike any caption) and write OUT/report.md
 #      (scripts/example/report.py reads the scores' JSON files)
+#   With EXTRAS=1 (the default), the paper's other experiments at this scale: sketch -> image
+#   through a shape-biased classifier (trained on texture-randomised images) beside the plain
+#   one, and attribute editing (label + caption properties -> AE, one property changed).
 # The cINNs are the lines of EXPERIMENTS below; every step reads that table.
 # What exists is reused (delete OUT to start over). Knobs (environment): OUT, TRAIN_LIMIT,
 # TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, JUDGE_EPOCHS, EXPERT_LIMIT, EVAL_ROWS, PROMPT_SAMPLES, JOBS,
-# BUILD_DIR, LOG_LEVEL; STOP_AFTER_TRAINING=1 ends after step 3. SBERT=FILE: the exported
+# EXTRAS (1 or 0), EDIT_ROWS, BUILD_DIR, LOG_LEVEL; STOP_AFTER_TRAINING=1 ends after step 3. SBERT=FILE: the exported
 # sentence-BERT; SBERT_SKIPPED: why there is none (for the report).
 set -euo pipefail
 # From a source tree it runs in the tree with the tools of BUILD_DIR; installed
@@ -40,6 +43,9 @@ EXPERT_LIMIT=${EXPERT_LIMIT:-0}     # images for the experts (0: all 60000)
 EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the scores
 PROMPT_SAMPLES=${PROMPT_SAMPLES:-10} # images per held-out / in-vocabulary prompt
 JOBS=${JOBS:-$(nproc)}               # trainings run side by side, the cores split between them
+EXTRAS=${EXTRAS:-1}                 # 1: the sketch and attribute-editing experiments too
+EDIT_ROWS=${EDIT_ROWS:-500}         # test items edited for the attribute-editing scores
+[[ $EXTRAS == 0 || $EXTRAS == 1 ]] || { echo "demo: EXTRAS must be 0 or 1, got '$EXTRAS'" >&2; exit 2; }
 SBERT=${SBERT:-}                    # the exported sentence-BERT (empty: that part is skipped)
 [[ -z $SBERT || -f $SBERT ]] || { echo "demo: SBERT='$SBERT' does not exist" >&2; exit 2; }
 [[ -z $SBERT ]] && SBERT_SKIPPED=${SBERT_SKIPPED:-"SBERT was not given (scripts/run_example.sh exports it)"}
@@ -51,7 +57,8 @@ LOG=(--log-level "${LOG_LEVEL:-warn}")
 #   (OUT/cache/train.h5 and test.h5 when empty; .sbert: train.sbert.h5, test.sbert.h5) | place in
 #   the training pool (longest first) | the condition in the report's table | text expert
 #   (--cond-expert for the prompts; empty: not a text condition) | that text expert in the report
-# sbert2ae is left out without SBERT. The training pool, the scores, the text-expert parts and the
+# (.extra: the caches of the EXTRAS experiments, train.extra.h5 and test.extra.h5)
+# sbert2ae is left out without SBERT, shape22ae and lp2ae with EXTRAS=0. The training pool, the scores, the text-expert parts and the
 # report (scripts/example/report.py, which takes these lines) all read this table.
 EXPERIMENTS=(
   "label2ae|fmnist_label2ae|onehot||3|one-hot label||"
@@ -61,12 +68,15 @@ EXPERIMENTS=(
   "stage22ae|fmnist_stage2ae|s2||5|classifier stage 2||"
   "stage32ae|fmnist_stage2ae|s3||6|classifier stage 3||"
   "stage42ae|fmnist_stage2ae|s4||7|classifier logits||"
+  "shape22ae|fmnist_stage2ae|sh2|.extra|8|shape-biased classifier stage 2||"
+  "lp2ae|fmnist_label2ae|lp|.extra|9|label + caption properties||"
 )
 RUNS=() TEXT_RUNS=() TRAIN_ORDER=() kept=()
 declare -A EXP_CONFIG=() EXP_COND=() EXP_CACHE=() EXP_TEXT_EXPERT=()
 for line in "${EXPERIMENTS[@]}"; do
   IFS='|' read -r name config cond cache order _ text_expert _ <<< "$line"
   if [[ $name == sbert2ae && -z $SBERT ]]; then continue; fi
+  if [[ ($name == shape22ae || $name == lp2ae) && $EXTRAS == 0 ]]; then continue; fi
   [[ $order =~ ^[1-9][0-9]*$ && -z ${TRAIN_ORDER[order]:-} ]] || { echo "demo: $name: bad pool place '$order'" >&2; exit 2; }
   kept+=("$line") RUNS+=("$name") TRAIN_ORDER[order]=$name
   EXP_CONFIG[$name]=$config EXP_COND[$name]=$cond EXP_CACHE[$name]=$cache
@@ -114,14 +124,17 @@ if (( JOBS >= 2 && $(nproc) >= 2 )); then
   train_expert autoencoder ae "$AE_EPOCHS" & ae_pid=$!
   train_expert classifier classifier "$CLF_EPOCHS" & clf_pid=$!
   wait "$clf_pid"
-  train_expert judge judge "$JUDGE_EPOCHS" & judge_pid=$!
+  { train_expert judge judge "$JUDGE_EPOCHS"; if [[ $EXTRAS == 1 ]]; then train_expert shape_classifier shape "$CLF_EPOCHS"; fi; } &
+  judge_pid=$!
   wait "$ae_pid"
   EXTRACT_THREADS=(--threads "$(( $(nproc) - JOB_THREADS ))")
 else
+  extra=(); [[ $EXTRAS == 1 ]] && extra=("train_expert shape_classifier shape $CLF_EPOCHS")
   pool "train_expert autoencoder ae $AE_EPOCHS" "train_expert classifier classifier $CLF_EPOCHS" \
-    "train_expert judge judge $JUDGE_EPOCHS"
+    "train_expert judge judge $JUDGE_EPOCHS" "${extra[@]}"
 fi
 AE=$OUT/experts/ae/expert.pt CLF=$OUT/experts/classifier/expert.pt JUDGE=$OUT/experts/judge/expert.pt
+SHAPE=$OUT/experts/shape/expert.pt
 
 # 2. Pairs ---------------------------------------------------------------------------------
 experts=(--expert ae="ts:$AE:encode" --expert onehot=label --expert text=caption,text-hash:256
@@ -152,6 +165,19 @@ if [[ -n $SBERT ]]; then
   done
 fi
 [[ -n ${judge_pid:-} ]] && wait "$judge_pid"
+# The EXTRAS experiments' own caches: the same items, AE latent, label + caption properties, and
+# the shape-biased classifier's stage 2 (the plain one's is s2 of the main caches).
+if [[ $EXTRAS == 1 ]]; then
+  extra_experts=(--expert ae="ts:$AE:encode" --expert lp=label-props --expert sh2="ts:$SHAPE:stage2")
+  for split in train test; do
+    if [[ ! -f "$OUT/cache/$split.extra.h5" ]]; then
+      limit=$TRAIN_LIMIT; [[ $split == test ]] && limit=$TEST_LIMIT
+      step "extracting the $split pairs of the extra experiments ($limit items)"
+      "$EXTRACT" --data "fashion-mnist:$split" --limit "$limit" "${extra_experts[@]}" --out "$OUT/cache/$split.extra.h5" \
+        --resume "${LOG[@]}"
+    fi
+  done
+fi
 
 # 3. cINNs ---------------------------------------------------------------------------------------
 train_cinn() {  # name (a line of EXPERIMENTS)
@@ -253,10 +279,52 @@ for run in "${TEXT_RUNS[@]}"; do
     "${HELDOUT_TEXTS[@]}" > /dev/null
 done
 
+if [[ $EXTRAS == 1 ]]; then
+  # Sketch -> image: edge maps of the real test images as conditions, through the plain classifier's
+  # stage 2 and the shape-biased one's, each into its own cINN (trained on real images' pairs).
+  step "sketches through the plain and the shape-biased classifier"
+  "$EXTRACT" --data "h5:$S/real.h5:img" --expert sk=sketch --out "$S/sketch.h5" --force "${LOG[@]}"
+  for pair in "stage22ae|$CLF|classifier" "shape22ae|$SHAPE|shape"; do
+    IFS='|' read -r run expert name <<< "$pair"
+    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage2" --samples 1 \
+      --out "$S/$run.sketch.h5" > /dev/null
+    "$EVAL" accuracy --data "h5:$S/$run.sketch.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.sketch.h5:label" \
+      "${LOG[@]}" > "$S/$run.sketch.accuracy.json"
+    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage2" --limit 10 \
+      --samples 6 --out "$S/$run.sketch_grid.h5" --png "$OUT/$run.sketch.png" --png-inputs > /dev/null
+    # The expert itself on the sketches: does it still see the item?
+    "$EVAL" accuracy --data "h5:$S/sketch.h5:sk" --classifier "ts:$expert:forward" --labels "h5:$S/sketch.h5:label" \
+      "${LOG[@]}" > "$S/$name.sketch.accuracy.json"
+  done
+  # Attribute editing: each of EDIT_ROWS test items re-rendered with one caption property set
+  # (label-props column 10 brightness, 11 size; -1 dark/small, +1 light/large), the rest of its
+  # condition kept; "own" is the same rows under the item's own condition (strength 0), the before.
+  step "attribute editing"
+  for attr in brightness:10 size:11; do
+    name=${attr%%:*} col=${attr#*:}
+    for part in own edit; do
+      strength=(); [[ $part == own ]] && strength=(--alpha 0)
+      run_translate --checkpoint "$OUT/runs/lp2ae" --mode transfer --exemplar "$OUT/cache/test.extra.h5" \
+        --exemplars "$EDIT_ROWS" --edit "$col=-1" --edit "$col=1" "${strength[@]}" --out "$S/edit_$name.$part.h5" > /dev/null
+    done
+    "$EXTRACT" --data "h5:$S/edit_$name.edit.h5:cond" --expert p=columns:10:12 --out "$S/edit_$name.want.h5" --force "${LOG[@]}"
+    for part in own edit; do
+      "$EXTRACT" --data "h5:$S/edit_$name.$part.h5:image" --expert p=caption-props --out "$S/edit_$name.$part.props.h5" \
+        --force "${LOG[@]}"
+      "$EVAL" accuracy --data "h5:$S/edit_$name.$part.h5:image" --classifier "ts:$JUDGE:forward" \
+        --labels "h5:$S/edit_$name.$part.h5:label" --props "h5:$S/edit_$name.$part.props.h5:p" \
+        --expected-props "h5:$S/edit_$name.want.h5:p" "${LOG[@]}" > "$S/edit_$name.$part.accuracy.json"
+    done
+  done
+  run_translate --checkpoint "$OUT/runs/lp2ae" --mode transfer --exemplar "$OUT/cache/test.extra.h5" --exemplars 10 \
+    --edit 10=-1 --edit 10=1 --edit 11=-1 --edit 11=1 --out "$S/edit_grid.h5" --png "$OUT/edit.png" > /dev/null
+fi
+
 step "writing $OUT/report.md"
 report=(); for line in "${EXPERIMENTS[@]}"; do report+=(--experiment "$line"); done
 for t in "${HELDOUT_GRID[@]}"; do report+=(--heldout-grid "$t"); done
 if [[ -z $SBERT ]]; then report+=(--sbert-skipped "$SBERT_SKIPPED"); fi
+if [[ $EXTRAS == 1 ]]; then report+=(--extras --edit-rows "$EDIT_ROWS"); fi
 python3 "$ROOT/scripts/example/report.py" --out "$OUT" --seconds "$(($(date +%s) - t0))" --train-limit "$TRAIN_LIMIT" \
   --test-limit "$TEST_LIMIT" --eval-rows "$EVAL_ROWS" --prompt-samples "$PROMPT_SAMPLES" \
   --heldout-prompts "$CONFIGS/example/prompts_heldout.tsv" "${report[@]}"

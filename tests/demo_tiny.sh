@@ -12,11 +12,12 @@ fail() { echo "demo_tiny: $*" >&2; exit 1; }
 build=${1:-build}
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log" || fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
 (cd "$tmp" && OUT=demo TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 \
-  EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
+  EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 EDIT_ROWS=20 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
 out=$tmp/demo
-files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png)
-runs=6 text_experts=1
-if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=7 text_experts=2; fi
+files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png
+       stage22ae.sketch.png shape22ae.sketch.png edit.png experts/shape/expert.pt)
+runs=8 text_experts=1
+if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=9 text_experts=2; fi
 for f in "${files[@]}"; do
   [[ -s "$out/$f" ]] || fail "missing $f"
 done
@@ -25,10 +26,15 @@ for f in runs/label2ae/images/step_0000001.png runs/label2ae/images/step_0000030
   [[ -s "$out/$f" ]] || fail "missing $f"
 done
 grep -q "^## During training" "$out/report.md" || fail "the report does not show the training-time images"
-rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
+rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae|shape22ae|lp2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
 [[ $rows -eq $runs ]] || fail "report.md has $rows score rows, expected $runs"
 rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
 [[ $rows -eq $text_experts ]] || fail "report.md has $rows held-out rows, expected $text_experts"
+# The extra experiments: two sketch rows, two editing rows, each with its numbers.
+rows=$(grep -cE '^\| (plain|shape-biased) classifier \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
+[[ $rows -eq 2 ]] || fail "report.md has $rows sketch rows, expected 2"
+rows=$(grep -cE '^\| (brightness|size) \(-1 / \+1\) \| ([0-9.]+|n/a) \| ([0-9.]+|n/a) \| [0-9.]+ \| ([0-9.]+|n/a) \|$' "$out/report.md")
+[[ $rows -eq 2 ]] || fail "report.md has $rows attribute-editing rows, expected 2"
 [[ -n $SBERT ]] || grep -q "^Skipped: SBERT was not given" "$out/report.md" || fail "the report does not say why sentence-BERT is missing"
 # A second run reuses everything it can (experts, caches, cINNs).
 OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=$build LOG_LEVEL=error STOP_AFTER_TRAINING=1 \

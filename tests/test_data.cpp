@@ -846,7 +846,7 @@ TEST(Registries, EveryEntryIsNamedOnceAndItsUsageStartsWithItsName) {
     EXPECT_TRUE(std::any_of(data::source_schemes().begin(), data::source_schemes().end(),
                             [&](const data::SourceScheme& s) { return s.name == name; }))
         << name;
-  for (const char* name : {"label", "text-hash", "identity", "ts", "caption", "caption-props"})
+  for (const char* name : {"label", "text-hash", "identity", "ts", "caption", "caption-props", "sketch", "label-props", "columns"})
     EXPECT_NE(experts::expert_registry().find(name), nullptr) << name;
   EXPECT_EQ(experts::expert_registry().find("nosuch"), nullptr);
   // A name registered twice is a programming error.
@@ -854,8 +854,22 @@ TEST(Registries, EveryEntryIsNamedOnceAndItsUsageStartsWithItsName) {
   r.add({"x", "x", "an expert", nullptr});
   EXPECT_THROW(r.add({"x", "x:N", "another", nullptr}), std::logic_error);
   // Kinds without an argument refuse one.
-  for (const char* spec : {"identity:3", "caption:x", "caption-props:x"})
+  for (const char* spec : {"identity:3", "caption:x", "caption-props:x", "sketch:x", "label-props:x"})
     EXPECT_NE(usage_error([&] { experts::make_expert(spec); }).find("takes no argument"), std::string::npos) << spec;
+}
+
+TEST(Experts, ColumnsTakesAPartOfEachVectorAndRefusesBadRanges) {
+  data::Batch b;
+  b.kind = data::ItemKind::Vector, b.index = {0, 1};
+  b.tensor = torch::arange(24, torch::kFloat32).reshape({2, 12});
+  auto part = experts::make_expert("columns:10:12")->encode(b);
+  EXPECT_TRUE(torch::equal(part, torch::tensor({10.f, 11.f, 22.f, 23.f}).reshape({2, 2})));
+  // Images are taken flattened.
+  b.kind = data::ItemKind::Image, b.tensor = b.tensor.reshape({2, 1, 3, 4});
+  EXPECT_TRUE(torch::equal(experts::make_expert("columns:0:1")->encode(b), torch::tensor({0.f, 12.f}).reshape({2, 1})));
+  EXPECT_NE(input_error([&] { experts::make_expert("columns:10:13")->encode(b); }).find("12 columns, fewer than 13"), std::string::npos);
+  for (const char* spec : {"columns", "columns:3", "columns:3:3", "columns:-1:2", "columns:a:2", "columns:1:2x", "columns:2:1"})
+    EXPECT_NE(usage_error([&] { experts::make_expert(spec); }).find("columns:FIRST:END"), std::string::npos) << spec;
 }
 
 TEST(Registries, TheExtractHelpListsEveryUsage) {

@@ -406,6 +406,12 @@ TEST(Accuracy, ClassesAndRequestedPropertiesAgainstAHandCount) {
   EXPECT_DOUBLE_EQ(j["accuracy_with_properties"].get<double>(), 2.0 / 6);
   EXPECT_DOUBLE_EQ(j["property_agreement"].get<double>(), 4.0 / 6);
   EXPECT_EQ(j["properties_requested"].get<int64_t>(), 6);
+  // Property by property: the first asked of items 0, 1, 4, 5 and met by 0 and 4; the second
+  // asked of items 1 and 4 and met by both.
+  EXPECT_EQ(r.requested_by_column, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(r.matched_by_column, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(j["property_agreement_by_column"], json::parse("[0.5, 1.0]"));
+  EXPECT_EQ(j["properties_requested_by_column"], json::parse("[4, 2]"));
 
   // Without property codes: no property keys; nothing requested: agreement 1.
   auto plain = classification_accuracy(predicted, expected);
@@ -416,6 +422,7 @@ TEST(Accuracy, ClassesAndRequestedPropertiesAgainstAHandCount) {
   auto unasked = classification_accuracy(predicted, expected, codes, none);
   EXPECT_EQ(unasked.properties_requested, 0);
   EXPECT_DOUBLE_EQ(unasked.property_agreement, 1.0);
+  EXPECT_EQ(to_json(unasked, "identity")["property_agreement_by_column"], json::parse("[null, null]"));
   EXPECT_DOUBLE_EQ(unasked.accuracy_with_properties, 4.0 / 6);
 
   EXPECT_THROW(classification_accuracy({0, 1}, expected), InputError);

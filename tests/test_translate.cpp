@@ -14,6 +14,7 @@
 #include "net2net/data/grid.h"
 #include "net2net/data/source.h"
 #include "net2net/example/captions.h"
+#include "net2net/example/renderings.h"
 #include "net2net/experts/expert.h"
 #include "net2net/inn/flow.h"
 #include "net2net/io/checkpoint.h"
@@ -356,6 +357,111 @@ TEST(Translate, EditStrengthMovesTheConditionLinearlyFromTheExemplarsOwnToTheTar
   EXPECT_THROW(translate::run_translate(r), UsageError);
 }
 
+TEST(Translate, AnEditSetsColumnsOfEachExemplarsOwnConditionAndKeepsItsClass) {
+  Fixture f;
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.mode = "transfer";
+  r.exemplar = f.cache;
+  r.exemplar_limit = 4;
+  r.edits = {"3=1", "0=0,2=0.5"};
+  r.out = f.dir / "edit.h5";
+  auto s = translate::run_translate(r);
+  EXPECT_EQ(s["rows"], 2 * 4);
+  auto z = f.read(r.out, "z", 6), cond = f.read(r.out, "cond", 4);
+  io::EmbeddingReader out(r.out);
+  auto ci = out.read_int64("cond_index"), ei = out.read_int64("exemplar_index"), label = out.read_int64("label");
+  auto loaded = io::load_flow_checkpoint(f.checkpoint);
+  torch::NoGradGuard g;
+  auto v = loaded.model->forward(f.z, f.c).v;
+  const std::vector<int64_t> exemplar_labels = {0, 1, 2, 3};
+  for (int64_t row = 0; row < 8; ++row) {
+    EXPECT_EQ(ci[row], row / 4);
+    EXPECT_EQ(ei[row], row % 4);
+    EXPECT_EQ(label[row], exemplar_labels[ei[row]]) << "the exemplar's class";
+    auto c = f.c[ei[row]].clone();
+    if (ci[row] == 0) {
+      c[3] = 1.0f;
+    } else {
+      c[0] = 0.0f, c[2] = 0.5f;
+    }
+    EXPECT_TRUE(torch::equal(cond[row], c)) << "row " << row << ": " << cond[row] << " vs " << c;
+    auto expected = loaded.model->inverse(v[ei[row]].unsqueeze(0), c.unsqueeze(0))[0];
+    EXPECT_LT((z[row] - expected).abs().max().item<float>(), 1e-5) << "row " << row;
+  }
+  // With strengths, /cond is the blend actually rendered.
+  r.alphas = {0, 0.5};
+  r.edits = {"3=1"};
+  r.out = f.dir / "edit_alpha.h5";
+  translate::run_translate(r);
+  auto blend = f.read(r.out, "cond", 4);
+  for (int64_t row = 0; row < 8; ++row) {
+    auto own = f.c[row / 2], target = own.clone();
+    target[3] = 1.0f;
+    auto expected = row % 2 == 0 ? own : 0.5 * own + 0.5 * target;
+    EXPECT_TRUE(torch::allclose(blend[row], expected)) << "row " << row;
+  }
+  // Refused: outside transfer, bad columns and values, with another kind of condition.
+  r.force = true, r.alphas.clear();
+  for (const char* bad : {"4=1", "-1=1", "x=1", "1", "1=nan", "1=2x", "1=1,"}) {
+    r.edits = {bad};
+    try {
+      translate::run_translate(r);
+      ADD_FAILURE() << bad << " was taken";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("--edit '" + std::string(bad) + "'"), std::string::npos) << e.what();
+    }
+  }
+  r.edits = {"1=1"};
+  r.labels = {2};
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+  r.labels.clear();
+  r.mode = "sample";
+  EXPECT_THROW(translate::run_translate(r), UsageError);
+}
+
+TEST(Translate, PngInputsStartsEachGridRowWithTheConditionsInputItem) {
+  Fixture f;
+  torch::jit::Module dec("Decoder");
+  dec.define("def forward(self, z):\n  return z\ndef decode(self, z):\n  return z.reshape([-1, 1, 2, 3])\n");
+  dec.save(f.dir / "decoder.pt");
+  // Images of the decoded shape, labelled: conditions through label:4.
+  const std::string images = f.dir / "images.h5";
+  auto pixels = torch::linspace(-1, 1, 5 * 6).reshape({5, 6}).contiguous();
+  io::write_store(images, {}, [&](io::EmbeddingWriter& w) {
+    w.create_float("img", 6, {1, 2, 3});
+    w.create_int64("label");
+    w.append_float("img", pixels.data_ptr<float>(), 5);
+    int64_t l[5] = {0, 1, 2, 3, 1};
+    w.append_int64("label", l, 5);
+  });
+  translate::TranslateRequest r;
+  r.checkpoint = f.checkpoint;
+  r.data = "h5:" + images + ":img";
+  r.cond_expert = "label:4";
+  r.samples = 3;
+  r.decoder = "ts:" + f.dir / "decoder.pt";
+  r.out = f.dir / "plain.h5", r.png = f.dir / "plain.png";
+  translate::run_translate(r);
+  translate::TranslateRequest with = r;
+  with.png_inputs = true;
+  with.out = f.dir / "with.h5", with.png = f.dir / "with.png";
+  translate::run_translate(with);
+  auto plain = data::read_image(r.png), inputs = data::read_image(with.png);
+  EXPECT_EQ(inputs.size(1), plain.size(1)) << "as many rows";
+  EXPECT_EQ(inputs.size(2) - plain.size(2), 3 + 2) << "one cell (3 wide) and its gap more";
+  // The samples are the same rows either way.
+  EXPECT_TRUE(torch::equal(f.read(r.out, "z", 6), f.read(with.out, "z", 6)));
+  // Only with --data, --png, sample mode; images of the decoded shape.
+  with.force = true;
+  with.cond_expert = "label:4";
+  with.data.clear(), with.labels = {1};
+  EXPECT_THROW(translate::run_translate(with), UsageError);
+  with.labels.clear(), with.data = r.data;
+  with.decoder = "identity";  // decodes to vectors: not the images' shape
+  EXPECT_THROW(translate::run_translate(with), InputError);
+}
+
 TEST(Translate, AMissingRecordedDecoderSaysWhereItCameFrom) {
   // The checkpoint records its target expert's path as net2net-train saw it; moved elsewhere,
   // --png fails with an error that names the checkpoint and --decoder, keeping the I/O exit code.
@@ -429,4 +535,76 @@ TEST(Captions, ClassAndRelativeProperties) {
   auto chain = experts::make_expert("caption,text-hash:64")->encode(b);
   EXPECT_TRUE(torch::allclose(chain, experts::text_hash(texts, 64)));
   EXPECT_THROW(experts::make_expert("caption")->encode(b), UsageError);
+}
+
+TEST(Renderings, SketchIsTheSobelMagnitudeScaledByEachImagesMaximum) {
+  torch::manual_seed(3);
+  auto x = torch::rand({2, 1, 6, 7}) * 2 - 1;
+  auto s = example::sketch_images(x);
+  ASSERT_EQ(s.sizes(), x.sizes());
+  // Brute force: 3x3 Sobel with replicated borders, loop by loop.
+  const int kx[3][3] = {{-1, 0, 1}, {-2, 0, 2}, {-1, 0, 1}};
+  for (int64_t n = 0; n < 2; ++n) {
+    std::vector<double> mag(6 * 7);
+    double peak = 0;
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 7; ++j) {
+        double gx = 0, gy = 0;
+        for (int a = -1; a <= 1; ++a)
+          for (int b = -1; b <= 1; ++b) {
+            int ii = std::clamp(i + a, 0, 5), jj = std::clamp(j + b, 0, 6);
+            double v = x[n][0][ii][jj].item<double>();
+            gx += kx[a + 1][b + 1] * v, gy += kx[b + 1][a + 1] * v;
+          }
+        mag[i * 7 + j] = std::sqrt(gx * gx + gy * gy);
+        peak = std::max(peak, mag[i * 7 + j]);
+      }
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 7; ++j) EXPECT_NEAR(s[n][0][i][j].item<double>(), mag[i * 7 + j] / peak * 2 - 1, 1e-5) << n << " " << i << " " << j;
+  }
+  // A flat image has no edge (all black), not a division by zero; colour becomes grey first.
+  EXPECT_TRUE(torch::equal(example::sketch_images(torch::full({1, 3, 4, 4}, 0.3f)), torch::full({1, 1, 4, 4}, -1.0f)));
+  // As an expert, and as the first link of a chain (images on to the next).
+  data::Batch b;
+  b.kind = data::ItemKind::Image, b.tensor = x, b.index = {0, 1};
+  EXPECT_TRUE(torch::allclose(experts::make_expert("sketch")->encode(b), s));
+  EXPECT_TRUE(torch::allclose(experts::make_expert("sketch,identity")->encode(b).reshape(s.sizes()), s));
+}
+
+TEST(Renderings, TextureRandomisationIsSeededKeepsTheRangeAndUsesEveryRendering) {
+  torch::manual_seed(4);
+  auto x = torch::rand({500, 1, 8, 8}) * 2 - 1;
+  auto a = example::randomise_texture(x, at::detail::createCPUGenerator(7));
+  EXPECT_TRUE(torch::equal(a, example::randomise_texture(x, at::detail::createCPUGenerator(7))));
+  EXPECT_FALSE(torch::equal(a, example::randomise_texture(x, at::detail::createCPUGenerator(8))));
+  EXPECT_GE(a.min().item<float>(), -1.0f);
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  // About a fifth each kept, inverted, sketched; the rest remapped (with noise or not).
+  auto sk = example::sketch_images(x);
+  int same = 0, inverted = 0, sketched = 0;
+  for (int64_t i = 0; i < 500; ++i) {
+    same += torch::equal(a[i], x[i]);
+    inverted += torch::equal(a[i], -x[i]);
+    sketched += torch::equal(a[i], sk[i]);
+  }
+  for (int k : {same, inverted, sketched}) {
+    EXPECT_GT(k, 60);
+    EXPECT_LT(k, 140);
+  }
+}
+
+TEST(Renderings, LabelPropsIsTheOneHotLabelThenTheCaptionProperties) {
+  if (!fs::exists(data::default_fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  auto b = data::open_source("fashion-mnist:test")->get({0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  auto c = experts::make_expert("label-props")->encode(b);
+  ASSERT_EQ(c.sizes(), (std::vector<int64_t>{10, 12}));
+  for (int64_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(c[i].narrow(0, 0, 10).argmax().item<int64_t>(), b.labels[i].item<int64_t>());
+    EXPECT_EQ(c[i].narrow(0, 0, 10).sum().item<float>(), 1.0f);
+  }
+  EXPECT_TRUE(torch::equal(c.narrow(1, 10, 2), example::fashion_properties(b)));
+  data::Batch unlabelled = b;
+  unlabelled.labels = torch::Tensor();
+  EXPECT_THROW(experts::make_expert("label-props")->encode(unlabelled), InputError);
 }

@@ -28,7 +28,9 @@ class TranslateTool : public cli::Tool {
            "  net2net-translate --checkpoint runs/l2ae --mode transfer --exemplar cache/test.h5 \\\n"
            "      --labels 0,1,2,3,4,5,6,7,8,9 --out shift.h5 --png shift.png\n"
            "  net2net-translate --checkpoint runs/l2ae --mode transfer --exemplar cache/test.h5 --exemplars 4 \\\n"
-           "      --labels 7 --alpha 0,0.25,0.5,0.75,1 --out edit.h5 --png edit.png     # edit strength";
+           "      --labels 7 --alpha 0,0.25,0.5,0.75,1 --out edit.h5 --png edit.png     # edit strength\n"
+           "  net2net-translate --checkpoint runs/lp2ae --mode transfer --exemplar cache/test.h5 --exemplars 8 \\\n"
+           "      --edit 10=-1 --edit 10=1 --out dark_light.h5 --png dark_light.png   # attribute editing";
   }
   void add_options(CLI::App& app) override {
     app.add_option("--checkpoint", r_.checkpoint, "Run directory or checkpoint file")->required();
@@ -50,7 +52,12 @@ class TranslateTool : public cli::Tool {
                    "linearly; the PNG gets a strip per exemplar (/alpha in --out)")
         ->delimiter(',')
         ->type_name("A[,A...]");
+    app.add_option("--edit", r_.edits,
+                   "Transfer: a target made from each exemplar's own condition with columns set, COL=VALUE[,COL=VALUE...]; "
+                   "repeatable, each a row of the grid (attribute editing: label-props column 10 brightness, 11 size, -1/+1)")
+        ->type_name("COL=VALUE[,...]");
     app.add_option("--exemplars", r_.exemplar_limit, "Transfer: how many exemplars (the first N rows)")->check(cli::positive_number())->capture_default_str();
+    app.add_flag("--png-inputs", r_.png_inputs, "With --data of images: each grid row starts with the condition's input item (a sketch, a mask)");
     app.add_option("--grid-rows", r_.max_rows_in_png, "Most conditions drawn in the PNG")->check(cli::positive_number())->capture_default_str();
     app.add_option("--grid-cols", r_.max_cols_in_png, "Most samples of a condition drawn in the PNG (the first ones)")
         ->check(cli::positive_number())->capture_default_str();

@@ -43,6 +43,9 @@ const Schema& classifier_schema() {
     keys.push_back(integer("model.channels", 32, "Channels of the first conv layer (the second has twice as many).", 1.0));
     keys.push_back(integer("model.hidden", 128, "Width of the hidden layer (stage3 / features).", 1.0));
     keys.push_back(integer("model.classes", 10, "Number of classes.", 2.0));
+    keys.push_back(str("train.augment", "none",
+                       "none, or shape: each training image re-rendered at random (kept, inverted, intensity remap, its sketch, noise) so that texture and contrast stop telling the classes apart: the example's shape-biased expert, the analogue of training on Stylized-ImageNet.",
+                       {"none", "shape"}));
     return Schema("classifier", keys);
   }();
   return schema;

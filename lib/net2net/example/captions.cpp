@@ -1,4 +1,5 @@
 #include "net2net/example/captions.h"
+#include "net2net/example/renderings.h"
 
 #include <cctype>
 #include <tuple>
@@ -118,6 +119,7 @@ void register_example_experts(experts::ExpertRegistry& registry) {
                   if (!arg.empty()) throw UsageError("expert 'caption-props' takes no argument");
                   return std::make_unique<CaptionPropsExpert>();
                 }});
+  register_rendering_experts(registry);
 }
 
 }  // namespace net2net::example

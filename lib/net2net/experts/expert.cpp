@@ -165,6 +165,26 @@ class IdentityExpert : public Expert {
   torch::Tensor decode(const torch::Tensor& z) override { return z; }
 };
 
+// Columns [first, end) of each item's vector (an image flattened): a part of a wider condition,
+// e.g. the caption properties (10:12) of label-props.
+class ColumnsExpert : public Expert {
+ public:
+  ColumnsExpert(int64_t first, int64_t end, std::string spec) : first_(first), end_(end), spec_(std::move(spec)) {}
+  std::string spec() const override { return spec_; }
+  torch::Tensor encode(const data::Batch& b) override {
+    if (!b.tensor.defined()) throw InputError("expert '" + spec_ + "' takes vectors or images, got " + data::kind_name(b.kind));
+    auto x = b.tensor.reshape({b.tensor.size(0), -1});
+    if (end_ > x.size(1))
+      throw InputError("expert '" + spec_ + "': the items have " + std::to_string(x.size(1)) + " columns, fewer than " +
+                       std::to_string(end_));
+    return x.narrow(1, first_, end_ - first_).to(torch::kFloat32).contiguous();
+  }
+
+ private:
+  int64_t first_, end_;
+  std::string spec_;
+};
+
 class TorchScriptExpert : public Expert {
  public:
   TorchScriptExpert(const std::string& path, const std::string& method, std::string spec, torch::Device device)
@@ -269,6 +289,25 @@ std::unique_ptr<Expert> make_identity(const std::string& arg, const std::string&
   return std::make_unique<IdentityExpert>();
 }
 
+std::unique_ptr<Expert> make_columns(const std::string& arg, const std::string& spec, const ExpertContext&) {
+  const auto colon = arg.find(':');
+  auto bad = [&] { return UsageError("expert '" + spec + "': use columns:FIRST:END with 0 <= FIRST < END (END excluded)"); };
+  if (colon == std::string::npos) throw bad();
+  int64_t first = -1, end = -1;
+  try {
+    size_t used = 0;
+    first = std::stoll(arg.substr(0, colon), &used);
+    if (used != colon) throw bad();
+    const std::string tail = arg.substr(colon + 1);
+    end = std::stoll(tail, &used);
+    if (used != tail.size()) throw bad();
+  } catch (const std::logic_error&) {
+    throw bad();
+  }
+  if (first < 0 || end <= first) throw bad();
+  return std::make_unique<ColumnsExpert>(first, end, spec);
+}
+
 std::unique_ptr<Expert> make_torchscript(const std::string& arg, const std::string& spec, const ExpertContext& context) {
   if (arg.empty()) throw UsageError("expert '" + spec + "': use ts:PATH[:METHOD]");
   // ts:PATH:METHOD, where METHOD is an identifier after the last ':' (paths may hold ':').
@@ -287,6 +326,7 @@ void register_engine_experts(ExpertRegistry& registry) {
   registry.add({"label", "label[:K]", "one-hot [N, K] of the label; K defaults to the source's class count", make_label});
   registry.add({"text-hash", "text-hash[:DIM]", "weight-free hashed text embedding [N, DIM], default DIM 256", make_text_hash});
   registry.add({"identity", "identity", "the items themselves (or a tsv source's numeric columns)", make_identity});
+  registry.add({"columns", "columns:FIRST:END", "columns FIRST..END-1 of each item's vector (e.g. columns:10:12)", make_columns});
   registry.add({"ts", "ts:PATH[:METHOD]", "a TorchScript module's METHOD (default encode, else forward)", make_torchscript});
 }
 

@@ -63,14 +63,16 @@ AccuracyResult classification_accuracy(const std::vector<int64_t>& predicted, co
     throw InputError("accuracy: the property codes and the requested ones must have the same width and a row per item");
   r.with_properties = true;
   const int64_t cols = codes.cols;
+  r.requested_by_column.assign(cols, 0);
+  r.matched_by_column.assign(cols, 0);
   for (int64_t i = 0; i < r.n; ++i) {
     bool ok = true;
     for (int64_t j = 0; j < cols; ++j) {
       const float want = requested.values[i * cols + j];
       if (want == 0) continue;  // not requested
-      ++r.properties_requested;
+      ++r.properties_requested, ++r.requested_by_column[j];
       const bool m = codes.values[i * cols + j] == want;
-      r.properties_matched += m;
+      r.properties_matched += m, r.matched_by_column[j] += m;
       ok = ok && m;
     }
     r.correct_with_properties += ok && predicted[i] == expected[i];
@@ -88,6 +90,15 @@ nlohmann::json to_json(const AccuracyResult& r, const std::string& classifier) {
     out["accuracy_with_properties"] = r.accuracy_with_properties;
     out["property_agreement"] = r.property_agreement;
     out["properties_requested"] = r.properties_requested;
+    // Per property (column): the share of its requests met (null where none was requested).
+    nlohmann::json by_column = nlohmann::json::array(), requested = nlohmann::json::array();
+    for (size_t j = 0; j < r.requested_by_column.size(); ++j) {
+      const int64_t n = r.requested_by_column[j];
+      by_column.push_back(n ? nlohmann::json(double(r.matched_by_column[j]) / n) : nlohmann::json(nullptr));
+      requested.push_back(n);
+    }
+    out["property_agreement_by_column"] = by_column;
+    out["properties_requested_by_column"] = requested;
   }
   return out;
 }

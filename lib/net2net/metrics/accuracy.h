@@ -50,6 +50,7 @@ struct AccuracyResult {
   int64_t properties_requested = 0;     // requested (non-zero) codes over all items
   int64_t properties_matched = 0;       // of those, equal to the item's code
   double property_agreement = 1.0;      // matched / requested; 1 when none requested
+  std::vector<int64_t> requested_by_column, matched_by_column;  // the same counts, property by property
 };
 
 // predicted and expected: one class per item (InputError when their sizes differ).
@@ -60,7 +61,9 @@ AccuracyResult classification_accuracy(const std::vector<int64_t>& predicted, co
                                        const PropertyCodes& codes, const PropertyCodes& requested);
 
 // The JSON net2net-eval accuracy prints: accuracy, classifier, n, per_class {"label": accuracy},
-// and with properties accuracy_with_properties, property_agreement, properties_requested.
+// and with properties accuracy_with_properties, property_agreement, properties_requested, and
+// property by property (column) property_agreement_by_column (null: none requested) and
+// properties_requested_by_column.
 nlohmann::json to_json(const AccuracyResult& result, const std::string& classifier);
 
 }  // namespace net2net::metrics

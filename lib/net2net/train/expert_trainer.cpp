@@ -12,6 +12,7 @@
 #include "net2net/core/progress.h"
 #include "net2net/data/source.h"
 #include "net2net/example/models.h"
+#include "net2net/example/renderings.h"
 #include "net2net/train/lr_schedule.h"
 
 namespace net2net::train {
@@ -87,6 +88,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
   const bool l1 = ae && config["train"]["loss"] == "l1";
   const double lr = t["lr"];
   const std::string lr_schedule = t["lr_schedule"];
+  const bool shape_biased = !ae && t.value("augment", std::string("none")) == "shape";
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::trunc);
   Progress progress(std::string("train ") + config["kind"].get<std::string>(), steps, "steps");
   spdlog::info("training the {} '{}' ({} images, {} epochs of {} steps)", config["kind"].get<std::string>(),
@@ -95,9 +97,11 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
   for (int64_t e = 0; e < epochs; ++e) {
     auto gen = at::detail::createCPUGenerator(t["seed"].get<uint64_t>() * 1000003ULL + e);
     auto perm = torch::randperm(n, gen, torch::kLong).to(device);
+    auto augment_gen = at::detail::createCPUGenerator(t["seed"].get<uint64_t>() * 1000003ULL + e + 7919);
     for (int64_t b = 0; b < per_epoch; ++b, ++step) {
       auto idx = perm.narrow(0, b * batch, batch);
       auto x = train.x.index_select(0, idx);
+      if (shape_biased) x = example::randomise_texture(x, augment_gen);
       set_learning_rate(adam, scheduled_lr(lr, lr_schedule, step, steps));
       Tensor loss;
       if (ae) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "net2net/core/error.h"
 #include "net2net/core/progress.h"
@@ -39,6 +40,7 @@ struct Conditions {
   bool labelled = false;               // every condition has a class: labels[k], once rows() reached k
   std::vector<int64_t> labels;
   std::vector<std::string> class_names;  // of the labels: a labelled source's own, else the model's (may be empty)
+  Tensor edit_mask, edit_value;        // --edit: [count, cond_dim], 1 where condition k sets a column, and to what
   std::unique_ptr<data::Source> source;  // else: the source, its expert and the block size
   std::unique_ptr<experts::Expert> expert;
   int64_t block = 1024;
@@ -89,7 +91,7 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
   const std::string cond_expert = config["data"].value("condition_expert", json()).is_string()
                                       ? config["data"]["condition_expert"].get<std::string>()
                                       : std::string();
-  int given = !r.cond.empty() + !r.labels.empty() + !r.texts.empty() + !r.data.empty();
+  int given = !r.cond.empty() + !r.labels.empty() + !r.texts.empty() + !r.data.empty() + !r.edits.empty();
   if (cond_dim == 0) {  // an unconditional flow: one (empty) condition, --samples of it
     if (given != 0) throw UsageError("this model is unconditional (model.cond_dim 0): give no conditions, only --samples");
     Conditions out;
@@ -98,8 +100,47 @@ Conditions make_conditions(const TranslateRequest& r, const json& config, int64_
     out.count = 1;
     return out;
   }
-  if (given != 1) throw UsageError("give the conditions one way: --cond h5:FILE:DATASET, --labels, --text, or --data with --cond-expert");
+  if (given != 1)
+    throw UsageError("give the conditions one way: --cond h5:FILE:DATASET, --labels, --text, --data with --cond-expert, "
+                     "or (transfer) --edit");
   Conditions out;
+  if (!r.edits.empty()) {
+    const int64_t k = static_cast<int64_t>(r.edits.size());
+    out.all = torch::zeros({k, cond_dim});  // each row's own comes from its exemplar
+    out.edit_mask = torch::zeros({k, cond_dim}), out.edit_value = torch::zeros({k, cond_dim});
+    for (int64_t e = 0; e < k; ++e) {
+      const std::string& edit = r.edits[e];
+      auto bad = [&](const std::string& why) {
+        return UsageError("--edit '" + edit + "': " + why + " (use COL=VALUE[,COL=VALUE...], COL in 0.." +
+                          std::to_string(cond_dim - 1) + ")");
+      };
+      size_t s = 0;
+      while (s <= edit.size()) {
+        const size_t comma = std::min(edit.find(',', s), edit.size());
+        const std::string part = edit.substr(s, comma - s);
+        const size_t eq = part.find('=');
+        if (eq == std::string::npos) throw bad("'" + part + "' has no '='");
+        int64_t col = -1;
+        double value = NAN;
+        try {
+          size_t used = 0;
+          col = std::stoll(part.substr(0, eq), &used);
+          if (used != eq) col = -1;
+          const std::string v = part.substr(eq + 1);
+          value = std::stod(v, &used);
+          if (used != v.size()) value = NAN;
+        } catch (const std::logic_error&) {
+        }
+        if (col < 0 || col >= cond_dim) throw bad("column '" + part.substr(0, eq) + "' is not one of the condition's");
+        if (!std::isfinite(value)) throw bad("'" + part.substr(eq + 1) + "' is not a finite number");
+        out.edit_mask[e][col] = 1.0f, out.edit_value[e][col] = static_cast<float>(value);
+        s = comma + 1;
+      }
+      out.captions.push_back("edit " + edit);
+    }
+    out.count = k;
+    return out;
+  }
   if (config["data"].value("class_names", json()).is_array())
     out.class_names = config["data"]["class_names"].get<std::vector<std::string>>();
   if (!r.labels.empty()) {
@@ -204,6 +245,10 @@ class Translation {
     if (r_.samples < 1) throw UsageError("--samples must be >= 1");
     if (r_.mode != "sample" && r_.mode != "transfer") throw UsageError("--mode must be sample or transfer");
     if (!r_.alphas.empty() && r_.mode != "transfer") throw UsageError("--alpha needs --mode transfer");
+    if (r_.png_inputs && (r_.data.empty() || r_.png.empty() || r_.mode != "sample"))
+      throw UsageError("--png-inputs needs --png and --data (a source of images) in sample mode");
+    if (!r_.edits.empty() && r_.mode != "transfer")
+      throw UsageError("--edit needs --mode transfer (it edits the condition of each --exemplar)");
     for (double a : r_.alphas)
       if (!std::isfinite(a)) throw UsageError("--alpha: every strength must be a finite number");
     alphas_ = r_.alphas.empty() ? std::vector<double>{1.0} : r_.alphas;
@@ -249,6 +294,11 @@ class Translation {
     exemplar_z_ = torch::from_blob(tv.data(), {e, ti.cols}).clone().to(device_);
     exemplar_v_ = loaded_.model->forward(exemplar_z_, ec).v;
     exemplar_c_ = ec;
+    // Edited exemplars keep their class: their labels are the rows' labels.
+    if (!r_.edits.empty() && reader.has("label")) {
+      exemplar_labels_ = reader.read_int64("label");
+      exemplar_labels_.resize(e);
+    }
     per_cond_ = e * static_cast<int64_t>(alphas_.size());  // rows: condition, exemplar, strength
   }
 
@@ -296,8 +346,9 @@ class Translation {
       w.create_float("z", loaded_.model->config().in_dim);
       w.create_int64("cond_index");
       if (r_.mode == "transfer") w.create_int64("exemplar_index");
+      if (writes_cond()) w.create_float("cond", loaded_.model->config().cond_dim);
       if (!r_.alphas.empty()) w.create_float("alpha", 1);
-      if (cond_.labelled) w.create_int64("label");
+      if (labelled()) w.create_int64("label");
       for (int64_t row0 = 0; row0 < rows_;) {
         if (stop_requested())
           throw Error("translation stopped by signal " + std::to_string(stop_signal()) + " after " +
@@ -333,6 +384,11 @@ class Translation {
     const auto exemplar_of_row = torch::div(sample_of_row, strengths, "floor");
     if (r_.mode == "transfer") {
       v = exemplar_v_.index_select(0, exemplar_of_row.to(device_));
+      if (cond_.edit_mask.defined()) {  // the exemplar's own condition, edited
+        const auto k = cond_of_row.to(device_);
+        const auto mask = cond_.edit_mask.to(device_).index_select(0, k), value = cond_.edit_value.to(device_).index_select(0, k);
+        c = exemplar_c_.index_select(0, exemplar_of_row.to(device_)) * (1 - mask) + value * mask;
+      }
       if (!r_.alphas.empty()) {
         alpha_of_row = torch::tensor(alphas_, torch::kFloat64).index_select(0, sample_of_row.remainder(strengths))
                            .to(torch::kFloat32).unsqueeze(1);
@@ -348,10 +404,16 @@ class Translation {
         ei(exemplar_of_row.data_ptr<int64_t>(), exemplar_of_row.data_ptr<int64_t>() + n), lab;
     if (cond_.labelled)
       for (int64_t k : ci) lab.push_back(cond_.labels[k]);
+    else if (!exemplar_labels_.empty())
+      for (int64_t x : ei) lab.push_back(exemplar_labels_[x]);
     w.append_int64("cond_index", ci.data(), ci.size());
     if (r_.mode == "transfer") w.append_int64("exemplar_index", ei.data(), ei.size());
+    if (writes_cond()) {
+      const auto cc = c.to(torch::kCPU, torch::kFloat32).contiguous();
+      w.append_float("cond", cc.data_ptr<float>(), n);
+    }
     if (alpha_of_row.defined()) w.append_float("alpha", alpha_of_row.contiguous().data_ptr<float>(), n);
-    if (cond_.labelled) w.append_int64("label", lab.data(), lab.size());
+    if (labelled()) w.append_int64("label", lab.data(), lab.size());
     // Diversity: every condition of a whole batch, or a condition's first slice.
     const bool measure = diversity_ && (whole_ || row0 % per_cond_ == 0);
     const int64_t measured_conds = whole_ ? n / per_cond_ : 1, measured_k = whole_ ? per_cond_ : n;
@@ -401,12 +463,40 @@ class Translation {
         labels.insert(labels.begin(), "exemplars");
         grid_total_rows += 1;
       }
-      data::write_png(r_.png, data::make_grid(grid_images, grid_total_rows, grid_cols_, labels));
+      int64_t grid_cols = grid_cols_;
+      if (r_.png_inputs) grid_images = with_inputs(grid_images, grid_rows), grid_cols += 1;
+      data::write_png(r_.png, data::make_grid(grid_images, grid_total_rows, grid_cols, labels));
       summary["png"] = r_.png;
     }
     spdlog::info("wrote '{}': {} rows ({} conditions x {})", r_.out, rows_, cond_.count, per_cond_);
     return summary;
   }
+
+  // --png-inputs: each grid row starts with its condition's input item (a sketch, a mask, ...).
+  Tensor with_inputs(const Tensor& samples, int64_t rows) {
+    std::vector<int64_t> idx(rows);
+    std::iota(idx.begin(), idx.end(), 0);
+    auto b = cond_.source->get(idx);
+    if (b.kind != data::ItemKind::Image || b.tensor.sizes().slice(1) != samples.sizes().slice(1))
+      throw InputError("--png-inputs: the items of '" + cond_.source->spec() + "' are not images of the decoded shape " +
+                       shape_text(samples.sizes().slice(1)));
+    std::vector<Tensor> cells;
+    for (int64_t k = 0; k < rows; ++k) {
+      cells.push_back(b.tensor[k].unsqueeze(0).to(torch::kFloat32));
+      cells.push_back(samples.narrow(0, k * grid_cols_, grid_cols_));
+    }
+    return torch::cat(cells);
+  }
+  static std::string shape_text(c10::IntArrayRef shape) {
+    std::string t;
+    for (auto d : shape) t += (t.empty() ? "" : "x") + std::to_string(d);
+    return t;
+  }
+
+  // Transfer writes the condition each row was rendered under (edits and strengths make it new).
+  bool writes_cond() const { return r_.mode == "transfer" && loaded_.model->config().cond_dim > 0; }
+  // Rows have classes: the conditions' (labels, a labelled source), or edited exemplars' own.
+  bool labelled() const { return cond_.labelled || !exemplar_labels_.empty(); }
 
   // Edit strengths drawn as strips: per (target condition, exemplar), the exemplar, then its
   // image at each strength.
@@ -438,6 +528,7 @@ class Translation {
   int64_t per_cond_ = 1, rows_ = 0, grid_cols_ = 1, batch_rows_ = 1;
   bool whole_ = true, diversity_ = false;
   Tensor exemplar_v_, exemplar_z_, exemplar_c_;
+  std::vector<int64_t> exemplar_labels_;  // --edit: the exemplars' classes (when their cache has /label)
   std::unique_ptr<experts::Expert> decoder_;
   std::string decoder_spec_;
   Diversity diversity_z_, diversity_pixels_;

@@ -4,8 +4,10 @@
 // each target condition (the reference's "shift"). Edit strength (transfer with --alpha): the
 // condition moves linearly from the exemplar's own toward the target, c = (1 - a) c_x + a c_t,
 // for each a (0: the exemplar itself, 1: the plain transfer), as the original demo's slider.
-// Output: HDF5 /z [rows, D], /cond_index [rows] (plus /exemplar_index, /alpha, /label, and /image
-// when decoded), and optionally a PNG grid.
+// Attribute editing (transfer with --edit COL=VALUE): each exemplar's target is its own condition
+// with those columns set. Output: HDF5 /z [rows, D], /cond_index [rows] (plus, in transfer mode,
+// /exemplar_index and /cond, the condition each row was rendered under; /alpha, /label, and
+// /image when decoded), and optionally a PNG grid.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +35,11 @@ struct TranslateRequest {
   std::string exemplar;              // transfer: a cache (FILE.h5) with the model's condition and target datasets
   int64_t exemplar_limit = 8;        // transfer: the first N exemplars
   std::vector<double> alphas;        // transfer: edit strengths (empty: 1 alone, no /alpha dataset)
+  // Transfer: target conditions made from each exemplar's own, "COL=VALUE[,COL=VALUE...]" each
+  // (attribute editing: the exemplar with one attribute changed, the rest of its condition kept);
+  // in place of --labels / --text / --cond / --data.
+  std::vector<std::string> edits;
+  bool png_inputs = false;           // --data of images: the grid's first column is each condition's input item
   int64_t max_rows_in_png = 40;      // conditions (rows) drawn in the grid
   int64_t max_cols_in_png = 64;      // samples (columns) of each condition drawn in the grid
   int64_t batch_size = 1024;
