@@ -29,7 +29,7 @@ jq -rs '
     | "\nWhat a text->BigGAN run costs beyond its steps (\(.with.steps) steps, 3,000 synthetic pairs): set-up \(.without.timings.setup_s * 10 | round / 10) s; a step \($step * 1000 | round) ms;",
       "a periodic checkpoint \($ckpt * 10 | round / 10) s in all (\(.with.timings.checkpoint_s * 10 | round / 10) s blocking for its snapshot, \(.with.timings.checkpoint_write_s - .without.timings.checkpoint_write_s | . * 10 | round / 10) s serialised and written",
       "beside the steps, which it slows), \($ckpt / (2000 * $step + $ckpt) * 1000 | round / 10)% of the wall time at checkpoint_every 2000 (goal <= 2%); the final one \(.without.timings.final_checkpoint_s * 10 | round / 10) s;",
-      "the run folder at the end \(.with.run_dir_bytes / 1e9 * 10 | round / 10) GB (last.pt; best.pt a link to it, else the model alone, 1 GB; no last.prev.pt above 1 GiB: train.keep_previous auto).";
+      "the run folder at the end \(.with.run_dir_bytes / 1e9 * 10 | round / 10) GB (goal < 6 GB: last.pt, and best.pt the model alone, 1 GB; no last.prev.pt above 1 GiB: train.keep_previous auto).";
   def r3: . * 1000 | round / 1000;
   def median: sort | .[(length - 1) / 2 | floor];
   # Against PyTorch 2.x (eager, torch.compile), FrEIA, pytorch-fid, clean-fid and CodeCarbon.
