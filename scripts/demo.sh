@@ -58,25 +58,25 @@ LOG=(--log-level "${LOG_LEVEL:-warn}")
 #   the training pool (longest first) | the condition in the report's table | text expert
 #   (--cond-expert for the prompts; empty: not a text condition) | that text expert in the report
 # (.extra: the caches of the EXTRAS experiments, train.extra.h5 and test.extra.h5)
-# sbert2ae is left out without SBERT, shape22ae and lp2ae with EXTRAS=0. The training pool, the scores, the text-expert parts and the
+# sbert2ae is left out without SBERT, shape32ae and lp2ae with EXTRAS=0. The training pool, the scores, the text-expert parts and the
 # report (scripts/example/report.py, which takes these lines) all read this table.
 EXPERIMENTS=(
   "label2ae|fmnist_label2ae|onehot||3|one-hot label||"
   "text2ae|fmnist_text2ae|text||1|caption, text-hash|text-hash:256|text-hash:256 (hashed n-grams)"
   "sbert2ae|fmnist_sbert2ae|sbert|.sbert|2|caption, sentence-BERT|ts:$SBERT|sentence-BERT all-MiniLM-L6-v2"
-  "stage12ae|fmnist_stage2ae|s1||4|classifier stage 1||"
-  "stage22ae|fmnist_stage2ae|s2||5|classifier stage 2||"
-  "stage32ae|fmnist_stage2ae|s3||6|classifier stage 3||"
-  "stage42ae|fmnist_stage2ae|s4||7|classifier logits||"
-  "shape22ae|fmnist_stage2ae|sh2|.extra|8|shape-biased classifier stage 2||"
-  "lp2ae|fmnist_label2ae|lp|.extra|9|label + caption properties||"
+  "stage12ae|fmnist_stage2ae|s1||5|classifier stage 1||"
+  "stage22ae|fmnist_stage2ae|s2||6|classifier stage 2||"
+  "stage32ae|fmnist_stage2ae|s3||7|classifier stage 3||"
+  "stage42ae|fmnist_stage2ae|s4||8|classifier logits||"
+  "shape32ae|fmnist_stage2ae|sh3|.extra|9|shape-biased classifier stage 3||"
+  "lp2ae|fmnist_labelprops2ae|lp|.extra|4|label + caption properties||"
 )
 RUNS=() TEXT_RUNS=() TRAIN_ORDER=() kept=()
 declare -A EXP_CONFIG=() EXP_COND=() EXP_CACHE=() EXP_TEXT_EXPERT=()
 for line in "${EXPERIMENTS[@]}"; do
   IFS='|' read -r name config cond cache order _ text_expert _ <<< "$line"
   if [[ $name == sbert2ae && -z $SBERT ]]; then continue; fi
-  if [[ ($name == shape22ae || $name == lp2ae) && $EXTRAS == 0 ]]; then continue; fi
+  if [[ ($name == shape32ae || $name == lp2ae) && $EXTRAS == 0 ]]; then continue; fi
   [[ $order =~ ^[1-9][0-9]*$ && -z ${TRAIN_ORDER[order]:-} ]] || { echo "demo: $name: bad pool place '$order'" >&2; exit 2; }
   kept+=("$line") RUNS+=("$name") TRAIN_ORDER[order]=$name
   EXP_CONFIG[$name]=$config EXP_COND[$name]=$cond EXP_CACHE[$name]=$cache
@@ -124,10 +124,14 @@ if (( JOBS >= 2 && $(nproc) >= 2 )); then
   train_expert autoencoder ae "$AE_EPOCHS" & ae_pid=$!
   train_expert classifier classifier "$CLF_EPOCHS" & clf_pid=$!
   wait "$clf_pid"
-  { train_expert judge judge "$JUDGE_EPOCHS"; if [[ $EXTRAS == 1 ]]; then train_expert shape_classifier shape "$CLF_EPOCHS"; fi; } &
-  judge_pid=$!
+  train_expert judge judge "$JUDGE_EPOCHS" & judge_pid=$!
   wait "$ae_pid"
   EXTRACT_THREADS=(--threads "$(( $(nproc) - JOB_THREADS ))")
+  # EXTRAS: the shape-biased classifier takes the AE's core, the pairs wait for the judge's.
+  if [[ $EXTRAS == 1 ]]; then
+    train_expert shape_classifier shape "$CLF_EPOCHS" & shape_pid=$!
+    wait "$judge_pid"; judge_pid=
+  fi
 else
   extra=(); [[ $EXTRAS == 1 ]] && extra=("train_expert shape_classifier shape $CLF_EPOCHS")
   pool "train_expert autoencoder ae $AE_EPOCHS" "train_expert classifier classifier $CLF_EPOCHS" \
@@ -165,10 +169,11 @@ if [[ -n $SBERT ]]; then
   done
 fi
 [[ -n ${judge_pid:-} ]] && wait "$judge_pid"
+[[ -n ${shape_pid:-} ]] && wait "$shape_pid"
 # The EXTRAS experiments' own caches: the same items, AE latent, label + caption properties, and
-# the shape-biased classifier's stage 2 (the plain one's is s2 of the main caches).
+# the shape-biased classifier's stage 3 (the plain one's is s3 of the main caches).
 if [[ $EXTRAS == 1 ]]; then
-  extra_experts=(--expert ae="ts:$AE:encode" --expert lp=label-props --expert sh2="ts:$SHAPE:stage2")
+  extra_experts=(--expert ae="ts:$AE:encode" --expert lp=label-props --expert sh3="ts:$SHAPE:stage3")
   for split in train test; do
     if [[ ! -f "$OUT/cache/$split.extra.h5" ]]; then
       limit=$TRAIN_LIMIT; [[ $split == test ]] && limit=$TEST_LIMIT
@@ -281,16 +286,16 @@ done
 
 if [[ $EXTRAS == 1 ]]; then
   # Sketch -> image: edge maps of the real test images as conditions, through the plain classifier's
-  # stage 2 and the shape-biased one's, each into its own cINN (trained on real images' pairs).
+  # stage 3 and the shape-biased one's, each into its own cINN (trained on real images' pairs).
   step "sketches through the plain and the shape-biased classifier"
   "$EXTRACT" --data "h5:$S/real.h5:img" --expert sk=sketch --out "$S/sketch.h5" --force "${LOG[@]}"
-  for pair in "stage22ae|$CLF|classifier" "shape22ae|$SHAPE|shape"; do
+  for pair in "stage32ae|$CLF|classifier" "shape32ae|$SHAPE|shape"; do
     IFS='|' read -r run expert name <<< "$pair"
-    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage2" --samples 1 \
+    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage3" --samples 1 \
       --out "$S/$run.sketch.h5" > /dev/null
     "$EVAL" accuracy --data "h5:$S/$run.sketch.h5:image" --classifier "ts:$JUDGE:forward" --labels "h5:$S/$run.sketch.h5:label" \
       "${LOG[@]}" > "$S/$run.sketch.accuracy.json"
-    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage2" --limit 10 \
+    run_translate --checkpoint "$OUT/runs/$run" --data "h5:$S/sketch.h5:sk" --cond-expert "ts:$expert:stage3" --limit 10 \
       --samples 6 --out "$S/$run.sketch_grid.h5" --png "$OUT/$run.sketch.png" --png-inputs > /dev/null
     # The expert itself on the sketches: does it still see the item?
     "$EVAL" accuracy --data "h5:$S/sketch.h5:sk" --classifier "ts:$expert:forward" --labels "h5:$S/sketch.h5:label" \

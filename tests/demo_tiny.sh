@@ -15,7 +15,7 @@ cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log" || fail "cm
   EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 EDIT_ROWS=20 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
 out=$tmp/demo
 files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png
-       stage22ae.sketch.png shape22ae.sketch.png edit.png experts/shape/expert.pt)
+       stage32ae.sketch.png shape32ae.sketch.png edit.png experts/shape/expert.pt)
 runs=8 text_experts=1
 if [[ -n $SBERT ]]; then files+=(sbert2ae.png sbert2ae.heldout.png); runs=9 text_experts=2; fi
 for f in "${files[@]}"; do
@@ -26,7 +26,7 @@ for f in runs/label2ae/images/step_0000001.png runs/label2ae/images/step_0000030
   [[ -s "$out/$f" ]] || fail "missing $f"
 done
 grep -q "^## During training" "$out/report.md" || fail "the report does not show the training-time images"
-rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae|shape22ae|lp2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
+rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae|shape32ae|lp2ae) \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|' "$out/report.md")
 [[ $rows -eq $runs ]] || fail "report.md has $rows score rows, expected $runs"
 rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
 [[ $rows -eq $text_experts ]] || fail "report.md has $rows held-out rows, expected $text_experts"

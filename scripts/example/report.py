@@ -9,7 +9,7 @@ Reads what demo.sh's steps wrote under OUT (a missing file is an error: exit sta
   samples/TEXT_RUN{,.t07}.props.json, samples/TEXT_RUN.{in_vocabulary,heldout}.accuracy.json
   samples/reference.fid.json                     optional (left out of the report when empty)
   with --extras: experts/shape/summary.json, samples/{classifier,shape}.sketch.accuracy.json,
-  samples/{stage22ae,shape22ae}.sketch.accuracy.json, samples/edit_{brightness,size}.{own,edit}.accuracy.json
+  samples/{stage32ae,shape32ae}.sketch.accuracy.json, samples/edit_{brightness,size}.{own,edit}.accuracy.json
 and the held-out prompts' TSV (--heldout-prompts: its lines less the header are the prompts).
 demo.sh passes its experiment table (--experiment, one per line of it, in the report's order), the
 limits, the held-out grid's prompts, the seconds so far and, without sentence-BERT, why.
@@ -323,14 +323,14 @@ def extras(a, out, s, fixed, raw):
         "which represents shape, where an ImageNet-trained one does not. Here: the example's classifier",
         "and a second one trained on texture-randomised images (each image kept, inverted, remapped in",
         "intensity, rendered as its sketch, or noised: configs/example/shape_classifier.json), each",
-        "with a cINN from its stage 2 to the AE trained on real images' pairs (stage22ae, shape22ae).",
+        "with a cINN from its stage 3 (the 128-d features) to the AE trained on real images' pairs (stage32ae, shape32ae).",
         f"Conditions: the sketches (Sobel edge maps, expert `sketch`) of the {a.eval_rows} real test images; the",
         "judge's class of the generated image against the item the sketch came from (chance 0.1).",
         "",
         "| expert f | its test accuracy | its accuracy on the sketches | images from sketches: judge's accuracy | images from real items (T=1) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, run, label in (("classifier", "stage22ae", "plain classifier"), ("shape", "shape22ae", "shape-biased classifier")):
+    for name, run, label in (("classifier", "stage32ae", "plain classifier"), ("shape", "shape32ae", "shape-biased classifier")):
         L.append("| " + " | ".join([
             label, raw("test_accuracy", out, "experts", name, "summary.json"),
             fixed("accuracy", 3, s, f"{name}.sketch.accuracy.json"),
@@ -340,11 +340,11 @@ def extras(a, out, s, fixed, raw):
         "",
         "Each row: the sketch, then six samples. Plain classifier:",
         "",
-        "![sketches through the plain classifier](stage22ae.sketch.png)",
+        "![sketches through the plain classifier](stage32ae.sketch.png)",
         "",
         "Shape-biased classifier:",
         "",
-        "![sketches through the shape-biased classifier](shape22ae.sketch.png)",
+        "![sketches through the shape-biased classifier](shape32ae.sketch.png)",
         "",
         "## Attribute editing",
         "",
