@@ -329,7 +329,7 @@ step "writing $OUT/report.md"
 report=(); for line in "${EXPERIMENTS[@]}"; do report+=(--experiment "$line"); done
 for t in "${HELDOUT_GRID[@]}"; do report+=(--heldout-grid "$t"); done
 if [[ -z $SBERT ]]; then report+=(--sbert-skipped "$SBERT_SKIPPED"); fi
-if [[ $EXTRAS == 1 ]]; then report+=(--extras --edit-rows "$EDIT_ROWS"); fi
+if [[ $EXTRAS == 1 ]]; then report+=(--extras --edit-rows "$(( EDIT_ROWS < TEST_LIMIT ? EDIT_ROWS : TEST_LIMIT ))"); fi
 python3 "$ROOT/scripts/example/report.py" --out "$OUT" --seconds "$(($(date +%s) - t0))" --train-limit "$TRAIN_LIMIT" \
   --test-limit "$TEST_LIMIT" --eval-rows "$EVAL_ROWS" --prompt-samples "$PROMPT_SAMPLES" \
   --heldout-prompts "$CONFIGS/example/prompts_heldout.tsv" "${report[@]}"

@@ -324,6 +324,8 @@ def extras(a, out, s, fixed, raw):
         "and a second one trained on texture-randomised images (each image kept, inverted, remapped in",
         "intensity, rendered as its sketch, or noised: configs/example/shape_classifier.json), each",
         "with a cINN from its stage 3 (the 128-d features) to the AE trained on real images' pairs (stage32ae, shape32ae).",
+        "The sketch rendering is one of the shape-biased classifier's training renderings (the plain one",
+        "never saw a sketch), as line drawings are among Stylized-ImageNet's styles; the cINNs saw none.",
         f"Conditions: the sketches (Sobel edge maps, expert `sketch`) of the {a.eval_rows} real test images; the",
         "judge's class of the generated image against the item the sketch came from (chance 0.1).",
         "",

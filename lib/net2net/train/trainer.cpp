@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -551,7 +552,8 @@ class TrainingRun {
       }
       if (all_finite(model_)) {
         const auto t1 = std::chrono::steady_clock::now();
-        writer_.wait();
+        // An earlier failed write is logged, and the next checkpoint written at once (below).
+        if (!wait_for_writes_logging_errors()) earlier_write_failed_ = true;
         auto snapshot = io::snapshot_flow_checkpoint(config_, model_);
         writer_.submit([snapshot, best = best_path_.string()] { io::write_snapshot(best, *snapshot); });
         timings_.checkpoint += seconds_since(t1);
@@ -574,7 +576,7 @@ class TrainingRun {
     // The one before is on disk. When its write failed (logged then), this one is written at once
     // and waited for: if the cause persists (a full disk) its error stops the run here, exit 3;
     // a signal's checkpoint is still tried, and still exits 4 when it lands.
-    if (!wait_for_writes_logging_errors()) wait = true;
+    if (!wait_for_writes_logging_errors() || std::exchange(earlier_write_failed_, false)) wait = true;
     auto snapshot = io::snapshot_training_checkpoint(config_, model_, *adam_, state_);
     // last.prev.pt: always, never, or (auto) while checkpoints are under 1 GiB (the model and
     // AMSGrad's three tensors a parameter).
@@ -589,11 +591,14 @@ class TrainingRun {
     writer_.submit([snapshot, best_snapshot, keep_previous, last = last_path_.string(), best = best_path_.string(),
                     energy_path = (dir_ / "energy.json").string(), energy = state_.extra["energy"].dump(2) + "\n"] {
       const fs::path prev = fs::path(last).replace_filename(io::kPreviousCheckpoint);
+      // best.pt first: a job cut short in between leaves last.pt at the step before, and --resume
+      // repeats this validation and writes best.pt again; the other order could leave a last.pt
+      // that records a best loss whose model best.pt never got.
+      if (best_snapshot) io::write_snapshot(best, *best_snapshot);
       if (keep_previous) io::keep_previous_checkpoint(last);
       io::write_snapshot(last, *snapshot);
       std::error_code ec;
       if (!keep_previous) fs::remove(prev, ec);  // an older one would be resumed from in place of a damaged last.pt
-      if (best_snapshot) io::write_snapshot(best, *best_snapshot);
       write_text_atomically(energy_path, energy);
     });
     if (wait) {
@@ -684,6 +689,7 @@ class TrainingRun {
   std::unique_ptr<MetricsLog> metrics_;
   std::optional<TrainingImages> images_;  // rank 0, train.image_every > 0
   static constexpr int kMaxSkippedInARow = 10;
+  bool earlier_write_failed_ = false;  // seen (and logged) outside checkpoint(): the next one waits
   int consecutive_bad_ = 0;
   int64_t items_since_log_ = 0;
   std::chrono::steady_clock::time_point t_log_;
