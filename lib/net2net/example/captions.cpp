@@ -107,18 +107,10 @@ class CaptionPropsExpert : public Expert {
 }  // namespace
 
 void register_example_experts(experts::ExpertRegistry& registry) {
-  registry.add({"caption", "caption",
-                "labelled Fashion-MNIST images -> texts \"a [dark|light] [small|large] CLASS\"",
-                [](const std::string& arg, const std::string&, const experts::ExpertContext&) -> std::unique_ptr<Expert> {
-                  if (!arg.empty()) throw UsageError("expert 'caption' takes no argument");
-                  return std::make_unique<CaptionExpert>();
-                }});
-  registry.add({"caption-props", "caption-props",
-                "labelled Fashion-MNIST images -> caption property codes [N, 2]",
-                [](const std::string& arg, const std::string&, const experts::ExpertContext&) -> std::unique_ptr<Expert> {
-                  if (!arg.empty()) throw UsageError("expert 'caption-props' takes no argument");
-                  return std::make_unique<CaptionPropsExpert>();
-                }});
+  registry.add(experts::no_argument_kind<CaptionExpert>(
+      "caption", "labelled Fashion-MNIST images -> texts \"a [dark|light] [small|large] CLASS\""));
+  registry.add(experts::no_argument_kind<CaptionPropsExpert>("caption-props",
+                                                             "labelled Fashion-MNIST images -> caption property codes [N, 2]"));
   register_rendering_experts(registry);
 }
 

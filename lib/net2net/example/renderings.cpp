@@ -73,20 +73,11 @@ class LabelPropsExpert : public Expert {
   }
 };
 
-template <class E>
-experts::ExpertKind no_argument_kind(const char* name, const char* description) {
-  return {name, name, description,
-          [name](const std::string& arg, const std::string&, const experts::ExpertContext&) -> std::unique_ptr<Expert> {
-            if (!arg.empty()) throw UsageError(std::string("expert '") + name + "' takes no argument");
-            return std::make_unique<E>();
-          }};
-}
-
 }  // namespace
 
 void register_rendering_experts(experts::ExpertRegistry& registry) {
-  registry.add(no_argument_kind<SketchExpert>("sketch", "images -> edge maps (Sobel magnitude) [N,1,H,W], white strokes on black"));
-  registry.add(no_argument_kind<LabelPropsExpert>(
+  registry.add(experts::no_argument_kind<SketchExpert>("sketch", "images -> edge maps (Sobel magnitude) [N,1,H,W], white strokes on black"));
+  registry.add(experts::no_argument_kind<LabelPropsExpert>(
       "label-props", "labelled Fashion-MNIST images -> [one-hot label, caption-props] [N, 12] (attribute editing)"));
 }
 

@@ -284,11 +284,6 @@ std::unique_ptr<Expert> make_text_hash(const std::string& arg, const std::string
   return std::make_unique<TextHashExpert>(arg.empty() ? 256 : parse_positive(arg, spec), spec);
 }
 
-std::unique_ptr<Expert> make_identity(const std::string& arg, const std::string&, const ExpertContext&) {
-  if (!arg.empty()) throw UsageError("expert 'identity' takes no argument");
-  return std::make_unique<IdentityExpert>();
-}
-
 std::unique_ptr<Expert> make_columns(const std::string& arg, const std::string& spec, const ExpertContext&) {
   const auto colon = arg.find(':');
   auto bad = [&] { return UsageError("expert '" + spec + "': use columns:FIRST:END with 0 <= FIRST < END (END excluded)"); };
@@ -325,7 +320,7 @@ std::unique_ptr<Expert> make_torchscript(const std::string& arg, const std::stri
 void register_engine_experts(ExpertRegistry& registry) {
   registry.add({"label", "label[:K]", "one-hot [N, K] of the label; K defaults to the source's class count", make_label});
   registry.add({"text-hash", "text-hash[:DIM]", "weight-free hashed text embedding [N, DIM], default DIM 256", make_text_hash});
-  registry.add({"identity", "identity", "the items themselves (or a tsv source's numeric columns)", make_identity});
+  registry.add(no_argument_kind<IdentityExpert>("identity", "the items themselves (or a tsv source's numeric columns)"));
   registry.add({"columns", "columns:FIRST:END", "columns FIRST..END-1 of each item's vector (e.g. columns:10:12)", make_columns});
   registry.add({"ts", "ts:PATH[:METHOD]", "a TorchScript module's METHOD (default encode, else forward)", make_torchscript});
 }

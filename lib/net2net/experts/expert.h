@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "net2net/core/error.h"
 #include "net2net/data/source.h"
 
 namespace net2net::experts {
@@ -59,6 +60,16 @@ class ExpertRegistry {
  private:
   std::vector<ExpertKind> kinds_;
 };
+
+// The kind of an expert E that takes no argument (a UsageError when one is given): identity,
+// caption, sketch, ...
+template <class E>
+ExpertKind no_argument_kind(const char* name, const char* description) {
+  return {name, name, description, [name](const std::string& arg, const std::string&, const ExpertContext&) -> std::unique_ptr<Expert> {
+            if (!arg.empty()) throw UsageError(std::string("expert '") + name + "' takes no argument");
+            return std::make_unique<E>();
+          }};
+}
 
 // The kinds make_expert knows, built on first use: the engine's, then the example's
 // (example::register_example_experts).

@@ -3,13 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/atomic_file.h"

@@ -479,18 +479,13 @@ class Translation {
     auto b = cond_.source->get(idx);
     if (b.kind != data::ItemKind::Image || b.tensor.sizes().slice(1) != samples.sizes().slice(1))
       throw InputError("--png-inputs: the items of '" + cond_.source->spec() + "' are not images of the decoded shape " +
-                       shape_text(samples.sizes().slice(1)));
+                       c10::str(samples.sizes().slice(1)));
     std::vector<Tensor> cells;
     for (int64_t k = 0; k < rows; ++k) {
       cells.push_back(b.tensor[k].unsqueeze(0).to(torch::kFloat32));
       cells.push_back(samples.narrow(0, k * grid_cols_, grid_cols_));
     }
     return torch::cat(cells);
-  }
-  static std::string shape_text(c10::IntArrayRef shape) {
-    std::string t;
-    for (auto d : shape) t += (t.empty() ? "" : "x") + std::to_string(d);
-    return t;
   }
 
   // Transfer writes the condition each row was rendered under (edits and strengths make it new).
