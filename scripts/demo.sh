@@ -10,11 +10,14 @@
 #      (scripts/example/report.py reads the scores' JSON files)
 #   With EXTRAS=1 (the default), the paper's other experiments at this scale: sketch -> image
 #   through a shape-biased classifier (trained on texture-randomised images) beside the plain
-#   one, and attribute editing (label + caption properties -> AE, one property changed).
+#   one, attribute editing (label + caption properties -> AE, one property changed),
+#   segmentation -> image (a 7x7 silhouette as a hard mask and as soft scores -> AE; diversity,
+#   mask agreement, exemplar-guided layouts) and unaligned translation between real and inverted
+#   items (an AE over both domains, which share no item; a (class, domain) cINN).
 # The cINNs are the lines of EXPERIMENTS below; every step reads that table.
 # What exists is reused (delete OUT to start over). Knobs (environment): OUT, TRAIN_LIMIT,
 # TEST_LIMIT, STEPS, AE_EPOCHS, CLF_EPOCHS, JUDGE_EPOCHS, EXPERT_LIMIT, EVAL_ROWS, PROMPT_SAMPLES, JOBS,
-# EXTRAS (1 or 0), EDIT_ROWS, BUILD_DIR, LOG_LEVEL; STOP_AFTER_TRAINING=1 ends after step 3. SBERT=FILE: the exported
+# EXTRAS (1 or 0), EDIT_ROWS, AED_EPOCHS, BUILD_DIR, LOG_LEVEL; STOP_AFTER_TRAINING=1 ends after step 3. SBERT=FILE: the exported
 # sentence-BERT; SBERT_SKIPPED: why there is none (for the report).
 set -euo pipefail
 # From a source tree it runs in the tree with the tools of BUILD_DIR; installed
@@ -44,7 +47,8 @@ EVAL_ROWS=${EVAL_ROWS:-1000}        # generated images per experiment for the sc
 PROMPT_SAMPLES=${PROMPT_SAMPLES:-10} # images per held-out / in-vocabulary prompt
 JOBS=${JOBS:-$(nproc)}               # trainings run side by side, the cores split between them
 EXTRAS=${EXTRAS:-1}                 # 1: the sketch and attribute-editing experiments too
-EDIT_ROWS=${EDIT_ROWS:-500}         # test items edited for the attribute-editing scores
+EDIT_ROWS=${EDIT_ROWS:-500}         # test items edited (attribute editing) and translated (unaligned)
+AED_EPOCHS=${AED_EPOCHS:-3}         # epochs of the autoencoder over both domains (unaligned, EXTRAS)
 [[ $EXTRAS == 0 || $EXTRAS == 1 ]] || { echo "demo: EXTRAS must be 0 or 1, got '$EXTRAS'" >&2; exit 2; }
 SBERT=${SBERT:-}                    # the exported sentence-BERT (empty: that part is skipped)
 [[ -z $SBERT || -f $SBERT ]] || { echo "demo: SBERT='$SBERT' does not exist" >&2; exit 2; }
@@ -57,9 +61,11 @@ LOG=(--log-level "${LOG_LEVEL:-warn}")
 #   (OUT/cache/train.h5 and test.h5 when empty; .sbert: train.sbert.h5, test.sbert.h5) | place in
 #   the training pool (longest first) | the condition in the report's table | text expert
 #   (--cond-expert for the prompts; empty: not a text condition) | that text expert in the report
-# (.extra: the caches of the EXTRAS experiments, train.extra.h5 and test.extra.h5)
-# sbert2ae is left out without SBERT, shape32ae and lp2ae with EXTRAS=0. The training pool, the scores, the text-expert parts and the
-# report (scripts/example/report.py, which takes these lines) all read this table.
+# (.extra: the caches of the EXTRAS experiments, train.extra.h5 and test.extra.h5; .domains: the
+# unaligned experiment's, both domains merged). sbert2ae is left out without SBERT, the EXTRAS
+# experiments (cache .extra, TRAIN_ONLY) with EXTRAS=0. The training pool, the scores, the
+# text-expert parts and the report (scripts/example/report.py, which takes these lines) all read
+# this table.
 EXPERIMENTS=(
   "label2ae|fmnist_label2ae|onehot||3|one-hot label||"
   "text2ae|fmnist_text2ae|text||1|caption, text-hash|text-hash:256|text-hash:256 (hashed n-grams)"
@@ -70,16 +76,25 @@ EXPERIMENTS=(
   "stage42ae|fmnist_stage2ae|s4||8|classifier logits||"
   "shape32ae|fmnist_stage2ae|sh3|.extra|9|shape-biased classifier stage 3||"
   "lp2ae|fmnist_labelprops2ae|lp|.extra|4|label + caption properties||"
+  "seghard2ae|fmnist_silhouette2ae|hard|.extra|10|silhouette 7x7, hard mask||"
+  "segsoft2ae|fmnist_silhouette2ae|soft|.extra|11|silhouette 7x7, soft scores||"
 )
+# Trained in the same pool, scored by their own section of the report (not the table: half its
+# conditions are of the inverted domain, which the judge was not trained on). Same columns.
+TRAIN_ONLY=("dom2ae|fmnist_domain2ae|ld|.domains|12|class + domain (real / inverted)||")
 RUNS=() TEXT_RUNS=() TRAIN_ORDER=() kept=()
 declare -A EXP_CONFIG=() EXP_COND=() EXP_CACHE=() EXP_TEXT_EXPERT=()
-for line in "${EXPERIMENTS[@]}"; do
+(( EXTRAS == 1 )) || TRAIN_ONLY=()
+ALL=("${EXPERIMENTS[@]}" "${TRAIN_ONLY[@]}") TRAIN_ONLY_RUNS=()
+for i in "${!ALL[@]}"; do
+  line=${ALL[i]}
   IFS='|' read -r name config cond cache order _ text_expert _ <<< "$line"
   if [[ $name == sbert2ae && -z $SBERT ]]; then continue; fi
-  if [[ ($name == shape32ae || $name == lp2ae) && $EXTRAS == 0 ]]; then continue; fi
+  if [[ $cache == .extra && $EXTRAS == 0 ]]; then continue; fi
   [[ $order =~ ^[1-9][0-9]*$ && -z ${TRAIN_ORDER[order]:-} ]] || { echo "demo: $name: bad pool place '$order'" >&2; exit 2; }
-  kept+=("$line") RUNS+=("$name") TRAIN_ORDER[order]=$name
-  EXP_CONFIG[$name]=$config EXP_COND[$name]=$cond EXP_CACHE[$name]=$cache
+  TRAIN_ORDER[order]=$name EXP_CONFIG[$name]=$config EXP_COND[$name]=$cond EXP_CACHE[$name]=$cache
+  if (( i >= ${#EXPERIMENTS[@]} )); then TRAIN_ONLY_RUNS+=("$name"); continue; fi
+  kept+=("$line") RUNS+=("$name")
   if [[ -n $text_expert ]]; then TEXT_RUNS+=("$name") EXP_TEXT_EXPERT[$name]=$text_expert; fi
 done
 EXPERIMENTS=("${kept[@]}")
@@ -127,18 +142,21 @@ if (( JOBS >= 2 && $(nproc) >= 2 )); then
   train_expert judge judge "$JUDGE_EPOCHS" & judge_pid=$!
   wait "$ae_pid"
   EXTRACT_THREADS=(--threads "$(( $(nproc) - JOB_THREADS ))")
-  # EXTRAS: the shape-biased classifier takes the AE's core, the pairs wait for the judge's.
+  # EXTRAS: the shape-biased classifier takes the AE's core, the autoencoder over both domains
+  # the judge's when it is done; the pairs are extracted beside them.
   if [[ $EXTRAS == 1 ]]; then
     train_expert shape_classifier shape "$CLF_EPOCHS" & shape_pid=$!
     wait "$judge_pid"; judge_pid=
+    train_expert autoencoder_domains aed "$AED_EPOCHS" & aed_pid=$!
   fi
 else
-  extra=(); [[ $EXTRAS == 1 ]] && extra=("train_expert shape_classifier shape $CLF_EPOCHS")
+  extra=(); [[ $EXTRAS == 1 ]] && extra=("train_expert shape_classifier shape $CLF_EPOCHS"
+                                         "train_expert autoencoder_domains aed $AED_EPOCHS")
   pool "train_expert autoencoder ae $AE_EPOCHS" "train_expert classifier classifier $CLF_EPOCHS" \
     "train_expert judge judge $JUDGE_EPOCHS" "${extra[@]}"
 fi
 AE=$OUT/experts/ae/expert.pt CLF=$OUT/experts/classifier/expert.pt JUDGE=$OUT/experts/judge/expert.pt
-SHAPE=$OUT/experts/shape/expert.pt
+SHAPE=$OUT/experts/shape/expert.pt AED=$OUT/experts/aed/expert.pt
 
 # 2. Pairs ---------------------------------------------------------------------------------
 experts=(--expert ae="ts:$AE:encode" --expert onehot=label --expert text=caption,text-hash:256
@@ -173,7 +191,8 @@ fi
 # The EXTRAS experiments' own caches: the same items, AE latent, label + caption properties, and
 # the shape-biased classifier's stage 3 (the plain one's is s3 of the main caches).
 if [[ $EXTRAS == 1 ]]; then
-  extra_experts=(--expert ae="ts:$AE:encode" --expert lp=label-props --expert sh3="ts:$SHAPE:stage3")
+  extra_experts=(--expert ae="ts:$AE:encode" --expert lp=label-props --expert sh3="ts:$SHAPE:stage3"
+                 --expert hard=silhouette:hard --expert soft=silhouette:soft)
   for split in train test; do
     if [[ ! -f "$OUT/cache/$split.extra.h5" ]]; then
       limit=$TRAIN_LIMIT; [[ $split == test ]] && limit=$TEST_LIMIT
@@ -181,6 +200,22 @@ if [[ $EXTRAS == 1 ]]; then
       "$EXTRACT" --data "fashion-mnist:$split" --limit "$limit" "${extra_experts[@]}" --out "$OUT/cache/$split.extra.h5" \
         --resume "${LOG[@]}"
     fi
+  done
+  # Unaligned: domain A the real items of even index, domain B the inverted items of odd index
+  # (no item in both), each through the AE over both domains with its (class, domain) condition;
+  # B's images are rendered first (an h5 source), so that both take the same experts and merge
+  # as two domains (/domain).
+  [[ -n ${aed_pid:-} ]] && wait "$aed_pid"
+  dom_experts=(--expert ae="ts:$AED:encode" --expert ld=label-domain)
+  for split in train test; do
+    limit=$TRAIN_LIMIT; [[ $split == test ]] && limit=$TEST_LIMIT
+    c=$OUT/cache/$split
+    [[ -f $c.domains.h5 ]] && continue
+    step "extracting the $split pairs of the unaligned experiment ($limit items, two domains)"
+    "$EXTRACT" --data "fashion-mnist:$split" --limit "$limit" --shard 0/2 "${dom_experts[@]}" --out "$c.domA.h5" --force "${LOG[@]}"
+    "$EXTRACT" --data "fashion-mnist:$split" --limit "$limit" --shard 1/2 --expert img=invert --out "$c.inverted.h5" --force "${LOG[@]}"
+    "$EXTRACT" --data "h5:$c.inverted.h5:img" "${dom_experts[@]}" --out "$c.domB.h5" --force "${LOG[@]}"
+    "$EXTRACT" --merge --out "$c.domains.h5" --force "$c.domA.h5" "$c.domB.h5" "${LOG[@]}"
   done
 fi
 
@@ -323,13 +358,62 @@ if [[ $EXTRAS == 1 ]]; then
   done
   run_translate --checkpoint "$OUT/runs/lp2ae" --mode transfer --exemplar "$OUT/cache/test.extra.h5" --exemplars 10 \
     --edit 10=-1 --edit 10=1 --edit 11=-1 --edit 11=1 --out "$S/edit_grid.h5" --png "$OUT/edit.png" > /dev/null
+
+  # Segmentation -> image: the samples the scores made (one per test item's mask, the rows of
+  # real.h5) against the masks they were made from; the same for label2ae's samples (the class
+  # alone, no layout) and the AE's reconstructions (the ceiling). Diversity: the table's.
+  step "segmentation masks -> image"
+  "$EXTRACT" --data "h5:$S/real.h5:img" --expert m=silhouette:hard --expert mi=silhouette:image --out "$S/seg_given.h5" \
+    --force "${LOG[@]}"
+  for pair in "seghard2ae|h5:$S/seghard2ae.h5:image" "segsoft2ae|h5:$S/segsoft2ae.h5:image" \
+              "label2ae|h5:$S/label2ae.h5:image" "real.rec|h5:$S/real.rec.h5:rec"; do
+    IFS='|' read -r name images <<< "$pair"
+    "$EXTRACT" --data "$images" --expert m=silhouette:hard --out "$S/$name.masks.h5" --force "${LOG[@]}"
+    "$EVAL" iou --pred "h5:$S/$name.masks.h5:m" --target "h5:$S/seg_given.h5:m" "${LOG[@]}" > "$S/$name.iou.json"
+  done
+  # Grids: each mask (drawn) then six samples; the soft scores' rows start with the item itself.
+  run_translate --checkpoint "$OUT/runs/seghard2ae" --data "h5:$S/seg_given.h5:mi" --cond-expert silhouette:hard --limit 10 \
+    --samples 6 --out "$S/seghard2ae.grid.h5" --png "$OUT/seghard2ae.png" --png-inputs > /dev/null
+  run_translate --checkpoint "$OUT/runs/segsoft2ae" --data "h5:$S/real.h5:img" --cond-expert silhouette:soft --limit 10 \
+    --samples 6 --out "$S/segsoft2ae.grid.h5" --png "$OUT/segsoft2ae.png" --png-inputs > /dev/null
+  # Exemplar-guided: the layouts of 8 training items, each with the residual v of 8 test exemplars.
+  "$EXTRACT" --data fashion-mnist:train --limit 8 --expert mi=silhouette:image --out "$S/seg_layouts.h5" --force "${LOG[@]}"
+  run_translate --checkpoint "$OUT/runs/seghard2ae" --mode transfer --exemplar "$OUT/cache/test.extra.h5" --exemplars 8 \
+    --data "h5:$S/seg_layouts.h5:mi" --cond-expert silhouette:hard --out "$S/seghard2ae.transfer.h5" \
+    --png "$OUT/seghard2ae.transfer.png" --png-inputs > /dev/null
+
+  # Unaligned translation: EDIT_ROWS test items of each domain carried into the other, v = T(z(x) | class,
+  # domain a), z' = T^-1(v | class, domain b) (--edit 10=+1: inverted, -1: real); "own" is the same
+  # rows under their own domain (strength 0). The judge sees each result in the real domain (an
+  # inverted one inverted back); the domain code (`background`) says which domain it is in.
+  step "unaligned translation between the real and the inverted domain"
+  for way in "a2b|A|10=1" "b2a|B|10=-1"; do
+    IFS='|' read -r name from edit <<< "$way"
+    for part in own edit; do
+      strength=(); [[ $part == own ]] && strength=(--alpha 0)
+      g=$S/dom_$name.$part
+      run_translate --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
+        --exemplars "$EDIT_ROWS" --edit "$edit" "${strength[@]}" --out "$g.h5" > /dev/null
+      to_real=identity  # results in the inverted domain: a2b's edits, b2a's own
+      if [[ ($name == a2b && $part == edit) || ($name == b2a && $part == own) ]]; then to_real=invert; fi
+      "$EXTRACT" --data "h5:$g.h5:image" --expert x="$to_real" --expert d=background --out "$g.seen.h5" --force "${LOG[@]}"
+      "$EXTRACT" --data "h5:$g.h5:cond" --expert d=columns:10:11 --out "$g.want.h5" --force "${LOG[@]}"
+      "$EVAL" accuracy --data "h5:$g.seen.h5:x" --classifier "ts:$JUDGE:forward" --labels "h5:$g.h5:label" \
+        --props "h5:$g.seen.h5:d" --expected-props "h5:$g.want.h5:d" "${LOG[@]}" > "$g.accuracy.json"
+    done
+    run_translate --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" --exemplars 10 \
+      --edit 10=-1 --edit 10=1 --out "$S/dom_$name.grid.h5" --png "$OUT/dom_$name.png" > /dev/null
+  done
 fi
 
 step "writing $OUT/report.md"
 report=(); for line in "${EXPERIMENTS[@]}"; do report+=(--experiment "$line"); done
 for t in "${HELDOUT_GRID[@]}"; do report+=(--heldout-grid "$t"); done
 if [[ -z $SBERT ]]; then report+=(--sbert-skipped "$SBERT_SKIPPED"); fi
-if [[ $EXTRAS == 1 ]]; then report+=(--extras --edit-rows "$(( EDIT_ROWS < TEST_LIMIT ? EDIT_ROWS : TEST_LIMIT ))"); fi
+if [[ $EXTRAS == 1 ]]; then
+  report+=(--extras --edit-rows "$(( EDIT_ROWS < TEST_LIMIT ? EDIT_ROWS : TEST_LIMIT ))"
+           --domain-rows "$(( EDIT_ROWS < TEST_LIMIT / 2 ? EDIT_ROWS : TEST_LIMIT / 2 ))")
+fi
 python3 "$ROOT/scripts/example/report.py" --out "$OUT" --seconds "$(($(date +%s) - t0))" --train-limit "$TRAIN_LIMIT" \
   --test-limit "$TEST_LIMIT" --eval-rows "$EVAL_ROWS" --prompt-samples "$PROMPT_SAMPLES" \
   --heldout-prompts "$CONFIGS/example/prompts_heldout.tsv" "${report[@]}"

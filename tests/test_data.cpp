@@ -846,7 +846,8 @@ TEST(Registries, EveryEntryIsNamedOnceAndItsUsageStartsWithItsName) {
     EXPECT_TRUE(std::any_of(data::source_schemes().begin(), data::source_schemes().end(),
                             [&](const data::SourceScheme& s) { return s.name == name; }))
         << name;
-  for (const char* name : {"label", "text-hash", "identity", "ts", "caption", "caption-props", "sketch", "label-props", "columns"})
+  for (const char* name : {"label", "text-hash", "identity", "ts", "caption", "caption-props", "sketch", "label-props", "columns",
+                           "silhouette", "invert", "background", "label-domain"})
     EXPECT_NE(experts::expert_registry().find(name), nullptr) << name;
   EXPECT_EQ(experts::expert_registry().find("nosuch"), nullptr);
   // A name registered twice is a programming error.
@@ -854,7 +855,8 @@ TEST(Registries, EveryEntryIsNamedOnceAndItsUsageStartsWithItsName) {
   r.add({"x", "x", "an expert", nullptr});
   EXPECT_THROW(r.add({"x", "x:N", "another", nullptr}), std::logic_error);
   // Kinds without an argument refuse one.
-  for (const char* spec : {"identity:3", "caption:x", "caption-props:x", "sketch:x", "label-props:x"})
+  for (const char* spec : {"identity:3", "caption:x", "caption-props:x", "sketch:x", "label-props:x", "invert:x", "background:x",
+                           "label-domain:x"})
     EXPECT_NE(usage_error([&] { experts::make_expert(spec); }).find("takes no argument"), std::string::npos) << spec;
 }
 

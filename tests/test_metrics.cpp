@@ -18,6 +18,7 @@
 #include "net2net/metrics/accuracy.h"
 #include "net2net/metrics/energy_report.h"
 #include "net2net/metrics/fid.h"
+#include "net2net/metrics/masks.h"
 #include "net2net/train/energy.h"
 #include "test_util.h"
 
@@ -446,6 +447,39 @@ TEST(Accuracy, PredictionsComeInSourceOrderWhateverTheBatchSize) {
     for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(predicted[i], all[i].item<int64_t>()) << "batch " << batch;
   }
   EXPECT_THROW(predict_classes(*source, *identity, 0), UsageError);
+}
+
+TEST(MaskAgreement, IouAndPixelAgreementMatchTensorArithmeticWithKSamplesPerTarget) {
+  torch::manual_seed(6);
+  const int64_t targets = 5, k = 3, cols = 49;
+  auto target = (torch::rand({targets, cols}) > 0.6).to(torch::kFloat32);
+  // Samples: their target with some cells flipped (soft values around the threshold).
+  auto pred = target.repeat_interleave(k, 0);
+  pred = torch::where(torch::rand({targets * k, cols}) < 0.2, 1 - pred, pred) * 0.8 + 0.1;
+  pred[4].fill_(0.0f), target[1].fill_(0.0f);  // target 1 empty: sample 4 (empty) scores 1, 3 and 5 score 0
+  std::vector<float> p(pred.data_ptr<float>(), pred.data_ptr<float>() + pred.numel()),
+      t(target.data_ptr<float>(), target.data_ptr<float>() + target.numel());
+  auto r = metrics::mask_agreement(p, targets * k, t, targets, cols, 0.5);
+  // Independent: boolean tensors, each sample against its target (repeat_interleave).
+  auto pb = pred > 0.5, tb = target.repeat_interleave(k, 0) > 0.5;
+  auto inter = (pb & tb).sum(1).to(torch::kFloat64), uni = (pb | tb).sum(1).to(torch::kFloat64);
+  auto iou = torch::where(uni > 0, inter / uni.clamp_min(1), torch::ones_like(uni));
+  EXPECT_NEAR(r.iou, iou.mean().item<double>(), 1e-12);
+  EXPECT_NEAR(r.pixel_agreement, (pb == tb).to(torch::kFloat64).mean().item<double>(), 1e-12);
+  EXPECT_EQ(r.both_empty, 1);
+  EXPECT_EQ(r.per_target, k);
+  EXPECT_EQ(iou[4].item<double>(), 1.0);
+  EXPECT_EQ(iou[3].item<double>(), 0.0);
+  // A mask against itself: 1; against its complement: 0.
+  EXPECT_EQ(metrics::mask_agreement(t, targets, t, targets, cols, 0.5).iou, 1.0);
+  std::vector<float> complement(t.size());
+  for (size_t i = 0; i < t.size(); ++i) complement[i] = 1 - t[i];
+  auto c = metrics::mask_agreement(complement, targets, t, targets, cols, 0.5);
+  EXPECT_EQ(c.iou, 0.0);
+  EXPECT_EQ(c.pixel_agreement, 0.0);
+  // Rows that are not a whole number per target, and empty sides, are refused.
+  EXPECT_THROW(metrics::mask_agreement(p, 7, t, targets, cols, 0.5), InputError);
+  EXPECT_THROW(metrics::mask_agreement({}, 0, t, targets, cols, 0.5), InputError);
 }
 
 TEST(H5Spec, TheDatasetFollowsTheLastColon) {

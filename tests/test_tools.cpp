@@ -311,6 +311,33 @@ TEST(Tools, EvalRefusesNonFiniteRowsNamingThem) {
   EXPECT_NE(stats.err.find("/mu is [3] but /sigma is [2, 2]"), std::string::npos) << stats.err;
 }
 
+TEST(Tools, EvalIouScoresEachTargetsSamplesAndRefusesMismatchedMasks) {
+  auto file = work_dir() / "masks.h5";
+  // Two 4-cell targets; two samples each: {1,1,0,0} vs {1,0,0,0} (1/2), {1,1,0,0} (1),
+  // {0,0,1,1} vs {0,0,1,1} (1), {0,0,0,0} (0).
+  std::vector<float> target = {1, 1, 0, 0, 0, 0, 1, 1}, pred = {1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0};
+  {
+    H5::H5File h5(file.string(), H5F_ACC_TRUNC);
+    hsize_t t_dims[2] = {2, 4}, p_dims[2] = {4, 4}, w_dims[2] = {2, 3};
+    h5.createDataSet("target", H5::PredType::IEEE_F32LE, H5::DataSpace(2, t_dims)).write(target.data(), H5::PredType::NATIVE_FLOAT);
+    h5.createDataSet("pred", H5::PredType::IEEE_F32LE, H5::DataSpace(2, p_dims)).write(pred.data(), H5::PredType::NATIVE_FLOAT);
+    h5.createDataSet("wide", H5::PredType::IEEE_F32LE, H5::DataSpace(2, w_dims)).write(target.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  const std::string f = "'" + file.string() + "'";
+  auto r = run("net2net-eval", "iou --pred h5:" + f + ":pred --target h5:" + f + ":target");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["iou"].get<double>(), (0.5 + 1 + 1 + 0) / 4);
+  EXPECT_DOUBLE_EQ(j["pixel_agreement"].get<double>(), (0.75 + 1 + 1 + 0.5) / 4);
+  EXPECT_EQ(j["per_target"], 2);
+  auto wide = run("net2net-eval", "iou --pred h5:" + f + ":pred --target h5:" + f + ":wide");
+  EXPECT_EQ(wide.rc, 2);
+  EXPECT_NE(wide.err.find("4 cells per row"), std::string::npos) << wide.err;
+  auto missing = run("net2net-eval", "iou --pred h5:" + f + ":pred --target h5:" + f + ":nosuch");
+  EXPECT_NE(missing.rc, 0);
+  EXPECT_NE(missing.err.find("nosuch"), std::string::npos) << missing.err;
+}
+
 TEST(Tools, EvalFidAndEnergyFromTheCommandLine) {
   auto feats = work_dir() / "feats.h5";
   {

@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "net2net/config/cinn_config.h"
 #include "net2net/core/error.h"
@@ -452,7 +454,26 @@ TEST(Translate, PngInputsStartsEachGridRowWithTheConditionsInputItem) {
   EXPECT_EQ(inputs.size(2) - plain.size(2), 3 + 2) << "one cell (3 wide) and its gap more";
   // The samples are the same rows either way.
   EXPECT_TRUE(torch::equal(f.read(r.out, "z", 6), f.read(with.out, "z", 6)));
-  // Only with --data, --png, sample mode; images of the decoded shape.
+  // Transfer (the layout of each --data item with the exemplars' residuals): the exemplars' row
+  // on top starts with a blank (black) cell, each target row with its input item.
+  translate::TranslateRequest transfer = r;
+  transfer.mode = "transfer", transfer.exemplar = f.cache, transfer.exemplar_limit = 2, transfer.limit = 3;
+  transfer.samples = 1;
+  transfer.out = f.dir / "transfer.h5", transfer.png = f.dir / "transfer.png";
+  translate::run_translate(transfer);
+  auto transfer_plain = data::read_image(transfer.png);
+  transfer.png_inputs = true, transfer.force = true;
+  translate::run_translate(transfer);
+  auto transfer_inputs = data::read_image(transfer.png);
+  EXPECT_EQ(transfer_inputs.size(1), transfer_plain.size(1)) << "the exemplars' row and the 3 targets' rows";
+  EXPECT_EQ(transfer_inputs.size(2) - transfer_plain.size(2), 3 + 2);
+  // The samples' cells (the rightmost 2 columns of 3 pixels and their gaps) are the same.
+  const int64_t cells = 2 * (3 + 2);
+  EXPECT_TRUE(torch::allclose(transfer_inputs.narrow(2, transfer_inputs.size(2) - cells, cells),
+                              transfer_plain.narrow(2, transfer_plain.size(2) - cells, cells), 0, 2.0 / 255));
+  // Only with --data, --png, no --alpha; images of the decoded shape.
+  transfer.alphas = {0, 1};
+  EXPECT_THROW(translate::run_translate(transfer), UsageError);
   with.force = true;
   with.cond_expert = "label:4";
   with.data.clear(), with.labels = {1};
@@ -607,4 +628,76 @@ TEST(Renderings, LabelPropsIsTheOneHotLabelThenTheCaptionProperties) {
   data::Batch unlabelled = b;
   unlabelled.labels = torch::Tensor();
   EXPECT_THROW(experts::make_expert("label-props")->encode(unlabelled), InputError);
+}
+
+TEST(Renderings, SilhouetteScoresAreCellMeansOfTheRampedIntensityAndHardIsTheirArgmax) {
+  torch::manual_seed(5);
+  auto x = torch::rand({2, 1, 14, 21}) * 2 - 1;
+  data::Batch b;
+  b.kind = data::ItemKind::Image, b.tensor = x, b.index = {0, 1};
+  auto soft = experts::make_expert("silhouette:soft")->encode(b);
+  auto hard = experts::make_expert("silhouette:hard")->encode(b);
+  ASSERT_EQ(soft.sizes(), (std::vector<int64_t>{2, 1, 7, 7}));
+  // Brute force: 2x3 cells of a 14x21 image; a pixel scores min(1, max(0, u / 0.2)), u in [0, 1].
+  for (int64_t n = 0; n < 2; ++n)
+    for (int i = 0; i < 7; ++i)
+      for (int j = 0; j < 7; ++j) {
+        double sum = 0;
+        for (int a = 0; a < 2; ++a)
+          for (int c = 0; c < 3; ++c) {
+            double u = (x[n][0][2 * i + a][3 * j + c].item<double>() + 1) / 2;
+            sum += std::clamp(u / 0.2, 0.0, 1.0);
+          }
+        EXPECT_NEAR(soft[n][0][i][j].item<double>(), sum / 6, 1e-5) << n << " " << i << " " << j;
+        EXPECT_EQ(hard[n][0][i][j].item<float>(), sum / 6 > 0.5 ? 1.0f : 0.0f);
+      }
+  // The mask drawn as an image maps back to the same mask (the grids' --data).
+  auto image = experts::make_expert("silhouette:image")->encode(b);
+  ASSERT_EQ(image.sizes(), x.sizes());
+  EXPECT_TRUE(torch::equal(image.abs(), torch::ones_like(image)));
+  data::Batch drawn = b;
+  drawn.tensor = image;
+  EXPECT_TRUE(torch::equal(experts::make_expert("silhouette:hard")->encode(drawn), hard));
+  // A black image has no item; too small an image and a bad mode are refused.
+  b.tensor = torch::full({1, 1, 28, 28}, -1.0f), b.index = {0};
+  EXPECT_EQ(experts::make_expert("silhouette:soft")->encode(b).abs().sum().item<float>(), 0.0f);
+  b.tensor = torch::zeros({1, 1, 6, 28});
+  EXPECT_THROW(experts::make_expert("silhouette:hard")->encode(b), InputError);
+  for (const char* spec : {"silhouette", "silhouette:logits", "silhouette:hard:7"})
+    EXPECT_THROW(experts::make_expert(spec), UsageError) << spec;
+}
+
+TEST(Renderings, InvertBackgroundAndLabelDomainTellTheTwoDomainsApart) {
+  if (!fs::exists(data::default_fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  std::vector<int64_t> idx(200);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto b = data::open_source("fashion-mnist:test")->get(idx);
+  auto inverted = experts::make_expert("invert")->transform(b);
+  EXPECT_TRUE(torch::equal(inverted.tensor, -b.tensor));
+  EXPECT_TRUE(torch::equal(inverted.labels, b.labels)) << "labels travel on in a chain";
+  // The domain code: -1 for every real item, +1 for every inverted one.
+  auto background = experts::make_expert("background");
+  EXPECT_TRUE(torch::equal(background->encode(b), -torch::ones({200, 1})));
+  EXPECT_TRUE(torch::equal(background->encode(inverted), torch::ones({200, 1})));
+  EXPECT_TRUE(torch::equal(experts::make_expert("invert,background")->encode(b), torch::ones({200, 1})));
+  // Brute force on one image: the mean of its 4 * 27 border pixels decides.
+  auto img = torch::zeros({1, 1, 28, 28});
+  img[0][0][0].fill_(1.0f);  // the top row light (28 of 108 border pixels), the rest 0: mean > 0
+  data::Batch one;
+  one.kind = data::ItemKind::Image, one.tensor = img, one.index = {0};
+  EXPECT_EQ(background->encode(one).item<float>(), 1.0f);
+  one.tensor = img - 0.3;  // mean (28 * 0.7 - 80 * 0.3) / 108 < 0
+  EXPECT_EQ(background->encode(one).item<float>(), -1.0f);
+  // (class, domain): the one-hot label, then the code.
+  auto c = experts::make_expert("label-domain")->encode(inverted);
+  ASSERT_EQ(c.sizes(), (std::vector<int64_t>{200, 11}));
+  EXPECT_TRUE(torch::equal(c.narrow(1, 0, 10).argmax(1), b.labels.to(torch::kLong)));
+  EXPECT_TRUE(torch::equal(c.narrow(1, 10, 1), torch::ones({200, 1})));
+  data::Batch unlabelled = b;
+  unlabelled.labels = torch::Tensor();
+  EXPECT_THROW(experts::make_expert("label-domain")->encode(unlabelled), InputError);
+  data::Batch texts;
+  texts.kind = data::ItemKind::Text, texts.texts = {"a"}, texts.index = {0};
+  for (const char* spec : {"invert", "background", "silhouette:soft"}) EXPECT_THROW(experts::make_expert(spec)->encode(texts), InputError) << spec;
 }

@@ -9,7 +9,9 @@ Reads what demo.sh's steps wrote under OUT (a missing file is an error: exit sta
   samples/TEXT_RUN{,.t07}.props.json, samples/TEXT_RUN.{in_vocabulary,heldout}.accuracy.json
   samples/reference.fid.json                     optional (left out of the report when empty)
   with --extras: experts/shape/summary.json, samples/{classifier,shape}.sketch.accuracy.json,
-  samples/{stage32ae,shape32ae}.sketch.accuracy.json, samples/edit_{brightness,size}.{own,edit}.accuracy.json
+  samples/{stage32ae,shape32ae}.sketch.accuracy.json, samples/edit_{brightness,size}.{own,edit}.accuracy.json,
+  samples/{seghard2ae,segsoft2ae,label2ae,real.rec}.iou.json, runs/dom2ae/summary.json,
+  samples/dom_{a2b,b2a}.{own,edit}.accuracy.json
 and the held-out prompts' TSV (--heldout-prompts: its lines less the header are the prompts).
 demo.sh passes its experiment table (--experiment, one per line of it, in the report's order), the
 limits, the held-out grid's prompts, the seconds so far and, without sentence-BERT, why.
@@ -372,6 +374,76 @@ def extras(a, out, s, fixed, raw):
         "First row: the items (reconstructions); then made dark, light, small, large:",
         "",
         "![attribute editing](edit.png)",
+        "",
+        "## Segmentation -> image: layout, and how much the condition keeps",
+        "",
+        "A segmentation-like expert: the item's silhouette on a 7x7 grid (expert `silhouette`), as the",
+        "hard mask (argmax: 0/1 per cell) and as the soft scores (each cell's mean foreground score, which",
+        "also tells how much of the cell the item fills and how bright it is), each with a cINN to the AE",
+        "(seghard2ae, segsoft2ae). The paper: logits keep more of the input than the argmax, so samples from",
+        "the argmax vary more. Mask agreement: the generated image's own hard silhouette against the given",
+        f"mask, IoU over the cells, one sample for each of the {a.eval_rows} test items; the same for label2ae's",
+        "samples of those items (the class alone, no layout) and for the AE's reconstructions (the ceiling).",
+        "Diversity: 8 samples for each of 100 masks (as the table above). Judge: the class of the item.",
+        "",
+        "| condition | mask IoU | cells agreeing | diversity (latent) | diversity (pixels) | judge's accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run, label in (("seghard2ae", "hard mask (argmax)"), ("segsoft2ae", "soft scores")):
+        L.append("| " + " | ".join([
+            label, fixed("iou", 3, s, f"{run}.iou.json"), fixed("pixel_agreement", 3, s, f"{run}.iou.json"),
+            fixed("diversity_z", 2, s, f"{run}.div.json"), fixed("diversity_pixels", 2, s, f"{run}.div.json"),
+            fixed("accuracy", 3, s, f"{run}.accuracy.json")]) + " |")
+    for run, label in (("label2ae", "the class alone (label2ae)"), ("real.rec", "AE reconstructions (ceiling)")):
+        L.append("| " + " | ".join([
+            label, fixed("iou", 3, s, f"{run}.iou.json"), fixed("pixel_agreement", 3, s, f"{run}.iou.json"),
+            "", "", ""]) + " |")
+    L += [
+        "",
+        "Each row: the mask, then six samples (hard mask):",
+        "",
+        "![masks to images](seghard2ae.png)",
+        "",
+        "The soft scores (each row starts with the item whose scores condition it):",
+        "",
+        "![soft scores to images](segsoft2ae.png)",
+        "",
+        "Exemplar-guided: first row, 8 test exemplars; then the layout of another item (the mask at the",
+        "start of the row) rendered with each exemplar's residual v = T(z(y) | mask(y)): z' = T^-1(v | mask(x)).",
+        "",
+        "![layout of x, residual of y](seghard2ae.transfer.png)",
+        "",
+        "## Unaligned translation between domains",
+        "",
+        "Two domains that share no item: the real test and training items of even index, and the",
+        "inverted items of odd index. One autoencoder over both (configs/example/autoencoder_domains.json,",
+        "trained on the same split), and a cINN from the (class, domain) labels (expert `label-domain`:",
+        "one-hot class, then -1 real / +1 inverted) to its latent, trained on both domains' pairs, merged",
+        f"by net2net-extract --merge (dom2ae, {raw('steps', out, 'runs', 'dom2ae', 'summary.json')} steps). Translation: v = T(z(x) | class, a),",
+        f"x' = D(T^-1(v | class, b)) for {a.domain_rows} test items of each domain. Class kept: the judge's class",
+        "of x' (seen in the real domain: an inverted x' is inverted back) equals the item's. In domain b:",
+        "the domain classifier (expert `background`, the sign of the border's mean, exact on both",
+        "domains' real items) puts x' in b. Own domain: the same rows with a = b (strength 0).",
+        "",
+        "| direction | class kept | in the target domain | both | own domain: class kept | own domain: in it |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for way, label in (("a2b", "real -> inverted"), ("b2a", "inverted -> real")):
+        L.append("| " + " | ".join([
+            label, fixed("accuracy", 3, s, f"dom_{way}.edit.accuracy.json"),
+            fixed("property_agreement", 3, s, f"dom_{way}.edit.accuracy.json"),
+            fixed("accuracy_with_properties", 3, s, f"dom_{way}.edit.accuracy.json"),
+            fixed("accuracy", 3, s, f"dom_{way}.own.accuracy.json"),
+            fixed("property_agreement", 3, s, f"dom_{way}.own.accuracy.json")]) + " |")
+    L += [
+        "",
+        "First row: real items (the AE's reconstructions); then under their own domain; then inverted:",
+        "",
+        "![real to inverted](dom_a2b.png)",
+        "",
+        "First row: inverted items; then under their own domain; then real:",
+        "",
+        "![inverted to real](dom_b2a.png)",
     ]
     return L
 
@@ -390,6 +462,7 @@ def main():
     p.add_argument("--heldout-grid", action="append", default=[], help="a prompt of the held-out grid (repeat)")
     p.add_argument("--extras", action="store_true", help="the sketch and attribute-editing sections (demo.sh EXTRAS=1)")
     p.add_argument("--edit-rows", default="500", help="test items edited (demo.sh EDIT_ROWS)")
+    p.add_argument("--domain-rows", default="500", help="test items of each domain translated (unaligned)")
     p.add_argument("--sbert-skipped", help="why there is no sentence-BERT run (required without sbert2ae)")
     a = p.parse_args()
     try:

@@ -17,6 +17,7 @@
 #include "net2net/metrics/accuracy.h"
 #include "net2net/metrics/energy_report.h"
 #include "net2net/metrics/fid.h"
+#include "net2net/metrics/masks.h"
 #include "net2net/train/trainer.h"
 
 namespace net2net::commands {
@@ -113,7 +114,9 @@ class EvalTool : public cli::Tool {
            "  net2net-eval fid --real images:real/ --fake images:fake/ --features ts:inception.pt\n"
            "  net2net-eval fid --real stats:real_stats.h5 --fake h5:fake.h5:img --save-stats fake_stats.h5\n"
            "  net2net-eval nll --checkpoint runs/l2ae --data cache/test.h5\n"
-           "  net2net-eval energy --run runs/l2ae --power-profile titanx --format md --reference all";
+           "  net2net-eval energy --run runs/l2ae --power-profile titanx --format md --reference all\n"
+           "  net2net-eval accuracy --data h5:s.h5:image --classifier ts:judge.pt:forward --labels h5:s.h5:label\n"
+           "  net2net-eval iou --pred h5:gen_masks.h5:m --target h5:given.h5:m     # layout agreement";
   }
   void add_options(CLI::App& app) override {
     app.require_subcommand(1);
@@ -153,6 +156,10 @@ class EvalTool : public cli::Tool {
          &EvalTool::run_energy},
         {"accuracy", "Share of images that a classifier assigns to the expected class; prints JSON",
          &EvalTool::add_accuracy_options, &EvalTool::run_accuracy},
+        {"iou",
+         "Agreement of masks with target masks (e.g. the silhouettes of images generated from segmentation masks);\n"
+         "prints JSON: iou (mean intersection over union), pixel_agreement",
+         &EvalTool::add_iou_options, &EvalTool::run_iou},
     };
     return table;
   }
@@ -265,12 +272,40 @@ class EvalTool : public cli::Tool {
     return 0;
   }
 
+  // ------------------------------------------------------------------ iou
+  void add_iou_options(CLI::App& iou) {
+    iou.add_option("--pred", iou_pred_,
+                   "Masks to score, h5:FILE:DATASET (e.g. silhouette:hard of generated images); K rows per target row "
+                   "(a condition's K samples) are scored against it")
+        ->required();
+    iou.add_option("--target", iou_target_, "The requested masks, h5:FILE:DATASET, as wide as --pred")->required();
+    iou.add_option("--threshold", iou_threshold_, "A cell is on when its value exceeds this")->capture_default_str();
+  }
+  int run_iou(const cli::GlobalOptions&) {
+    auto read = [](const std::string& spec, const std::string& option) {
+      const auto h5 = data::parse_h5_spec(spec, option);
+      io::EmbeddingReader reader(h5.file, /*aligned=*/false);
+      const auto info = reader.info(h5.dataset);
+      auto values = reader.read_rows(h5.dataset, 0, info.rows);
+      io::require_finite_rows(values.data(), info.rows, info.cols, option + " '" + spec + "'");
+      return std::make_tuple(std::move(values), info.rows, info.cols);
+    };
+    auto [pred, n, pred_cols] = read(iou_pred_, "--pred");
+    auto [target, targets, cols] = read(iou_target_, "--target");
+    if (pred_cols != cols)
+      throw InputError("--pred '" + iou_pred_ + "' has " + std::to_string(pred_cols) + " cells per row, --target '" +
+                       iou_target_ + "' " + std::to_string(cols));
+    std::cout << metrics::to_json(metrics::mask_agreement(pred, n, target, targets, cols, iou_threshold_)).dump() << std::endl;
+    return 0;
+  }
+
   RunFn chosen_ = nullptr;  // set by the parsed subcommand's callback
   std::string acc_data_, acc_classifier_, acc_labels_, acc_props_, acc_expected_props_;
   std::string real_, fake_, features_ = "default", save_stats_, save_real_stats_, checkpoint_, data_, profile_, format_ = "md";
   int kid_subsets_ = 100;
   int64_t kid_size_ = 1000, batch_ = 250;  // batch_: fid --batch-size, also accuracy's batches
-  double eps_ = 1e-6, watts_ = 0;
+  std::string iou_pred_, iou_target_;
+  double eps_ = 1e-6, watts_ = 0, iou_threshold_ = 0.5;
   metrics::EnergyOptions energy_;
 };
 

@@ -32,6 +32,10 @@ const Schema& autoencoder_schema() {
     keys.push_back(integer("model.latent_dim", 32, "Size of the latent code z_theta (what the cINN translates into).", 1.0));
     keys.push_back(integer("model.channels", 32, "Channels of the first conv layer (the second has twice as many).", 1.0));
     keys.push_back(str("train.loss", "l1", "Reconstruction loss.", {"l1", "mse"}));
+    keys.push_back(str("train.augment", "none",
+                       "none, or invert-odd: the items of odd index always inverted, those of even index never (train and test), "
+                       "an autoencoder over two domains that share no item: the unaligned-translation experiment's.",
+                       {"none", "invert-odd"}));
     return Schema("autoencoder", keys);
   }();
   return schema;

@@ -44,24 +44,97 @@ Tensor randomise_texture(const Tensor& images, at::Generator generator) {
   return out;
 }
 
+Tensor silhouette_scores(const Tensor& images) {
+  if (images.dim() != 4 || images.size(2) < 7 || images.size(3) < 7)
+    throw InputError("expert 'silhouette' takes images [N,C,H,W] of at least 7x7 pixels");
+  torch::NoGradGuard no_grad;
+  auto unit = (images.to(torch::kFloat32).mean(1, /*keepdim=*/true) + 1) / 2;
+  auto score = (unit / 0.2).clamp(0, 1);
+  return torch::adaptive_avg_pool2d(score, {7, 7});
+}
+
+Tensor background_code(const Tensor& images) {
+  if (images.dim() != 4 || images.size(2) < 2 || images.size(3) < 2)
+    throw InputError("expert 'background' takes images [N,C,H,W] of at least 2x2 pixels");
+  torch::NoGradGuard no_grad;
+  auto grey = images.to(torch::kFloat32).mean(1);  // [N,H,W]
+  const int64_t h = grey.size(1), w = grey.size(2);
+  auto ring = grey.select(1, 0).sum(1) + grey.select(1, h - 1).sum(1) + grey.select(2, 0).narrow(1, 1, h - 2).sum(1) +
+              grey.select(2, w - 1).narrow(1, 1, h - 2).sum(1);
+  auto mean = ring / static_cast<double>(2 * w + 2 * (h - 2));
+  return torch::where(mean > 0, torch::ones_like(mean), -torch::ones_like(mean)).unsqueeze(1);
+}
+
 namespace {
+
+void require_images(const data::Batch& b, const std::string& expert) {
+  if (b.kind != data::ItemKind::Image) throw InputError("expert '" + expert + "' takes images, got " + data::kind_name(b.kind));
+}
 
 class SketchExpert : public Expert {
  public:
   std::string spec() const override { return "sketch"; }
   Tensor encode(const data::Batch& b) override {
-    if (b.kind != data::ItemKind::Image) throw InputError("expert 'sketch' takes images, got " + data::kind_name(b.kind));
+    require_images(b, "sketch");
     return sketch_images(b.tensor);
   }
-  data::Batch transform(const data::Batch& b) override {
-    data::Batch out;
-    out.index = b.index;
-    out.labels = b.labels;
-    out.kind = data::ItemKind::Image;
-    out.tensor = encode(b);
-    return out;
+};
+
+class SilhouetteExpert : public Expert {
+ public:
+  explicit SilhouetteExpert(std::string mode) : mode_(std::move(mode)) {}
+  std::string spec() const override { return "silhouette:" + mode_; }
+  Tensor encode(const data::Batch& b) override {
+    require_images(b, spec());
+    auto soft = silhouette_scores(b.tensor);
+    if (mode_ == "soft") return soft;
+    auto hard = (soft > 0.5).to(torch::kFloat32);
+    if (mode_ == "hard") return hard;
+    return torch::upsample_nearest2d(hard, {b.tensor.size(2), b.tensor.size(3)}) * 2 - 1;  // image
+  }
+
+ private:
+  std::string mode_;
+};
+
+class InvertExpert : public Expert {
+ public:
+  std::string spec() const override { return "invert"; }
+  Tensor encode(const data::Batch& b) override {
+    require_images(b, "invert");
+    return -b.tensor.to(torch::kFloat32);
   }
 };
+
+class BackgroundExpert : public Expert {
+ public:
+  std::string spec() const override { return "background"; }
+  Tensor encode(const data::Batch& b) override {
+    require_images(b, "background");
+    return background_code(b.tensor);
+  }
+};
+
+class LabelDomainExpert : public Expert {
+ public:
+  std::string spec() const override { return "label-domain"; }
+  Tensor encode(const data::Batch& b) override {
+    if (b.kind != data::ItemKind::Image || !b.labels.defined())
+      throw InputError("expert 'label-domain' needs labelled images (e.g. --data fashion-mnist:train, or an h5 cache with /label)");
+    auto labels = b.labels.to(torch::kLong);
+    const auto bad = ((labels < 0) | (labels > 9)).nonzero();
+    if (bad.numel() > 0)
+      throw InputError("expert 'label-domain': item " + std::to_string(b.index[bad[0][0].item<int64_t>()]) +
+                       " has no Fashion-MNIST label (0..9)");
+    return torch::cat({torch::one_hot(labels, 10).to(torch::kFloat32), background_code(b.tensor)}, 1);
+  }
+};
+
+std::unique_ptr<Expert> make_silhouette(const std::string& arg, const std::string& spec, const experts::ExpertContext&) {
+  if (arg != "hard" && arg != "soft" && arg != "image")
+    throw UsageError("expert '" + spec + "': use silhouette:hard, silhouette:soft or silhouette:image");
+  return std::make_unique<SilhouetteExpert>(arg);
+}
 
 class LabelPropsExpert : public Expert {
  public:
@@ -79,6 +152,15 @@ void register_rendering_experts(experts::ExpertRegistry& registry) {
   registry.add(experts::no_argument_kind<SketchExpert>("sketch", "images -> edge maps (Sobel magnitude) [N,1,H,W], white strokes on black"));
   registry.add(experts::no_argument_kind<LabelPropsExpert>(
       "label-props", "labelled Fashion-MNIST images -> [one-hot label, caption-props] [N, 12] (attribute editing)"));
+  registry.add({"silhouette", "silhouette:hard|soft|image",
+                "images -> the item's silhouette on a 7x7 grid [N,1,7,7]: soft scores in [0,1], the hard mask (0/1), "
+                "or that mask drawn as an image (segmentation -> image)",
+                make_silhouette});
+  registry.add(experts::no_argument_kind<InvertExpert>("invert", "images -> -images (the unaligned experiment's second domain)"));
+  registry.add(experts::no_argument_kind<BackgroundExpert>(
+      "background", "images -> [N,1] domain code: -1 dark border (as Fashion-MNIST), +1 light (inverted)"));
+  registry.add(experts::no_argument_kind<LabelDomainExpert>(
+      "label-domain", "labelled images -> [one-hot label, background] [N, 11] (unaligned translation's (class, domain))"));
 }
 
 }  // namespace net2net::example

@@ -245,8 +245,8 @@ class Translation {
     if (r_.samples < 1) throw UsageError("--samples must be >= 1");
     if (r_.mode != "sample" && r_.mode != "transfer") throw UsageError("--mode must be sample or transfer");
     if (!r_.alphas.empty() && r_.mode != "transfer") throw UsageError("--alpha needs --mode transfer");
-    if (r_.png_inputs && (r_.data.empty() || r_.png.empty() || r_.mode != "sample"))
-      throw UsageError("--png-inputs needs --png and --data (a source of images) in sample mode");
+    if (r_.png_inputs && (r_.data.empty() || r_.png.empty() || !r_.alphas.empty()))
+      throw UsageError("--png-inputs needs --png and --data (a source of images), and no --alpha");
     if (!r_.edits.empty() && r_.mode != "transfer")
       throw UsageError("--edit needs --mode transfer (it edits the condition of each --exemplar)");
     for (double a : r_.alphas)
@@ -464,7 +464,7 @@ class Translation {
         grid_total_rows += 1;
       }
       int64_t grid_cols = grid_cols_;
-      if (r_.png_inputs) grid_images = with_inputs(grid_images, grid_rows), grid_cols += 1;
+      if (r_.png_inputs) grid_images = with_inputs(grid_images, grid_rows, grid_total_rows - grid_rows), grid_cols += 1;
       data::write_png(r_.png, data::make_grid(grid_images, grid_total_rows, grid_cols, labels));
       summary["png"] = r_.png;
     }
@@ -472,18 +472,23 @@ class Translation {
     return summary;
   }
 
-  // --png-inputs: each grid row starts with its condition's input item (a sketch, a mask, ...).
-  Tensor with_inputs(const Tensor& samples, int64_t rows) {
+  // --png-inputs: each grid row starts with its condition's input item (a sketch, a mask, ...);
+  // the `lead` rows above the conditions' (transfer: the exemplars) start with a blank cell.
+  Tensor with_inputs(const Tensor& grid, int64_t rows, int64_t lead) {
     std::vector<int64_t> idx(rows);
     std::iota(idx.begin(), idx.end(), 0);
     auto b = cond_.source->get(idx);
-    if (b.kind != data::ItemKind::Image || b.tensor.sizes().slice(1) != samples.sizes().slice(1))
+    if (b.kind != data::ItemKind::Image || b.tensor.sizes().slice(1) != grid.sizes().slice(1))
       throw InputError("--png-inputs: the items of '" + cond_.source->spec() + "' are not images of the decoded shape " +
-                       c10::str(samples.sizes().slice(1)));
+                       c10::str(grid.sizes().slice(1)));
     std::vector<Tensor> cells;
+    for (int64_t k = 0; k < lead; ++k) {
+      cells.push_back(torch::full_like(grid.narrow(0, 0, 1), -1.0));
+      cells.push_back(grid.narrow(0, k * grid_cols_, grid_cols_));
+    }
     for (int64_t k = 0; k < rows; ++k) {
       cells.push_back(b.tensor[k].unsqueeze(0).to(torch::kFloat32));
-      cells.push_back(samples.narrow(0, k * grid_cols_, grid_cols_));
+      cells.push_back(grid.narrow(0, (lead + k) * grid_cols_, grid_cols_));
     }
     return torch::cat(cells);
   }
