@@ -12,7 +12,7 @@ fail() { echo "demo_tiny: $*" >&2; exit 1; }
 build=${1:-build}
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log" || fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
 (cd "$tmp" && OUT=demo TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 AE_EPOCHS=1 CLF_EPOCHS=1 JUDGE_EPOCHS=1 \
-  EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 EDIT_ROWS=20 AED_EPOCHS=1 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
+  EXPERT_LIMIT=2000 EVAL_ROWS=40 PROMPT_SAMPLES=2 EDIT_ROWS=20 AED_EPOCHS=1 EXTRAS=1 LOG_LEVEL=error "$tmp/prefix/share/net2net/scripts/demo.sh")
 out=$tmp/demo
 files=(report.md label2ae.png text2ae.png stage12ae.png stage22ae.png stage32ae.png stage42ae.png transfer.png text2ae.heldout.png
        stage32ae.sketch.png shape32ae.sketch.png edit.png experts/shape/expert.pt seghard2ae.png segsoft2ae.png
@@ -44,7 +44,7 @@ rows=$(grep -cE '^\| (real -> inverted|inverted -> real) \| [0-9.]+ \| [0-9.]+ \
 [[ $rows -eq 2 ]] || fail "report.md has $rows unaligned-translation rows, expected 2"
 [[ -n $SBERT ]] || grep -q "^Skipped: SBERT was not given" "$out/report.md" || fail "the report does not say why sentence-BERT is missing"
 # A second run reuses everything it can (experts, caches, cINNs).
-OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 BUILD_DIR=$build LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
+OUT=$out TRAIN_LIMIT=600 TEST_LIMIT=200 STEPS=30 EVAL_ROWS=40 EXTRAS=1 BUILD_DIR=$build LOG_LEVEL=error STOP_AFTER_TRAINING=1 \
   scripts/demo.sh 2> "$out/second.log"
 grep -q "expert ae: reused" "$out/second.log" || fail "experts were not reused"
 grep -q "cINN label2ae: reused" "$out/second.log" || fail "cINNs were not reused"

@@ -189,11 +189,16 @@ TEST(Configs, EveryShippedConfigResolves) {
   }
   EXPECT_GE(n, 4);
   // The example's expert configs (kinds autoencoder and classifier).
-  for (const char* name : {"autoencoder", "classifier", "judge"}) {
+  for (const char* name : {"autoencoder", "classifier", "judge", "shape_classifier", "autoencoder_domains"}) {
     json r = load_config(std::string(NET2NET_SOURCE_DIR) + "/configs/example/" + name + ".json", {});
     EXPECT_NE(r["kind"], "cinn") << name;
     EXPECT_TRUE(r["model"].contains("channels")) << name;
   }
+  // Each kind takes its own augmentations only.
+  json ae = {{"kind", "autoencoder"}, {"train", {{"augment", "shape"}}}};
+  EXPECT_NE(config_error(ae).find("invert-odd"), std::string::npos) << config_error(ae);
+  json clf = {{"kind", "classifier"}, {"train", {{"augment", "invert-odd"}}}};
+  EXPECT_NE(config_error(clf).find("shape"), std::string::npos) << config_error(clf);
   json bad = {{"kind", "autoencoder"}, {"model", {{"latent", 3}}}};
   EXPECT_NE(config_error(bad).find("did you mean 'model.latent_dim'"), std::string::npos) << config_error(bad);
 }

@@ -471,6 +471,13 @@ TEST(Translate, PngInputsStartsEachGridRowWithTheConditionsInputItem) {
   const int64_t cells = 2 * (3 + 2);
   EXPECT_TRUE(torch::allclose(transfer_inputs.narrow(2, transfer_inputs.size(2) - cells, cells),
                               transfer_plain.narrow(2, transfer_plain.size(2) - cells, cells), 0, 2.0 / 255));
+  // The input column (cells 3 x 2 with 2-pixel gaps): blank (black) beside the exemplars, then the
+  // first --data items.
+  const int64_t x0 = transfer_inputs.size(2) - 3 * (3 + 2);
+  auto input_cell = [&](int64_t row) { return transfer_inputs.narrow(1, 2 + row * (2 + 2), 2).narrow(2, x0, 3); };
+  EXPECT_TRUE(torch::allclose(input_cell(0), torch::full({1, 2, 3}, -1.0f), 0, 1e-6)) << input_cell(0);
+  for (int64_t k = 0; k < 3; ++k)
+    EXPECT_TRUE(torch::allclose(input_cell(1 + k), pixels[k].reshape({1, 2, 3}), 0, 2.0 / 255)) << k;
   // Only with --data, --png, no --alpha; images of the decoded shape.
   transfer.alphas = {0, 1};
   EXPECT_THROW(translate::run_translate(transfer), UsageError);
@@ -668,6 +675,23 @@ TEST(Renderings, SilhouetteScoresAreCellMeansOfTheRampedIntensityAndHardIsTheirA
 }
 
 TEST(Renderings, InvertBackgroundAndLabelDomainTellTheTwoDomainsApart) {
+  auto background = experts::make_expert("background");
+  // Brute force: each border pixel counted once, the sign of their mean decides. 3 x 8, border
+  // 2 * 8 + 2 * 1 = 18 pixels: the top row at +1 (8), the rest at -0.5 gives (8 - 5) / 18 > 0; at
+  // -0.7, (8 - 7) / 18 > 0; the interior (6 pixels) never counts.
+  for (float rest : {-0.5f, -0.7f, -0.9f}) {
+    auto img = torch::full({1, 1, 3, 8}, rest);
+    img[0][0][0].fill_(1.0f);
+    img[0][0][1].narrow(0, 1, 6).fill_(-1.0f);  // the interior, darker still
+    double sum = 0;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 8; ++j)
+        if (i == 0 || i == 2 || j == 0 || j == 7) sum += img[0][0][i][j].item<double>();
+    data::Batch one;
+    one.kind = data::ItemKind::Image, one.tensor = img, one.index = {0};
+    EXPECT_EQ(background->encode(one).item<float>(), sum > 0 ? 1.0f : -1.0f) << rest << " " << sum;
+    EXPECT_EQ(background->encode(one).item<float>(), rest > -0.89f ? 1.0f : -1.0f) << rest;
+  }
   if (!fs::exists(data::default_fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"))
     GTEST_SKIP() << "dataset-fashion-mnist not installed";
   std::vector<int64_t> idx(200);
@@ -677,18 +701,9 @@ TEST(Renderings, InvertBackgroundAndLabelDomainTellTheTwoDomainsApart) {
   EXPECT_TRUE(torch::equal(inverted.tensor, -b.tensor));
   EXPECT_TRUE(torch::equal(inverted.labels, b.labels)) << "labels travel on in a chain";
   // The domain code: -1 for every real item, +1 for every inverted one.
-  auto background = experts::make_expert("background");
   EXPECT_TRUE(torch::equal(background->encode(b), -torch::ones({200, 1})));
   EXPECT_TRUE(torch::equal(background->encode(inverted), torch::ones({200, 1})));
   EXPECT_TRUE(torch::equal(experts::make_expert("invert,background")->encode(b), torch::ones({200, 1})));
-  // Brute force on one image: the mean of its 4 * 27 border pixels decides.
-  auto img = torch::zeros({1, 1, 28, 28});
-  img[0][0][0].fill_(1.0f);  // the top row light (28 of 108 border pixels), the rest 0: mean > 0
-  data::Batch one;
-  one.kind = data::ItemKind::Image, one.tensor = img, one.index = {0};
-  EXPECT_EQ(background->encode(one).item<float>(), 1.0f);
-  one.tensor = img - 0.3;  // mean (28 * 0.7 - 80 * 0.3) / 108 < 0
-  EXPECT_EQ(background->encode(one).item<float>(), -1.0f);
   // (class, domain): the one-hot label, then the code.
   auto c = experts::make_expert("label-domain")->encode(inverted);
   ASSERT_EQ(c.sizes(), (std::vector<int64_t>{200, 11}));
@@ -700,4 +715,15 @@ TEST(Renderings, InvertBackgroundAndLabelDomainTellTheTwoDomainsApart) {
   data::Batch texts;
   texts.kind = data::ItemKind::Text, texts.texts = {"a"}, texts.index = {0};
   for (const char* spec : {"invert", "background", "silhouette:soft"}) EXPECT_THROW(experts::make_expert(spec)->encode(texts), InputError) << spec;
+}
+
+TEST(Renderings, InvertOddItemsInvertsExactlyTheItemsOfOddIndex) {
+  torch::manual_seed(7);
+  auto x = torch::rand({6, 1, 4, 4}) * 2 - 1;
+  auto index = torch::tensor({5, 2, 8, 3, 0, 11}, torch::kLong);  // a shuffled batch
+  auto y = example::invert_odd_items(x, index);
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_TRUE(torch::equal(y[i], index[i].item<int64_t>() % 2 ? -x[i] : x[i])) << index[i].item<int64_t>();
+  // The same item always lands in the same domain, whatever batch it is in.
+  EXPECT_TRUE(torch::equal(example::invert_odd_items(x.narrow(0, 3, 1), index.narrow(0, 3, 1)), -x.narrow(0, 3, 1)));
 }

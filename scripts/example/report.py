@@ -420,7 +420,7 @@ def extras(a, out, s, fixed, raw):
         "trained on the same split), and a cINN from the (class, domain) labels (expert `label-domain`:",
         "one-hot class, then -1 real / +1 inverted) to its latent, trained on both domains' pairs, merged",
         f"by net2net-extract --merge (dom2ae, {raw('steps', out, 'runs', 'dom2ae', 'summary.json')} steps). Translation: v = T(z(x) | class, a),",
-        f"x' = D(T^-1(v | class, b)) for {a.domain_rows} test items of each domain. Class kept: the judge's class",
+        f"x' = D(T^-1(v | class, b)) for {raw('n', s, 'dom_a2b.edit.accuracy.json')} real and {raw('n', s, 'dom_b2a.edit.accuracy.json')} inverted test items. Class kept: the judge's class",
         "of x' (seen in the real domain: an inverted x' is inverted back) equals the item's. In domain b:",
         "the domain classifier (expert `background`, the sign of the border's mean, exact on both",
         "domains' real items) puts x' in b. Own domain: the same rows with a = b (strength 0).",
@@ -462,7 +462,6 @@ def main():
     p.add_argument("--heldout-grid", action="append", default=[], help="a prompt of the held-out grid (repeat)")
     p.add_argument("--extras", action="store_true", help="the sketch and attribute-editing sections (demo.sh EXTRAS=1)")
     p.add_argument("--edit-rows", default="500", help="test items edited (demo.sh EDIT_ROWS)")
-    p.add_argument("--domain-rows", default="500", help="test items of each domain translated (unaligned)")
     p.add_argument("--sbert-skipped", help="why there is no sentence-BERT run (required without sbert2ae)")
     a = p.parse_args()
     try:

@@ -65,6 +65,11 @@ Tensor background_code(const Tensor& images) {
   return torch::where(mean > 0, torch::ones_like(mean), -torch::ones_like(mean)).unsqueeze(1);
 }
 
+Tensor invert_odd_items(const Tensor& images, const Tensor& index) {
+  auto odd = (index.remainder(2) == 1).view({-1, 1, 1, 1});
+  return torch::where(odd, -images, images);
+}
+
 namespace {
 
 void require_images(const data::Batch& b, const std::string& expert) {

@@ -12,7 +12,7 @@
 //                full intensity, so dim parts score less: the analogue of a segmentation net's
 //                logits, which keep more of the input); hard, its argmax (score > 1/2, 0 or 1);
 //                image, the hard mask drawn at the input's size (+1 item, -1 background) for grids
-//                and as --data that silhouette:hard maps back to the same mask
+//                and as --data that silhouette:hard maps back to the same mask (H, W multiples of 7)
 //   invert       images -> -images (the second domain of the unaligned experiment)
 //   background   images -> [N,1] domain code: the sign of the mean of the image's border pixels,
 //                -1 for a dark background (Fashion-MNIST), +1 for a light one (inverted): the
@@ -41,6 +41,11 @@ torch::Tensor silhouette_scores(const torch::Tensor& images);
 
 // Images [N,C,H,W] -> [N,1]: -1 (dark border, the first domain), +1 (light border, inverted).
 torch::Tensor background_code(const torch::Tensor& images);
+
+// The unaligned experiment's two domains (autoencoder train.augment invert-odd): images [N,C,H,W]
+// whose item index (int64 [N], on the images' device) is odd come back inverted, the others as
+// they are, so no item appears in both domains (as net2net-extract --shard 0/2 and 1/2 split them).
+torch::Tensor invert_odd_items(const torch::Tensor& images, const torch::Tensor& index);
 
 void register_rendering_experts(experts::ExpertRegistry& registry);
 

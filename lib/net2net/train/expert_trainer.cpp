@@ -89,13 +89,8 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
   const double lr = t["lr"];
   const std::string lr_schedule = t["lr_schedule"];
   const bool shape_biased = !ae && t.value("augment", std::string("none")) == "shape";
-  // The unaligned experiment's two domains: an item of odd index is always seen inverted, one of
-  // even index never, so no item appears in both (as extract --shard 0/2 and 1/2 split them).
+  // The unaligned experiment's two domains (example::invert_odd_items): no item seen in both.
   const bool invert_odd = ae && t.value("augment", std::string("none")) == "invert-odd";
-  auto odd_inverted = [](const Tensor& x, const Tensor& index) {
-    auto odd = (index.remainder(2) == 1).view({-1, 1, 1, 1});
-    return torch::where(odd, -x, x);
-  };
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::trunc);
   Progress progress(std::string("train ") + config["kind"].get<std::string>(), steps, "steps");
   spdlog::info("training the {} '{}' ({} images, {} epochs of {} steps)", config["kind"].get<std::string>(),
@@ -109,7 +104,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
       auto idx = perm.narrow(0, b * batch, batch);
       auto x = train.x.index_select(0, idx);
       if (shape_biased) x = example::randomise_texture(x, augment_gen);
-      if (invert_odd) x = odd_inverted(x, idx);
+      if (invert_odd) x = example::invert_odd_items(x, idx);
       set_learning_rate(adam, scheduled_lr(lr, lr_schedule, step, steps));
       Tensor loss;
       if (ae) {
@@ -137,7 +132,7 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
     double total = 0, correct = 0;
     for (int64_t s = 0; s < test.x.size(0); s += 1000) {
       auto x = test.x.narrow(0, s, std::min<int64_t>(1000, test.x.size(0) - s));
-      if (invert_odd) x = odd_inverted(x, torch::arange(s, s + x.size(0), torch::TensorOptions().device(x.device())));
+      if (invert_odd) x = example::invert_odd_items(x, torch::arange(s, s + x.size(0), torch::TensorOptions().device(x.device())));
       if (ae) {
         auto r = call(module, "forward", x);
         total += (l1 ? (r - x).abs() : (r - x).pow(2)).mean({1, 2, 3}).sum().item<double>();
