@@ -123,6 +123,11 @@ def printf_f(x, decimals):
     return f"{'-' if negative else ''}{whole}" + (f".{frac:0{decimals}d}" if decimals else "")
 
 
+def table_row(cells):
+    """A Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def parse_experiment(line):
     fields = line.split("|")
     if len(fields) != len(COLUMNS):
@@ -197,7 +202,7 @@ def report(a):
                  fixed("fid", 2, s, f"{r}.fid.json"),
                  fixed("diversity_z", 2, s, f"{r}.div.json"), fixed("diversity_pixels", 2, s, f"{r}.div.json"),
                  fixed("nll", 3, s, f"{r}.nll.json"), fixed("bits_per_dim", 3, s, f"{r}.nll.json")]
-        L.append("| " + " | ".join(cells) + " |")
+        L.append(table_row(cells))
     L += [
         "",
         "Text, class and requested properties together (an image counts if the judge gives the requested",
@@ -262,7 +267,7 @@ def report(a):
                  fixed("accuracy_with_properties", 3, s, f"{r}.in_vocabulary.accuracy.json"),
                  fixed("accuracy", 3, s, f"{r}.heldout.accuracy.json"),
                  fixed("accuracy_with_properties", 3, s, f"{r}.heldout.accuracy.json")]
-        L.append("| " + " | ".join(cells) + " |")
+        L.append(table_row(cells))
     L.append("")
     for e in text_runs:
         L += [f"Held-out prompts through {e['text_expert_name']} (rows: {', '.join(a.heldout_grid)}):",
@@ -335,11 +340,11 @@ def extras(a, out, s, fixed, raw):
         "|---|---:|---:|---:|---:|",
     ]
     for name, run, label in (("classifier", "stage32ae", "plain classifier"), ("shape", "shape32ae", "shape-biased classifier")):
-        L.append("| " + " | ".join([
+        L.append(table_row([
             label, raw("test_accuracy", out, "experts", name, "summary.json"),
             fixed("accuracy", 3, s, f"{name}.sketch.accuracy.json"),
             fixed("accuracy", 3, s, f"{run}.sketch.accuracy.json"),
-            fixed("accuracy", 3, s, f"{run}.accuracy.json")]) + " |")
+            fixed("accuracy", 3, s, f"{run}.accuracy.json")]))
     L += [
         "",
         "Each row: the sketch, then six samples. Plain classifier:",
@@ -364,11 +369,11 @@ def extras(a, out, s, fixed, raw):
         "|---|---:|---:|---:|---:|",
     ]
     for name, col in (("brightness", 0), ("size", 1)):
-        L.append("| " + " | ".join([
+        L.append(table_row([
             f"{name} (-1 / +1)",
             by_column(f"edit_{name}.own.accuracy.json", col), by_column(f"edit_{name}.edit.accuracy.json", col),
             fixed("accuracy", 3, s, f"edit_{name}.edit.accuracy.json"),
-            by_column(f"edit_{name}.edit.accuracy.json", 1 - col)]) + " |")
+            by_column(f"edit_{name}.edit.accuracy.json", 1 - col)]))
     L += [
         "",
         "First row: the items (reconstructions); then made dark, light, small, large:",
@@ -390,14 +395,14 @@ def extras(a, out, s, fixed, raw):
         "|---|---:|---:|---:|---:|---:|",
     ]
     for run, label in (("seghard2ae", "hard mask (argmax)"), ("segsoft2ae", "soft scores")):
-        L.append("| " + " | ".join([
+        L.append(table_row([
             label, fixed("iou", 3, s, f"{run}.iou.json"), fixed("pixel_agreement", 3, s, f"{run}.iou.json"),
             fixed("diversity_z", 2, s, f"{run}.div.json"), fixed("diversity_pixels", 2, s, f"{run}.div.json"),
-            fixed("accuracy", 3, s, f"{run}.accuracy.json")]) + " |")
+            fixed("accuracy", 3, s, f"{run}.accuracy.json")]))
     for run, label in (("label2ae", "the class alone (label2ae)"), ("real.rec", "AE reconstructions (ceiling)")):
-        L.append("| " + " | ".join([
+        L.append(table_row([
             label, fixed("iou", 3, s, f"{run}.iou.json"), fixed("pixel_agreement", 3, s, f"{run}.iou.json"),
-            "", "", ""]) + " |")
+            "", "", ""]))
     L += [
         "",
         "Each row: the mask, then six samples (hard mask):",
@@ -429,12 +434,12 @@ def extras(a, out, s, fixed, raw):
         "|---|---:|---:|---:|---:|---:|",
     ]
     for way, label in (("a2b", "real -> inverted"), ("b2a", "inverted -> real")):
-        L.append("| " + " | ".join([
+        L.append(table_row([
             label, fixed("accuracy", 3, s, f"dom_{way}.edit.accuracy.json"),
             fixed("property_agreement", 3, s, f"dom_{way}.edit.accuracy.json"),
             fixed("accuracy_with_properties", 3, s, f"dom_{way}.edit.accuracy.json"),
             fixed("accuracy", 3, s, f"dom_{way}.own.accuracy.json"),
-            fixed("property_agreement", 3, s, f"dom_{way}.own.accuracy.json")]) + " |")
+            fixed("property_agreement", 3, s, f"dom_{way}.own.accuracy.json")]))
     L += [
         "",
         "First row: real items (the AE's reconstructions); then under their own domain; then inverted:",
