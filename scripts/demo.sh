@@ -240,8 +240,9 @@ pool "${TRAIN_ORDER[@]/#/train_cinn }"
 
 # 4. Translate, score, report ---------------------------------------------------------------
 S=$OUT/samples
-# DECODER=FILE before a call: another autoencoder's (the unaligned experiment's, over both domains).
-run_translate() { "$TRANSLATE" --force --json "${LOG[@]}" --decoder "ts:${DECODER:-$AE}" "$@"; }
+# run_translate_with DECODER ...: another autoencoder's decoder (the unaligned experiment's, over both domains).
+run_translate_with() { local decoder=$1; shift; "$TRANSLATE" --force --json "${LOG[@]}" --decoder "$decoder" "$@"; }
+run_translate() { run_translate_with "ts:$AE" "$@"; }
 step "translating"
 run_translate --checkpoint "$OUT/runs/label2ae" --labels 0,1,2,3,4,5,6,7,8,9 --samples 10 --out "$S/label_grid.h5" --png "$OUT/label2ae.png" > "$S/label_grid.json"
 GRID_TEXTS=(--text "a dark large coat" --text "a light coat" --text "a small sandal" --text "a large sandal" --text "a dark dress"
@@ -393,7 +394,7 @@ if [[ $EXTRAS == 1 ]]; then
     for part in own edit; do
       strength=(); [[ $part == own ]] && strength=(--alpha 0)
       g=$S/dom_$name.$part
-      DECODER=$AED run_translate --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
+      run_translate_with "ts:$AED" --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
         --exemplars "$EDIT_ROWS" --edit "$edit" "${strength[@]}" --out "$g.h5" > /dev/null
       to_real=identity  # results in the inverted domain: a2b's edits, b2a's own
       if [[ ($name == a2b && $part == edit) || ($name == b2a && $part == own) ]]; then to_real=invert; fi
@@ -402,7 +403,7 @@ if [[ $EXTRAS == 1 ]]; then
       "$EVAL" accuracy --data "h5:$g.seen.h5:x" --classifier "ts:$JUDGE:forward" --labels "h5:$g.h5:label" \
         --props "h5:$g.seen.h5:d" --expected-props "h5:$g.want.h5:d" "${LOG[@]}" > "$g.accuracy.json"
     done
-    DECODER=$AED run_translate --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
+    run_translate_with "ts:$AED" --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
       --exemplars 10 --edit "$own" --edit "$edit" --out "$S/dom_$name.grid.h5" --png "$OUT/dom_$name.png" > /dev/null
   done
 fi

@@ -31,7 +31,7 @@ rows=$(grep -cE '^\| (label2ae|text2ae|sbert2ae|stage[1234]2ae|shape32ae|lp2ae|s
 [[ $rows -eq $runs ]] || fail "report.md has $rows score rows, expected $runs"
 rows=$(grep -cE '^\| (text-hash|sentence-BERT)[^|]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
 [[ $rows -eq $text_experts ]] || fail "report.md has $rows held-out rows, expected $text_experts"
-# The extra experiments: two sketch rows, two editing rows, each with its numbers.
+# The extra experiments (EXTRAS=1): the sketch, editing, segmentation and unaligned rows, each with its numbers.
 rows=$(grep -cE '^\| (plain|shape-biased) classifier \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$out/report.md")
 [[ $rows -eq 2 ]] || fail "report.md has $rows sketch rows, expected 2"
 rows=$(grep -cE '^\| (brightness|size) \(-1 / \+1\) \| ([0-9.]+|n/a) \| ([0-9.]+|n/a) \| [0-9.]+ \| ([0-9.]+|n/a) \|$' "$out/report.md")

@@ -465,7 +465,7 @@ def main():
     p.add_argument("--prompt-samples", required=True)
     p.add_argument("--heldout-prompts", required=True, help="configs/example/prompts_heldout.tsv")
     p.add_argument("--heldout-grid", action="append", default=[], help="a prompt of the held-out grid (repeat)")
-    p.add_argument("--extras", action="store_true", help="the sketch and attribute-editing sections (demo.sh EXTRAS=1)")
+    p.add_argument("--extras", action="store_true", help="the sections of the paper's four other experiments: sketch, editing, segmentation, unaligned (demo.sh EXTRAS=1)")
     p.add_argument("--edit-rows", default="500", help="test items edited (demo.sh EDIT_ROWS)")
     p.add_argument("--sbert-skipped", help="why there is no sentence-BERT run (required without sbert2ae)")
     a = p.parse_args()
