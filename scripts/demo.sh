@@ -8,7 +8,7 @@
 #   4. translate to PNG grids, score (accuracy by the judge, FID on the judge's features,
 #      diversity, test NLL, prompts worded unlike any caption) and write OUT/report.md
 #      (scripts/example/report.py reads the scores' JSON files)
-#   With EXTRAS=1 (about 7 more minutes on 2 cores), the paper's other experiments at this scale: sketch -> image
+#   With EXTRAS=1 (about 6 more minutes on 2 cores), the paper's other experiments at this scale: sketch -> image
 #   through a shape-biased classifier (trained on texture-randomised images) beside the plain
 #   one, attribute editing (label + caption properties -> AE, one property changed),
 #   segmentation -> image (a 7x7 silhouette as a hard mask and as soft scores -> AE; diversity,
@@ -85,7 +85,7 @@ TRAIN_ONLY=("dom2ae|fmnist_domain2ae|ld|.domains|5|class + domain (real / invert
 RUNS=() TEXT_RUNS=() TRAIN_ORDER=() kept=()
 declare -A EXP_CONFIG=() EXP_COND=() EXP_CACHE=() EXP_TEXT_EXPERT=()
 (( EXTRAS == 1 )) || TRAIN_ONLY=()
-ALL=("${EXPERIMENTS[@]}" "${TRAIN_ONLY[@]}") TRAIN_ONLY_RUNS=()
+ALL=("${EXPERIMENTS[@]}" "${TRAIN_ONLY[@]}")
 for i in "${!ALL[@]}"; do
   line=${ALL[i]}
   IFS='|' read -r name config cond cache order _ text_expert _ <<< "$line"
@@ -93,7 +93,7 @@ for i in "${!ALL[@]}"; do
   if [[ $cache == .extra && $EXTRAS == 0 ]]; then continue; fi
   [[ $order =~ ^[1-9][0-9]*$ && -z ${TRAIN_ORDER[order]:-} ]] || { echo "demo: $name: bad pool place '$order'" >&2; exit 2; }
   TRAIN_ORDER[order]=$name EXP_CONFIG[$name]=$config EXP_COND[$name]=$cond EXP_CACHE[$name]=$cache
-  if (( i >= ${#EXPERIMENTS[@]} )); then TRAIN_ONLY_RUNS+=("$name"); continue; fi
+  if (( i >= ${#EXPERIMENTS[@]} )); then continue; fi  # TRAIN_ONLY: the pool alone
   kept+=("$line") RUNS+=("$name")
   if [[ -n $text_expert ]]; then TEXT_RUNS+=("$name") EXP_TEXT_EXPERT[$name]=$text_expert; fi
 done
@@ -386,18 +386,16 @@ if [[ $EXTRAS == 1 ]]; then
 
   # Unaligned translation: EDIT_ROWS test items of each domain carried into the other, v = T(z(x) | class,
   # domain a), z' = T^-1(v | class, domain b) (--edit 10=+1: inverted, -1: real); "own" is the same
-  # rows under their own domain (strength 0). The judge sees each result in the real domain (an
+  # rows under their own domain. The judge sees each result in the real domain (an
   # inverted one inverted back); the domain code (`background`) says which domain it is in.
   step "unaligned translation between the real and the inverted domain"
   for way in "a2b|A|10=1|10=-1" "b2a|B|10=-1|10=1"; do
     IFS='|' read -r name from edit own <<< "$way"
     for part in own edit; do
-      strength=(); [[ $part == own ]] && strength=(--alpha 0)
-      g=$S/dom_$name.$part
+      domain=${!part} g=$S/dom_$name.$part  # the condition's domain column: where the results land
       run_translate_with "ts:$AED" --checkpoint "$OUT/runs/dom2ae" --mode transfer --exemplar "$OUT/cache/test.dom$from.h5" \
-        --exemplars "$EDIT_ROWS" --edit "$edit" "${strength[@]}" --out "$g.h5" > /dev/null
-      to_real=identity  # results in the inverted domain: a2b's edits, b2a's own
-      if [[ ($name == a2b && $part == edit) || ($name == b2a && $part == own) ]]; then to_real=invert; fi
+        --exemplars "$EDIT_ROWS" --edit "$domain" --out "$g.h5" > /dev/null
+      to_real=identity; [[ $domain == 10=1 ]] && to_real=invert
       "$EXTRACT" --data "h5:$g.h5:image" --expert x="$to_real" --expert d=background --out "$g.seen.h5" --force "${LOG[@]}"
       "$EXTRACT" --data "h5:$g.h5:cond" --expert d=columns:10:11 --out "$g.want.h5" --force "${LOG[@]}"
       "$EVAL" accuracy --data "h5:$g.seen.h5:x" --classifier "ts:$JUDGE:forward" --labels "h5:$g.h5:label" \

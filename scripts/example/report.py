@@ -428,7 +428,7 @@ def extras(a, out, s, fixed, raw):
         f"x' = D(T^-1(v | class, b)) for {raw('n', s, 'dom_a2b.edit.accuracy.json')} real and {raw('n', s, 'dom_b2a.edit.accuracy.json')} inverted test items. Class kept: the judge's class",
         "of x' (seen in the real domain: an inverted x' is inverted back) equals the item's. In domain b:",
         "the domain classifier (expert `background`, the sign of the border's mean, exact on both",
-        "domains' real items) puts x' in b. Own domain: the same rows with a = b (strength 0).",
+        "domains' real items) puts x' in b. Own domain: the same rows with b = a.",
         "",
         "| direction | class kept | in the target domain | both | own domain: class kept | own domain: in it |",
         "|---|---:|---:|---:|---:|---:|",

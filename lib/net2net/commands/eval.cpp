@@ -91,8 +91,9 @@ std::vector<int64_t> read_labels(const std::string& spec) {
   return reader.read_int64(h5.dataset);
 }
 
-// --props / --expected-props: the rows of an h5:FILE:DATASET as float codes.
-metrics::PropertyCodes read_property_codes(const std::string& spec, const std::string& option) {
+// --props / --expected-props (property codes), iou's --pred / --target (masks): the rows of an
+// h5:FILE:DATASET as floats, refused naming the option and file when any is NaN or Inf.
+metrics::PropertyCodes read_float_rows(const std::string& spec, const std::string& option) {
   const auto h5 = data::parse_h5_spec(spec, option);
   io::EmbeddingReader reader(h5.file, /*aligned=*/false);
   const auto info = reader.info(h5.dataset);
@@ -257,8 +258,8 @@ class EvalTool : public cli::Tool {
     metrics::PropertyCodes codes, requested;
     if (with_props) {
       if (acc_props_.empty() || acc_expected_props_.empty()) throw UsageError("--props and --expected-props go together");
-      codes = read_property_codes(acc_props_, "--props");
-      requested = read_property_codes(acc_expected_props_, "--expected-props");
+      codes = read_float_rows(acc_props_, "--props");
+      requested = read_float_rows(acc_expected_props_, "--expected-props");
       if (codes.cols != requested.cols || codes.rows < source->size() || requested.rows < source->size())
         throw InputError("--props and --expected-props must have the same width and a row per image");
     }
@@ -282,20 +283,12 @@ class EvalTool : public cli::Tool {
     iou.add_option("--threshold", iou_threshold_, "A cell is on when its value exceeds this")->capture_default_str();
   }
   int run_iou(const cli::GlobalOptions&) {
-    auto read = [](const std::string& spec, const std::string& option) {
-      const auto h5 = data::parse_h5_spec(spec, option);
-      io::EmbeddingReader reader(h5.file, /*aligned=*/false);
-      const auto info = reader.info(h5.dataset);
-      auto values = reader.read_rows(h5.dataset, 0, info.rows);
-      io::require_finite_rows(values.data(), info.rows, info.cols, option + " '" + spec + "'");
-      return std::make_tuple(std::move(values), info.rows, info.cols);
-    };
-    auto [pred, n, pred_cols] = read(iou_pred_, "--pred");
-    auto [target, targets, cols] = read(iou_target_, "--target");
-    if (pred_cols != cols)
-      throw InputError("--pred '" + iou_pred_ + "' has " + std::to_string(pred_cols) + " cells per row, --target '" +
-                       iou_target_ + "' " + std::to_string(cols));
-    std::cout << metrics::to_json(metrics::mask_agreement(pred, n, target, targets, cols, iou_threshold_)).dump() << std::endl;
+    const auto pred = read_float_rows(iou_pred_, "--pred"), target = read_float_rows(iou_target_, "--target");
+    if (pred.cols != target.cols)
+      throw InputError("--pred '" + iou_pred_ + "' has " + std::to_string(pred.cols) + " cells per row, --target '" +
+                       iou_target_ + "' " + std::to_string(target.cols));
+    const auto result = metrics::mask_agreement(pred.values, pred.rows, target.values, target.rows, target.cols, iou_threshold_);
+    std::cout << metrics::to_json(result).dump() << std::endl;
     return 0;
   }
 

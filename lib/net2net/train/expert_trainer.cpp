@@ -88,9 +88,10 @@ json train_expert(const json& config, const std::string& run_dir, bool force, co
   const bool l1 = ae && config["train"]["loss"] == "l1";
   const double lr = t["lr"];
   const std::string lr_schedule = t["lr_schedule"];
-  const bool shape_biased = !ae && t.value("augment", std::string("none")) == "shape";
+  const std::string augment = t.value("augment", std::string("none"));
+  const bool shape_biased = !ae && augment == "shape";
   // The unaligned experiment's two domains (example::invert_odd_items): no item seen in both.
-  const bool invert_odd = ae && t.value("augment", std::string("none")) == "invert-odd";
+  const bool invert_odd = ae && augment == "invert-odd";
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::trunc);
   Progress progress(std::string("train ") + config["kind"].get<std::string>(), steps, "steps");
   spdlog::info("training the {} '{}' ({} images, {} epochs of {} steps)", config["kind"].get<std::string>(),
